@@ -1,0 +1,170 @@
+"""Stage 02: train V, the convolutional VAE, on the frames of data/rollout.
+
+Frames are streamed from disk (bounded memory at any dataset size). The last
+HELD_OUT_FRACTION of the sorted episode files is held out. After every epoch the model and
+optimizer are saved to checkpoints/vae.pt, so an interrupted run resumes, and a PNG grid
+of held-out frames (top) over their reconstructions (bottom) is written.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from worldmodels.checkpoints import VAE_FILE, default_device, load_checkpoint, save_model
+from worldmodels.data import count_frames, split_episodes, stream_frame_batches
+from worldmodels.episodes import DataError, read_rollout_frames, require_episodes
+from worldmodels.frames import frames_to_tensor_layout
+from worldmodels.logs import CsvLog
+from worldmodels.vae import ConvVAE, vae_loss
+
+EPOCHS = 10  # passes over the dataset (the original's CarRacing setting)
+BATCH_SIZE = 100  # images per batch
+LEARNING_RATE = 1e-4  # Adam
+Z_SIZE = 32  # latent size
+KL_TOLERANCE = 0.5  # KL floored at KL_TOLERANCE * Z_SIZE nats per image (free bits)
+HELD_OUT_FRACTION = 0.05  # last 5% of the sorted episode files, never trained on
+HELD_OUT_FRAMES = 10_000  # held-out frames scored after each epoch (at most)
+BUFFER_EPISODES = 50  # episodes shuffled together in memory (~0.6 GB at 1000 frames each)
+SEED = 0  # model initialisation, sampling and data order
+DATA_DIR = "data/rollout"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument("--lr", type=float, default=LEARNING_RATE)
+    parser.add_argument("--z-size", type=int, default=Z_SIZE)
+    parser.add_argument("--kl-tolerance", type=float, default=KL_TOLERANCE)
+    parser.add_argument("--held-out-fraction", type=float, default=HELD_OUT_FRACTION)
+    parser.add_argument("--buffer-episodes", type=int, default=BUFFER_EPISODES)
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--data-dir", default=DATA_DIR)
+    parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
+    parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and train from scratch")
+    args = parser.parse_args(argv)
+    for name in ("epochs", "batch_size", "z_size", "buffer_episodes"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= args.held_out_fraction < 1:
+        parser.error("--held-out-fraction must be in [0, 1)")
+    if args.lr <= 0 or args.kl_tolerance < 0:
+        parser.error("--lr must be positive and --kl-tolerance non-negative")
+    return args
+
+
+@torch.no_grad()
+def evaluate(vae: ConvVAE, frames: np.ndarray, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    """Mean loss terms over held-out frames, with a fixed sampling seed."""
+    vae.eval()
+    torch.manual_seed(args.seed)
+    totals = np.zeros(3)
+    for start in range(0, len(frames), args.batch_size):
+        x = torch.from_numpy(frames_to_tensor_layout(frames[start : start + args.batch_size])).to(device)
+        recon, mu, logvar = vae(x)
+        terms = vae_loss(x, recon, mu, logvar, args.kl_tolerance)
+        totals += np.array([t.item() for t in terms]) * len(x)
+    vae.train()
+    return dict(zip(("loss", "recon", "kl"), totals / len(frames)))
+
+
+@torch.no_grad()
+def save_reconstructions(vae: ConvVAE, frames: np.ndarray, path: Path, device: torch.device) -> None:
+    """PNG: frames on the top row, V's reconstructions (from mu) below, 2x enlarged."""
+    vae.eval()
+    mu, _ = vae.encode(torch.from_numpy(frames_to_tensor_layout(frames)).to(device))
+    recon = (vae.decode(mu).cpu().numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
+    vae.train()
+    grid = np.concatenate([np.concatenate(list(frames), axis=1), np.concatenate(list(recon), axis=1)], axis=0)
+    image = Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.Resampling.NEAREST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format="PNG")
+    tmp.replace(path)
+
+
+def held_out_frames(files: list[Path], limit: int) -> np.ndarray:
+    """Up to ``limit`` frames spread evenly over the held-out episodes."""
+    per_file = max(1, limit // max(1, len(files)))
+    chunks = []
+    for path in files:
+        frames = read_rollout_frames(path)
+        chunks.append(frames[np.linspace(0, len(frames) - 1, min(per_file, len(frames))).astype(int)])
+    return np.concatenate(chunks)[:limit]
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    device = default_device()
+    torch.manual_seed(args.seed)
+    files = require_episodes(args.data_dir, "01_generate_data.py")
+    train_files, held_out_files = split_episodes(files, args.held_out_fraction)
+    held_out = held_out_frames(held_out_files or train_files, HELD_OUT_FRAMES)
+    train_frames = count_frames(train_files)
+    print(f"{len(train_files)} training episodes ({train_frames} frames), {len(held_out_files)} held out; device {device}")
+
+    checkpoint_path = Path(args.checkpoint_dir) / VAE_FILE
+    vae = ConvVAE(args.z_size).to(device)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr)
+    start_epoch = 0
+    if checkpoint_path.exists() and not args.restart:
+        checkpoint = load_checkpoint(checkpoint_path, "vae", "02_train_vae.py")
+        if checkpoint["config"]["z_size"] != args.z_size:
+            raise DataError(f"{checkpoint_path}: built with z_size={checkpoint['config']['z_size']}; pass --restart to train a new one")
+        vae.load_state_dict(checkpoint["state_dict"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start_epoch = checkpoint["epoch"]
+        print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
+    log = CsvLog(Path(args.checkpoint_dir) / "vae_log.csv",
+                 ["epoch", "train_loss", "train_recon", "train_kl", "held_out_loss", "held_out_recon", "held_out_kl", "seconds"],
+                 keep_rows=start_epoch)
+    picture = Path(args.checkpoint_dir) / "vae_reconstructions.png"
+
+    for epoch in range(start_epoch + 1, args.epochs + 1):
+        started = time.time()
+        totals, seen = np.zeros(3), 0
+        batches = stream_frame_batches(train_files, args.batch_size, args.buffer_episodes, seed=args.seed + epoch)
+        bar = tqdm(batches, total=max(1, train_frames // args.batch_size), desc=f"epoch {epoch}/{args.epochs}", dynamic_ncols=True)
+        for frames in bar:
+            x = torch.from_numpy(frames_to_tensor_layout(frames)).to(device)
+            recon, mu, logvar = vae(x)
+            loss, recon_term, kl_term = vae_loss(x, recon, mu, logvar, args.kl_tolerance)
+            if not torch.isfinite(loss):
+                raise DataError(f"{checkpoint_path}: loss became {loss.item()} in epoch {epoch}; "
+                                f"the last good checkpoint is kept; try a lower --lr")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            totals += np.array([loss.item(), recon_term.item(), kl_term.item()]) * len(x)
+            seen += len(x)
+            bar.set_postfix(loss=f"{loss.item():.1f}", kl=f"{kl_term.item():.1f}")
+        if seen == 0:
+            raise DataError(f"{args.data_dir}: fewer training frames than one batch of {args.batch_size}; collect more episodes or lower --batch-size")
+        train = totals / seen
+        scores = evaluate(vae, held_out, args, device)
+        save_model(checkpoint_path, "vae", vae, epoch=epoch, optimizer=optimizer.state_dict(), held_out_loss=scores["loss"])
+        save_reconstructions(vae, held_out[np.linspace(0, len(held_out) - 1, 8).astype(int)], picture, device)
+        log.append(epoch=epoch, train_loss=f"{train[0]:.3f}", train_recon=f"{train[1]:.3f}", train_kl=f"{train[2]:.3f}",
+                   held_out_loss=f"{scores['loss']:.3f}", held_out_recon=f"{scores['recon']:.3f}",
+                   held_out_kl=f"{scores['kl']:.3f}", seconds=f"{time.time() - started:.1f}")
+        print(f"epoch {epoch}: train loss {train[0]:.2f} (recon {train[1]:.2f}, KL {train[2]:.2f}); "
+              f"held-out loss {scores['loss']:.2f} (recon {scores['recon']:.2f}, KL {scores['kl']:.2f})")
+
+    if start_epoch >= args.epochs:
+        print(f"{checkpoint_path} already trained for {start_epoch} epochs; pass --restart or more --epochs to train again")
+    print(f"wrote {checkpoint_path}, {log.path} and {picture}")
+    print("next: python 03_generate_rnn_data.py")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except DataError as error:
+        sys.exit(f"error: {error}")

@@ -1,0 +1,140 @@
+"""Stage 04: train M, the MDN-RNN, on the encoded episodes in data/series.
+
+Each batch holds random windows of SEQ_LEN steps; z is resampled from V's mu and logvar
+every batch. M learns z_{t+1} (a mixture of GAUSSIANS per latent dimension), the reward
+of each action and whether the episode ended. The last HELD_OUT_FRACTION of the sorted
+files is held out and scored on whole episodes after every epoch. The model and optimizer
+are saved to checkpoints/mdrnn.pt after every epoch, so an interrupted run resumes.
+"""
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from worldmodels.checkpoints import MDRNN_FILE, default_device, load_checkpoint, save_model
+from worldmodels.data import SeriesWindows, split_episodes
+from worldmodels.episodes import DataError, require_episodes
+from worldmodels.logs import CsvLog
+from worldmodels.mdrnn import MDNRNN, mdrnn_loss
+
+EPOCHS = 200  # passes over the data (the original: 4000 batches of 100 x 1000 steps on 2M steps)
+BATCH_SIZE = 100  # windows per batch
+SEQ_LEN = 1000  # steps per window (the original trained on whole episodes)
+LEARNING_RATE = 1e-3  # Adam
+GRAD_CLIP = 1.0  # max gradient norm
+HIDDEN_SIZE = 256  # LSTM units
+GAUSSIANS = 5  # mixture components per latent dimension
+HELD_OUT_FRACTION = 0.05  # last 5% of the sorted episode files
+SEED = 0
+SERIES_DIR = "data/series"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument("--seq-len", type=int, default=SEQ_LEN)
+    parser.add_argument("--lr", type=float, default=LEARNING_RATE)
+    parser.add_argument("--grad-clip", type=float, default=GRAD_CLIP)
+    parser.add_argument("--hidden-size", type=int, default=HIDDEN_SIZE)
+    parser.add_argument("--gaussians", type=int, default=GAUSSIANS)
+    parser.add_argument("--held-out-fraction", type=float, default=HELD_OUT_FRACTION)
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--series-dir", default=SERIES_DIR)
+    parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
+    parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and train from scratch")
+    args = parser.parse_args(argv)
+    for name in ("epochs", "batch_size", "seq_len", "hidden_size", "gaussians"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= args.held_out_fraction < 1:
+        parser.error("--held-out-fraction must be in [0, 1)")
+    if args.lr <= 0 or args.grad_clip <= 0:
+        parser.error("--lr and --grad-clip must be positive")
+    return args
+
+
+@torch.no_grad()
+def evaluate(mdrnn: MDNRNN, data: SeriesWindows, seed: int, device: torch.device) -> dict[str, float]:
+    """Losses on whole held-out episodes, from M's zero state, with fixed z samples."""
+    mdrnn.eval()
+    rng = np.random.default_rng(seed)
+    batch = data.batch(0, int(data.lengths.max()), rng, episodes=np.arange(len(data.lengths)))
+    batch = {k: v.to(device) for k, v in batch.items()}
+    out, _ = mdrnn(batch["z"], batch["action"])
+    mdrnn.train()
+    return {k: v.item() for k, v in mdrnn_loss(out, batch).items()}
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    device = default_device()
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    files = require_episodes(args.series_dir, "03_generate_rnn_data.py")
+    train_files, held_out_files = split_episodes(files, args.held_out_fraction)
+    train, held_out = SeriesWindows(train_files), SeriesWindows(held_out_files or train_files)
+    batches_per_epoch = max(1, math.ceil(train.steps / (args.batch_size * args.seq_len)))
+    print(f"{len(train_files)} training episodes ({train.steps} steps, {batches_per_epoch} batches per epoch), "
+          f"{len(held_out_files)} held out; device {device}")
+
+    checkpoint_path = Path(args.checkpoint_dir) / MDRNN_FILE
+    mdrnn = MDNRNN(train.z_size, 3, args.hidden_size, args.gaussians).to(device)
+    optimizer = torch.optim.Adam(mdrnn.parameters(), lr=args.lr)
+    start_epoch = 0
+    if checkpoint_path.exists() and not args.restart:
+        checkpoint = load_checkpoint(checkpoint_path, "mdrnn", "04_train_rnn.py")
+        if checkpoint["config"] != mdrnn.config():
+            raise DataError(f"{checkpoint_path}: built with {checkpoint['config']}, not {mdrnn.config()}; pass --restart to train a new one")
+        mdrnn.load_state_dict(checkpoint["state_dict"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start_epoch = checkpoint["epoch"]
+        rng = np.random.default_rng([args.seed, start_epoch])
+        print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
+    columns = ["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")] + ["seconds"]
+    log = CsvLog(Path(args.checkpoint_dir) / "mdrnn_log.csv", columns, keep_rows=start_epoch)
+
+    bar = tqdm(range(start_epoch + 1, args.epochs + 1), desc="epochs", dynamic_ncols=True)
+    for epoch in bar:
+        started = time.time()
+        totals = {k: 0.0 for k in ("loss", "nll", "reward", "done")}
+        for _ in range(batches_per_epoch):
+            batch = {k: v.to(device) for k, v in train.batch(args.batch_size, args.seq_len, rng).items()}
+            out, _ = mdrnn(batch["z"], batch["action"])
+            losses = mdrnn_loss(out, batch)
+            if not torch.isfinite(losses["loss"]):
+                raise DataError(f"{checkpoint_path}: loss became {losses['loss'].item()} in epoch {epoch}; "
+                                "the last good checkpoint is kept; try a lower --lr")
+            optimizer.zero_grad()
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(mdrnn.parameters(), args.grad_clip)
+            optimizer.step()
+            for k in totals:
+                totals[k] += losses[k].item() / batches_per_epoch
+        scores = evaluate(mdrnn, held_out, args.seed, device)
+        save_model(checkpoint_path, "mdrnn", mdrnn, epoch=epoch, optimizer=optimizer.state_dict(), held_out_loss=scores["loss"])
+        row = {f"train_{k}": f"{v:.4f}" for k, v in totals.items()} | {f"held_out_{k}": f"{v:.4f}" for k, v in scores.items()}
+        log.append(epoch=epoch, seconds=f"{time.time() - started:.1f}", **row)
+        bar.set_postfix(train=f"{totals['loss']:.3f}", held_out=f"{scores['loss']:.3f}")
+        tqdm.write(f"epoch {epoch}: train loss {totals['loss']:.3f} (z NLL {totals['nll']:.3f}, reward {totals['reward']:.3f}, "
+                   f"done {totals['done']:.3f}); held-out {scores['loss']:.3f} (z NLL {scores['nll']:.3f}, "
+                   f"reward {scores['reward']:.3f}, done {scores['done']:.3f})")
+
+    if start_epoch >= args.epochs:
+        print(f"{checkpoint_path} already trained for {start_epoch} epochs; pass --restart or more --epochs to train again")
+    print(f"wrote {checkpoint_path} and {log.path}")
+    print("next: python 05_train_controller.py")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except DataError as error:
+        sys.exit(f"error: {error}")

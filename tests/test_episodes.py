@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from worldmodels.env import make_env
+from worldmodels.episodes import DataError, read_rollout, read_series, write_rollout, write_series
+from worldmodels.rollout import collect_exploration_episode
+
+
+@pytest.fixture(scope="module")
+def episode():
+    return collect_exploration_episode(seed=5, max_steps=40)
+
+
+def test_exploration_episode_has_the_rollout_format(episode, tmp_path):
+    path = tmp_path / "ep00000005.npz"
+    write_rollout(path, **episode)
+    loaded = read_rollout(path)
+    assert loaded["obs"].shape == (40, 64, 64, 3) and loaded["obs"].dtype == np.uint8
+    assert loaded["action"].shape == (40, 3) and loaded["action"].dtype == np.float32
+    assert loaded["reward"].shape == (40,) and loaded["reward"].dtype == np.float32
+    assert loaded["done"].dtype == np.bool_ and loaded["terminated"].dtype == np.bool_
+    assert loaded["done"][-1] and not loaded["done"][:-1].any()  # truncated by the time limit
+    assert not loaded["terminated"].any()
+    for key in episode:
+        assert np.array_equal(loaded[key], episode[key])
+
+
+def test_actions_stay_in_carracing_bounds(episode):
+    a = episode["action"]
+    assert (np.abs(a[:, 0]) <= 1).all() and (a[:, 1:] >= 0).all() and (a[:, 1:] <= 1).all()
+
+
+def test_episode_is_reproducible_from_its_seed(episode):
+    again = collect_exploration_episode(seed=5, max_steps=40)
+    for key in episode:
+        assert np.array_equal(again[key], episode[key])
+
+
+def test_reward_t_is_the_reward_of_action_t(episode):
+    env = make_env(40)
+    env.reset(seed=5)
+    rewards = [env.step(action)[1] for action in episode["action"]]
+    env.close()
+    assert np.allclose(rewards, episode["reward"])
+
+
+def test_series_roundtrip_stores_latents_as_float16(tmp_path):
+    path = tmp_path / "ep00000001.npz"
+    steps = 6
+    write_series(path, np.zeros((steps, 32)), np.ones((steps, 32)), np.zeros((steps, 3)), np.zeros(steps),
+                 np.zeros(steps, bool), np.eye(steps, dtype=bool)[-1])
+    loaded = read_series(path)
+    assert loaded["mu"].dtype == np.float16 and loaded["mu"].shape == (steps, 32)
+    assert loaded["done"][-1]
+
+
+def test_corrupt_or_wrong_files_raise_one_clear_error(tmp_path, episode):
+    truncated = tmp_path / "ep00000001.npz"
+    write_rollout(truncated, **episode)
+    truncated.write_bytes(truncated.read_bytes()[:1000])
+    with pytest.raises(DataError, match="ep00000001.npz: unreadable"):
+        read_rollout(truncated)
+    missing_key = tmp_path / "ep00000002.npz"
+    np.savez(missing_key, obs=episode["obs"])
+    with pytest.raises(DataError, match="missing keys"):
+        read_rollout(missing_key)
+    bad_reward = dict(episode, reward=episode["reward"].copy())
+    bad_reward["reward"][3] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        write_rollout(tmp_path / "ep00000003.npz", **bad_reward)

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+import torch
+
+from worldmodels.controller import parameter_count
+from worldmodels.mdrnn import MDNRNN
+from worldmodels.parallel import WorkerPool
+from worldmodels.rollout import run_agent_episodes
+from worldmodels.vae import ConvVAE
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    return ConvVAE(32).eval(), MDNRNN(32, 3, 256, 5).eval()
+
+
+def test_batched_episodes_equal_one_at_a_time(models):
+    vae, mdrnn = models
+    params = np.random.default_rng(0).normal(0, 0.1, (3, parameter_count(288))).astype(np.float32)
+    seeds = [11, 12, 13]
+    batched = run_agent_episodes(vae, mdrnn, params, seeds, max_steps=30, patience=10)
+    for i in range(3):
+        alone = run_agent_episodes(vae, mdrnn, params[i : i + 1], seeds[i : i + 1], max_steps=30, patience=10)
+        assert alone.returns[0] == pytest.approx(batched.returns[i], abs=1e-9)
+        assert alone.steps[0] == batched.steps[i]
+
+
+def test_patience_ends_episodes_without_progress(models):
+    vae, mdrnn = models
+    params = np.zeros((1, parameter_count(32)), dtype=np.float32)
+    params[0, -1] = 10.0  # brake bias: the car never moves, so it never earns a reward
+    params[0, -2] = -10.0  # no gas
+    result = run_agent_episodes(vae, mdrnn, params, [3], max_steps=200, patience=20, use_hidden=False)
+    # the first step pays for the tile the car starts on; then 20 steps without a reward
+    assert result.steps[0] == 1 + 20
+
+
+def _square(x):
+    return x * x
+
+
+def _fail(x):
+    raise RuntimeError(f"bad item {x}")
+
+
+def test_worker_pool_keeps_order_in_process_and_across_processes():
+    with WorkerPool(1) as pool:
+        assert pool.map(_square, range(5)) == [0, 1, 4, 9, 16]
+    with WorkerPool(2) as pool:
+        assert pool.map(_square, range(7)) == [x * x for x in range(7)]
+
+
+def test_worker_exception_reaches_the_caller():
+    with WorkerPool(2) as pool, pytest.raises(RuntimeError, match="bad item 3"):
+        pool.map(_fail, [3])

@@ -1,0 +1,43 @@
+"""C: the linear controller a_t = W_c [z_t h_t] + b_c, and the action squashing.
+
+With Z = 32 and H = 256, W_c is [3, 288] and b_c [3]: 867 parameters, searched by CMA-ES
+as one flat vector laid out as W_c row-major, then b_c.
+"""
+
+import torch
+
+ACTION_SIZE = 3
+
+
+def parameter_count(input_size: int, action_size: int = ACTION_SIZE) -> int:
+    return action_size * input_size + action_size
+
+
+def squash_action(raw: torch.Tensor) -> torch.Tensor:
+    """raw [..., 3] -> (steering tanh in [-1, 1], gas (tanh + 1) / 2 in [0, 1],
+    brake clip(tanh, 0, 1)): a zero controller steers straight, half gas, no brake."""
+    t = torch.tanh(raw)
+    return torch.stack([t[..., 0], (t[..., 1] + 1) / 2, t[..., 2].clamp(min=0.0)], dim=-1)
+
+
+class LinearControllers:
+    """A batch of B controllers, one per environment, applied in one batched matmul.
+
+    params: [B, P] flat parameter vectors (P = parameter_count(input_size)).
+    """
+
+    def __init__(self, params: torch.Tensor, input_size: int, action_size: int = ACTION_SIZE):
+        expected = parameter_count(input_size, action_size)
+        if params.ndim != 2 or params.shape[1] != expected:
+            raise ValueError(f"controller parameters must be [B, {expected}], got {list(params.shape)}")
+        split = action_size * input_size
+        self.weight = params[:, :split].reshape(-1, action_size, input_size)  # [B, A, I]
+        self.bias = params[:, split:]  # [B, A]
+
+    def __call__(self, features: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """features: [N, I] ([z_t, h_t]) -> actions [N, A] within CarRacing's bounds.
+
+        rows: [N] indices of the controllers to apply (all B when None)."""
+        weight, bias = (self.weight, self.bias) if rows is None else (self.weight[rows], self.bias[rows])
+        raw = torch.bmm(weight, features.unsqueeze(-1)).squeeze(-1) + bias
+        return squash_action(raw)

@@ -1,0 +1,122 @@
+"""Feeding V and M: streamed frames for V, sequence windows for M.
+
+V's data (2M frames, 24.6 GB as uint8 at paper scale) never sits in memory whole: each
+epoch visits the episodes in a seeded random order, in groups of ``buffer_episodes``; a
+group's frames are shuffled together and served in batches while a background thread
+loads the next group. Memory is about two groups, whatever the dataset's size.
+"""
+
+import threading
+from pathlib import Path
+from queue import Queue
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from worldmodels.episodes import read_rollout_frames, read_series
+
+
+def split_episodes(files: list[Path], held_out_fraction: float) -> tuple[list[Path], list[Path]]:
+    """Deterministic split of sorted files: the last ``held_out_fraction`` are held out
+    (at least one when there are two or more files)."""
+    files = sorted(files)
+    held_out = int(round(len(files) * held_out_fraction))
+    if held_out_fraction > 0 and len(files) >= 2:
+        held_out = max(held_out, 1)
+    held_out = min(held_out, len(files) - 1)
+    return files[: len(files) - held_out], files[len(files) - held_out :]
+
+
+def count_frames(files: list[Path]) -> int:
+    """Total steps in rollout files, reading only their small 'done' arrays."""
+    total = 0
+    for path in files:
+        with np.load(path) as data:
+            total += len(data["done"])
+    return total
+
+
+def _load_group(files: list[Path], rng: np.random.Generator) -> np.ndarray:
+    frames = np.concatenate([read_rollout_frames(path) for path in files])
+    return frames[rng.permutation(len(frames))]
+
+
+def stream_frame_batches(
+    files: list[Path], batch_size: int, buffer_episodes: int, seed: int, drop_last: bool = True
+) -> Iterator[np.ndarray]:
+    """Yield uint8 [batch_size, 64, 64, 3] batches covering every frame of ``files`` once,
+    in an order fixed by ``seed``."""
+    rng = np.random.default_rng(seed)
+    order = [files[i] for i in rng.permutation(len(files))]
+    groups = [order[i : i + buffer_episodes] for i in range(0, len(order), buffer_episodes)]
+    loaded: Queue = Queue(maxsize=1)
+
+    def load_all() -> None:
+        try:
+            for group in groups:
+                loaded.put(_load_group(group, rng))
+            loaded.put(None)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            loaded.put(error)
+
+    threading.Thread(target=load_all, daemon=True).start()
+    carry = np.zeros((0, 64, 64, 3), dtype=np.uint8)
+    while (frames := loaded.get()) is not None:
+        if isinstance(frames, BaseException):
+            raise frames
+        frames = np.concatenate([carry, frames]) if len(carry) else frames
+        whole = len(frames) // batch_size * batch_size
+        for start in range(0, whole, batch_size):
+            yield frames[start : start + batch_size]
+        carry = frames[whole:]
+    if len(carry) and not drop_last:
+        yield carry
+
+
+class SeriesWindows:
+    """All encoded episodes in memory (small: 2M steps are about 0.3 GB) and random windows
+    of ``seq_len`` steps for M.
+
+    A window starting at t0 gives, for s in [0, seq_len):
+      z_t = mu + sigma * eps at t0 + s (resampled on every call), action, reward, terminated,
+      next z = the same at t0 + s + 1 and two masks: ``step_mask`` (the step exists) and
+      ``next_mask`` (its next frame exists; the last step of an episode has none).
+    """
+
+    def __init__(self, files: list[Path]):
+        episodes = [read_series(path) for path in files]
+        self.lengths = np.array([len(e["action"]) for e in episodes])
+        self.z_size = episodes[0]["mu"].shape[1]
+        column = lambda key: [np.asarray(e[key], dtype=np.float32) for e in episodes]
+        self.mu, self.logvar = column("mu"), column("logvar")
+        self.action, self.reward, self.terminated = column("action"), column("reward"), column("terminated")
+
+    @property
+    def steps(self) -> int:
+        return int(self.lengths.sum())
+
+    def batch(self, batch_size: int, seq_len: int, rng: np.random.Generator, episodes: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        """Random windows (or, with ``episodes``, windows from the start of those episodes)."""
+        if episodes is None:
+            episodes = rng.integers(len(self.lengths), size=batch_size)
+            starts = rng.integers(0, np.maximum(self.lengths[episodes] - 1, 1))
+        else:
+            starts = np.zeros(len(episodes), dtype=np.int64)
+        batch = len(episodes)
+        z = np.zeros((batch, seq_len + 1, self.z_size), dtype=np.float32)
+        out = {k: np.zeros((batch, seq_len) + shape, dtype=np.float32) for k, shape in
+               (("action", (3,)), ("reward", ()), ("terminated", ()), ("step_mask", ()), ("next_mask", ()))}
+        for row, (e, t0) in enumerate(zip(episodes, starts)):
+            n = min(seq_len + 1, self.lengths[e] - t0)
+            mu, logvar = self.mu[e][t0 : t0 + n], self.logvar[e][t0 : t0 + n]
+            z[row, :n] = mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape, dtype=np.float32)
+            m = min(seq_len, n)
+            out["action"][row, :m] = self.action[e][t0 : t0 + m]
+            out["reward"][row, :m] = self.reward[e][t0 : t0 + m]
+            out["terminated"][row, :m] = self.terminated[e][t0 : t0 + m]
+            out["step_mask"][row, :m] = 1
+            out["next_mask"][row, : n - 1] = 1
+        tensors = {k: torch.from_numpy(v) for k, v in out.items()}
+        tensors["z"], tensors["next_z"] = torch.from_numpy(z[:, :-1]), torch.from_numpy(z[:, 1:])
+        return tensors

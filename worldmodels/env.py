@@ -1,0 +1,20 @@
+"""The CarRacing-v3 environment and the track seeds each use draws from.
+
+Track seeds come from disjoint ranges, so data collection, controller training, the
+periodic check of the CMA mean and the final evaluation never share a track.
+"""
+
+import gymnasium as gym
+
+ENV_ID = "CarRacing-v3"
+MAX_EPISODE_STEPS = 1000  # CarRacing-v3's own time limit
+
+DATA_SEED_BASE = 0  # stage 01 episode i uses track seed i
+TRAIN_SEED_BASE = 10_000_000  # stage 05 training episodes
+CHECK_SEED_BASE = 20_000_000  # fixed tracks the CMA mean is scored on every K generations
+TEST_SEED_BASE = 30_000_000  # fresh tracks for the final evaluation
+
+
+def make_env(max_steps: int = MAX_EPISODE_STEPS) -> gym.Env:
+    """Stock CarRacing-v3 with continuous actions and a time limit of ``max_steps``."""
+    return gym.make(ENV_ID, continuous=True, max_episode_steps=max_steps)

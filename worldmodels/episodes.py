@@ -1,0 +1,180 @@
+"""The two episode file formats, written and read only here.
+
+Rollout files, ``data/rollout/<id>.npz`` (stage 01), one per episode of T steps:
+
+    obs        uint8   [T, 64, 64, 3]  preprocessed frame seen *before* action t
+    action     float32 [T, 3]          steering in [-1, 1], gas and brake in [0, 1]
+    reward     float32 [T]             reward returned by env.step(action[t])
+    terminated bool    [T]             the env ended the episode after action t
+                                       (lap finished, or car left the playfield)
+    done       bool    [T]             terminated or truncated (time limit) after action t
+
+so step t is (obs[t], action[t]) -> (reward[t], done[t]) and obs[t+1] is the next frame.
+The frame after the last action is not stored: the last step has no next-frame target.
+
+Series files, ``data/series/<id>.npz`` (stage 03), the same episode encoded by V:
+
+    mu, logvar float16 [T, Z]  V's posterior for obs[t]
+    action, reward, terminated, done as above.
+
+``data/series/initial_latents.npz`` holds mu and logvar [N, Z] of every episode's first
+frame (dreams start from these) and ``ids`` [N].
+"""
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from worldmodels.atomic import save_npz
+from worldmodels.frames import FRAME_SIZE
+
+EPISODE_GLOB = "ep*.npz"
+INITIAL_LATENTS_FILE = "initial_latents.npz"
+ACTION_SIZE = 3
+
+
+class DataError(Exception):
+    """Bad or missing input data; the message is one line naming the file and the fix."""
+
+
+def episode_id(seed: int) -> str:
+    """Episode files are named after the seed that generates them."""
+    return f"ep{seed:08d}"
+
+
+def list_episodes(folder: str | Path) -> list[Path]:
+    """Episode files in a folder, sorted by name (the order splits are made in)."""
+    return sorted(Path(folder).glob(EPISODE_GLOB))
+
+
+def _check_steps(path: Path, arrays: dict[str, np.ndarray]) -> int:
+    steps = len(arrays["action"])
+    for key, dtype, shape in (
+        ("action", np.float32, (steps, ACTION_SIZE)),
+        ("reward", np.float32, (steps,)),
+        ("terminated", np.bool_, (steps,)),
+        ("done", np.bool_, (steps,)),
+    ):
+        if arrays[key].dtype != dtype or arrays[key].shape != shape:
+            raise DataError(
+                f"{path}: '{key}' is {arrays[key].dtype} {arrays[key].shape}, expected "
+                f"{np.dtype(dtype)} {shape}; delete the file and re-run the stage that wrote it"
+            )
+    for key in ("action", "reward"):
+        if not np.isfinite(arrays[key]).all():
+            raise DataError(f"{path}: '{key}' holds NaN or inf; delete the file and re-run the stage that wrote it")
+    if steps == 0:
+        raise DataError(f"{path}: the episode has no steps; delete the file and re-run the stage that wrote it")
+    return steps
+
+
+def _load(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as data:
+            missing = [k for k in keys if k not in data.files]
+            if missing:
+                raise DataError(
+                    f"{path}: missing keys {missing}; delete the file and re-run the stage that wrote it"
+                )
+            return {k: data[k] for k in keys}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise DataError(
+            f"{path}: unreadable ({type(error).__name__}: {error}); delete the file and re-run the stage that wrote it"
+        ) from None
+
+
+ROLLOUT_KEYS = ("obs", "action", "reward", "terminated", "done")
+SERIES_KEYS = ("mu", "logvar", "action", "reward", "terminated", "done")
+
+
+def write_rollout(path: str | Path, obs, action, reward, terminated, done) -> None:
+    arrays = dict(
+        obs=np.asarray(obs, dtype=np.uint8),
+        action=np.asarray(action, dtype=np.float32),
+        reward=np.asarray(reward, dtype=np.float32),
+        terminated=np.asarray(terminated, dtype=bool),
+        done=np.asarray(done, dtype=bool),
+    )
+    _check_rollout(Path(path), arrays)
+    save_npz(path, **arrays)
+
+
+def _check_rollout(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    steps = _check_steps(path, arrays)
+    expected = (steps, FRAME_SIZE, FRAME_SIZE, 3)
+    if arrays["obs"].dtype != np.uint8 or arrays["obs"].shape != expected:
+        raise DataError(
+            f"{path}: 'obs' is {arrays['obs'].dtype} {arrays['obs'].shape}, expected uint8 {expected}; "
+            "delete the file and re-run 01_generate_data.py"
+        )
+
+
+def read_rollout(path: str | Path) -> dict[str, np.ndarray]:
+    """Load and validate one rollout file."""
+    path = Path(path)
+    arrays = _load(path, ROLLOUT_KEYS)
+    _check_rollout(path, arrays)
+    return arrays
+
+
+def read_rollout_frames(path: str | Path) -> np.ndarray:
+    """Only the frames of a rollout, uint8 [T, 64, 64, 3] (what V trains on)."""
+    path = Path(path)
+    obs = _load(path, ("obs",))["obs"]
+    if obs.dtype != np.uint8 or obs.ndim != 4 or obs.shape[1:] != (FRAME_SIZE, FRAME_SIZE, 3) or len(obs) == 0:
+        raise DataError(
+            f"{path}: 'obs' is {obs.dtype} {obs.shape}, expected uint8 [T, 64, 64, 3]; "
+            "delete the file and re-run 01_generate_data.py"
+        )
+    return obs
+
+
+def write_series(path: str | Path, mu, logvar, action, reward, terminated, done) -> None:
+    arrays = dict(
+        mu=np.asarray(mu, dtype=np.float16),
+        logvar=np.asarray(logvar, dtype=np.float16),
+        action=np.asarray(action, dtype=np.float32),
+        reward=np.asarray(reward, dtype=np.float32),
+        terminated=np.asarray(terminated, dtype=bool),
+        done=np.asarray(done, dtype=bool),
+    )
+    _check_series(Path(path), arrays)
+    save_npz(path, compress=False, **arrays)
+
+
+def _check_series(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    steps = _check_steps(path, arrays)
+    z_size = arrays["mu"].shape[-1] if arrays["mu"].ndim == 2 else -1
+    for key in ("mu", "logvar"):
+        if arrays[key].dtype != np.float16 or arrays[key].shape != (steps, z_size):
+            raise DataError(
+                f"{path}: '{key}' is {arrays[key].dtype} {arrays[key].shape}, expected float16 [{steps}, Z]; "
+                "delete the file and re-run 03_generate_rnn_data.py"
+            )
+        if not np.isfinite(arrays[key]).all():
+            raise DataError(f"{path}: '{key}' holds NaN or inf; delete the file and re-run 03_generate_rnn_data.py")
+
+
+def read_series(path: str | Path) -> dict[str, np.ndarray]:
+    """Load and validate one series file."""
+    path = Path(path)
+    arrays = _load(path, SERIES_KEYS)
+    _check_series(path, arrays)
+    return arrays
+
+
+def write_initial_latents(path: str | Path, ids: list[str], mu: np.ndarray, logvar: np.ndarray) -> None:
+    save_npz(path, compress=False, ids=np.asarray(ids), mu=mu.astype(np.float16), logvar=logvar.astype(np.float16))
+
+
+def read_initial_latents(path: str | Path) -> dict[str, np.ndarray]:
+    return _load(Path(path), ("ids", "mu", "logvar"))
+
+
+def require_episodes(folder: str | Path, previous_stage: str) -> list[Path]:
+    """Episode files of a stage's input folder, or a DataError telling which stage to run."""
+    files = list_episodes(folder)
+    if not files:
+        raise DataError(f"{folder}: no episode files ({EPISODE_GLOB}); run {previous_stage} first")
+    return files

@@ -1,0 +1,109 @@
+"""M: the MDN-RNN, an LSTM whose head is a mixture of Gaussians for z_{t+1}.
+
+Timing, the same in training, real rollouts and dreams:
+    h_t summarises (z, a) before t; C acts on [z_t, h_t]; then M consumes (z_t, a_t) to
+    produce h_{t+1}, and from h_{t+1} predicts z_{t+1}, the reward r_t of action a_t and
+    whether the episode ended after it. ``MDNRNN.forward`` does this for a whole sequence
+    and ``MDNRNN.step`` for one step, both through the same LSTM and head.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HIDDEN_SIZE = 256
+GAUSSIANS = 5
+LOG_SIGMA_MIN, LOG_SIGMA_MAX = -7.0, 2.0  # keeps the density finite and the sampler sane
+
+LSTMState = tuple[torch.Tensor, torch.Tensor]
+
+
+class MDNRNN(nn.Module):
+    """Input [z_t, a_t] (Z + A) -> LSTM(HIDDEN) -> per latent dimension a mixture of K Gaussians,
+    plus a reward head and a done head.
+    """
+
+    def __init__(self, z_size: int = 32, action_size: int = 3, hidden_size: int = HIDDEN_SIZE, gaussians: int = GAUSSIANS):
+        super().__init__()
+        self.z_size, self.action_size = z_size, action_size
+        self.hidden_size, self.gaussians = hidden_size, gaussians
+        self.lstm = nn.LSTM(z_size + action_size, hidden_size, batch_first=True)
+        self.mdn = nn.Linear(hidden_size, 3 * z_size * gaussians)  # logit pi, mu, log sigma
+        self.reward = nn.Linear(hidden_size, 1)
+        self.done = nn.Linear(hidden_size, 1)
+
+    def config(self) -> dict:
+        return {"z_size": self.z_size, "action_size": self.action_size, "hidden_size": self.hidden_size, "gaussians": self.gaussians}
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> LSTMState:
+        """Zero (h, c), each [1, B, H] as nn.LSTM takes them."""
+        zeros = torch.zeros(1, batch, self.hidden_size, device=device)
+        return zeros, zeros.clone()
+
+    def head(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        """h: [..., H] -> log_pi, mu, log_sigma [..., Z, K]; reward, done_logit [...]."""
+        params = self.mdn(h).unflatten(-1, (3, self.z_size, self.gaussians))
+        logit_pi, mu, log_sigma = params.unbind(dim=-3)
+        return {
+            "log_pi": F.log_softmax(logit_pi, dim=-1),
+            "mu": mu,
+            "log_sigma": log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX),
+            "reward": self.reward(h).squeeze(-1),
+            "done_logit": self.done(h).squeeze(-1),
+        }
+
+    def forward(self, z: torch.Tensor, action: torch.Tensor, state: LSTMState | None = None) -> tuple[dict[str, torch.Tensor], LSTMState]:
+        """z: [B, T, Z], action: [B, T, A] -> (head outputs [B, T, ...] for step t+1, final state)."""
+        h, state = self.lstm(torch.cat([z, action], dim=-1), state)
+        return self.head(h), state
+
+    def step(self, z: torch.Tensor, action: torch.Tensor, state: LSTMState) -> tuple[dict[str, torch.Tensor], LSTMState]:
+        """One step for a batch: z [B, Z], action [B, A], state -> (head outputs [B, ...], new state).
+        The new hidden vector h_{t+1} is ``state[0][0]`` [B, H]."""
+        out, state = self.forward(z[:, None], action[:, None], state)
+        return {k: v[:, 0] for k, v in out.items()}, state
+
+
+def mixture_nll(log_pi: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-log p(target) under per-dimension mixtures.
+
+    log_pi, mu, log_sigma: [..., Z, K]; target: [..., Z] -> NLL per dimension [..., Z].
+    """
+    x = target.unsqueeze(-1)
+    log_normal = -0.5 * ((x - mu) / log_sigma.exp()).pow(2) - log_sigma - 0.5 * math.log(2 * math.pi)
+    return -torch.logsumexp(log_pi + log_normal, dim=-1)
+
+
+def sample_mixture(
+    log_pi: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Sample z [..., Z] from per-dimension mixtures [..., Z, K] at temperature tau:
+    component logits are divided by tau and sigmas multiplied by sqrt(tau)."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    probs = F.softmax(log_pi / temperature, dim=-1)
+    k = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).reshape(probs.shape[:-1] + (1,))
+    chosen_mu = mu.gather(-1, k).squeeze(-1)
+    chosen_sigma = log_sigma.gather(-1, k).squeeze(-1).exp() * math.sqrt(temperature)
+    noise = torch.randn(chosen_mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return chosen_mu + chosen_sigma * noise
+
+
+DONE_POS_WEIGHT = 10.0  # episode ends are rare; the original weighted them x10 for its dreams
+
+
+def mdrnn_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], done_pos_weight: float = DONE_POS_WEIGHT) -> dict[str, torch.Tensor]:
+    """Losses of M on a batch of windows (see worldmodels.data.SeriesWindows), each a scalar:
+    'nll' (mixture NLL of z_{t+1} per latent dimension), 'reward' (MSE), 'done' (weighted BCE)
+    and their sum 'loss'."""
+    next_mask, step_mask = batch["next_mask"], batch["step_mask"]
+    nll = mixture_nll(out["log_pi"], out["mu"], out["log_sigma"], batch["next_z"]).mean(-1)
+    nll = (nll * next_mask).sum() / next_mask.sum().clamp(min=1)
+    reward = ((out["reward"] - batch["reward"]).pow(2) * step_mask).sum() / step_mask.sum().clamp(min=1)
+    done = F.binary_cross_entropy_with_logits(
+        out["done_logit"], batch["terminated"], reduction="none", pos_weight=torch.tensor(done_pos_weight)
+    )
+    done = (done * step_mask).sum() / step_mask.sum().clamp(min=1)
+    return {"loss": nll + reward + done, "nll": nll, "reward": reward, "done": done}

@@ -1,0 +1,74 @@
+"""One small map-style interface for all parallel work.
+
+``WorkerPool(workers).map(fn, items)`` returns ``[fn(item) for item in items]`` in order.
+With one worker it runs in this process; with more it uses processes started with
+'spawn' (a forked child of a process that has run multithreaded torch can hang), each
+limited to one torch thread so the workers share the cores instead of fighting over them.
+A worker's exception reaches the caller with its traceback; a worker that dies makes the
+map raise ``BrokenProcessPool`` instead of hanging.
+"""
+
+import multiprocessing
+import os
+import pickle
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Callable, Iterable, TypeVar
+
+import torch
+from tqdm import tqdm
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+class WorkerPool:
+    def __init__(self, workers: int | None = None):
+        self.workers = max(1, workers or default_workers())
+        self._executor = None
+        if self.workers > 1:
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+            )
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T], desc: str | None = None) -> list[R]:
+        """Apply ``fn`` to every item; a progress bar shows when ``desc`` is given."""
+        items = list(items)
+        bar = tqdm(total=len(items), desc=desc, disable=desc is None, dynamic_ncols=True)
+        with bar:
+            if self._executor is None:
+                results = []
+                for item in items:
+                    results.append(fn(item))
+                    bar.update()
+                return results
+            pickle.dumps(fn)  # fail here, clearly, rather than in the executor's feeder thread
+            futures = {self._executor.submit(fn, item): i for i, item in enumerate(items)}
+            results = [None] * len(items)
+            try:
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    bar.update()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+            return results
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,165 @@
+"""Running CarRacing-v3 episodes: with the exploration policy (stage 01) or with the
+agent V -> C -> M (stage 05 and evaluation).
+
+The agent runs a batch of environments in lockstep: each step, V encodes all frames in one
+batch, C acts for all of them in one batched matmul, and M advances all hidden states in one
+LSTM step. Each environment may have its own controller parameters (CMA-ES candidates).
+"""
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from worldmodels.checkpoints import load_model
+from worldmodels.controller import LinearControllers
+from worldmodels.env import make_env
+from worldmodels.episodes import episode_id, write_rollout
+from worldmodels.exploration import RandomWalkPolicy
+from worldmodels.frames import frames_to_tensor_layout, preprocess_frame
+from worldmodels.mdrnn import MDNRNN
+from worldmodels.parallel import WorkerPool
+from worldmodels.vae import ConvVAE
+
+
+def collect_exploration_episode(seed: int, max_steps: int) -> dict[str, np.ndarray]:
+    """One episode on track ``seed`` driven by the exploration policy seeded with ``seed``.
+
+    returns the arrays of a rollout file (see worldmodels.episodes)."""
+    env = make_env(max_steps)
+    policy = RandomWalkPolicy(np.random.default_rng(seed))
+    frame, _ = env.reset(seed=seed)
+    obs, actions, rewards, terminateds, dones = [], [], [], [], []
+    try:
+        done = False
+        while not done:
+            obs.append(preprocess_frame(frame))
+            action = policy()
+            frame, reward, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+            actions.append(action)
+            rewards.append(reward)
+            terminateds.append(terminated)
+            dones.append(done)
+    finally:
+        env.close()
+    return dict(obs=np.stack(obs), action=np.stack(actions), reward=np.asarray(rewards, np.float32),
+                terminated=np.asarray(terminateds), done=np.asarray(dones))
+
+
+def write_exploration_episode(seed: int, out_dir: str, max_steps: int) -> int:
+    """Collect episode ``seed`` and write it to ``out_dir``; returns its number of steps."""
+    episode = collect_exploration_episode(seed, max_steps)
+    write_rollout(Path(out_dir) / f"{episode_id(seed)}.npz", **episode)
+    return len(episode["action"])
+
+
+class Agent:
+    """V, M and a batch of linear controllers acting on B environments at once.
+
+    use_hidden: C sees [z_t, h_t] (the paper's full agent) or z_t alone (its 'z only' agent).
+    """
+
+    def __init__(self, vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, use_hidden: bool = True):
+        self.vae, self.mdrnn, self.use_hidden = vae, mdrnn, use_hidden
+        input_size = vae.z_size + (mdrnn.hidden_size if use_hidden else 0)
+        self.controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32), input_size)
+        self.state = mdrnn.initial_state(len(params))
+
+    @torch.no_grad()
+    def act(self, frames: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """frames: uint8 [B, 64, 64, 3] (rows of finished envs are ignored), active: bool [B].
+        returns actions float32 [B, 3] and advances M for the active environments."""
+        index = torch.as_tensor(np.flatnonzero(active))
+        z, _ = self.vae.encode(torch.as_tensor(frames_to_tensor_layout(frames[index.numpy()])))
+        h = self.state[0][0, index]
+        features = torch.cat([z, h], dim=1) if self.use_hidden else z
+        actions = self.controllers(features, rows=index)
+        _, (h_next, c_next) = self.mdrnn.step(z, actions, (self.state[0][:, index], self.state[1][:, index]))
+        self.state[0][:, index], self.state[1][:, index] = h_next, c_next
+        out = np.zeros((len(active), 3), dtype=np.float32)
+        out[active] = actions.numpy()
+        return out
+
+
+@dataclass
+class EpisodeResults:
+    returns: np.ndarray  # float64 [B], summed reward of each episode
+    steps: np.ndarray  # int64 [B], steps each episode ran
+
+
+def run_agent_episodes(
+    vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, seeds: list[int], max_steps: int,
+    patience: int = 0, use_hidden: bool = True,
+) -> EpisodeResults:
+    """Run episode i on track seeds[i] with controller params[i], all in lockstep.
+
+    patience > 0 ends an episode early after that many steps in a row without a positive
+    reward (training only: it saves the time of cars that are lost; 0 runs full episodes)."""
+    batch = len(seeds)
+    envs = [make_env(max_steps) for _ in range(batch)]
+    agent = Agent(vae, mdrnn, params, use_hidden)
+    frames = np.zeros((batch, 64, 64, 3), dtype=np.uint8)
+    returns = np.zeros(batch)
+    steps = np.zeros(batch, dtype=np.int64)
+    since_progress = np.zeros(batch, dtype=np.int64)
+    active = np.ones(batch, dtype=bool)
+    try:
+        for i, (env, seed) in enumerate(zip(envs, seeds)):
+            frames[i] = preprocess_frame(env.reset(seed=int(seed))[0])
+        while active.any():
+            actions = agent.act(frames, active)
+            for i in np.flatnonzero(active):
+                frame, reward, terminated, truncated, _ = envs[i].step(actions[i])
+                returns[i] += reward
+                steps[i] += 1
+                since_progress[i] = 0 if reward > 0 else since_progress[i] + 1
+                if terminated or truncated or (patience and since_progress[i] >= patience):
+                    active[i] = False
+                else:
+                    frames[i] = preprocess_frame(frame)
+    finally:
+        for env in envs:
+            env.close()
+    return EpisodeResults(returns, steps)
+
+
+@lru_cache(maxsize=2)
+def load_agent_models(vae_path: str, mdrnn_path: str) -> tuple[ConvVAE, MDNRNN]:
+    """V and M from their checkpoints, loaded once per process (workers reuse them)."""
+    vae = load_model(vae_path, "vae")
+    return vae, load_model(mdrnn_path, "mdrnn", z_size=vae.z_size)
+
+
+@dataclass(frozen=True)
+class AgentJob:
+    """A picklable unit of work for a worker: episodes of controllers on tracks."""
+    vae_path: str
+    mdrnn_path: str
+    params: np.ndarray  # [B, P]
+    seeds: tuple[int, ...]  # [B]
+    max_steps: int
+    patience: int = 0
+    use_hidden: bool = True
+
+
+def run_agent_job(job: AgentJob) -> EpisodeResults:
+    vae, mdrnn = load_agent_models(job.vae_path, job.mdrnn_path)
+    return run_agent_episodes(vae, mdrnn, job.params, list(job.seeds), job.max_steps, job.patience, job.use_hidden)
+
+
+def run_agent_parallel(
+    pool: WorkerPool, vae_path: str, mdrnn_path: str, params: np.ndarray, seeds: list[int], max_steps: int,
+    patience: int = 0, use_hidden: bool = True, max_envs_per_job: int = 64, desc: str | None = None,
+) -> EpisodeResults:
+    """Episode i runs controller params[i] on track seeds[i]; episodes are split into jobs
+    (several per worker, so a worker whose cars finish early takes another job) and each
+    job steps its environments in lockstep with batched V, M and C."""
+    count = len(seeds)
+    per_job = max(1, min(max_envs_per_job, -(-count // (2 * pool.workers))))
+    jobs = [AgentJob(vae_path, mdrnn_path, params[i : i + per_job], tuple(int(s) for s in seeds[i : i + per_job]),
+                     max_steps, patience, use_hidden) for i in range(0, count, per_job)]
+    results = pool.map(run_agent_job, jobs, desc=desc)
+    return EpisodeResults(np.concatenate([r.returns for r in results]), np.concatenate([r.steps for r in results]))

@@ -1,0 +1,66 @@
+"""V: the convolutional VAE of the paper, 64x64x3 frames to z in R^32."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Z_SIZE = 32
+KL_TOLERANCE = 0.5  # free bits: the KL term is floored at KL_TOLERANCE * Z_SIZE nats
+
+
+class ConvVAE(nn.Module):
+    """Encoder: 4 convs (kernel 4, stride 2; 32/64/128/256 channels) -> mu, logvar [B, Z].
+    Decoder: dense to 1024 -> 4 transposed convs (kernels 5, 5, 6, 6; stride 2) -> sigmoid.
+    """
+
+    def __init__(self, z_size: int = Z_SIZE):
+        super().__init__()
+        self.z_size = z_size
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, 32, 4, stride=2), nn.ReLU(),  # 64 -> 31
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),  # 31 -> 14
+            nn.Conv2d(64, 128, 4, stride=2), nn.ReLU(),  # 14 -> 6
+            nn.Conv2d(128, 256, 4, stride=2), nn.ReLU(),  # 6 -> 2
+            nn.Flatten(),  # 256 * 2 * 2 = 1024
+        )
+        self.to_mu = nn.Linear(1024, z_size)
+        self.to_logvar = nn.Linear(1024, z_size)
+        self.from_z = nn.Linear(z_size, 1024)
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(1024, 128, 5, stride=2), nn.ReLU(),  # 1 -> 5
+            nn.ConvTranspose2d(128, 64, 5, stride=2), nn.ReLU(),  # 5 -> 13
+            nn.ConvTranspose2d(64, 32, 6, stride=2), nn.ReLU(),  # 13 -> 30
+            nn.ConvTranspose2d(32, 3, 6, stride=2), nn.Sigmoid(),  # 30 -> 64
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: float [B, 3, 64, 64] in [0, 1] -> (mu, logvar), each [B, Z]."""
+        h = self.encoder(x)
+        return self.to_mu(h), self.to_logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z: [B, Z] -> reconstruction [B, 3, 64, 64] in [0, 1]."""
+        return self.decoder(self.from_z(z)[:, :, None, None])
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x: [B, 3, 64, 64] -> (reconstruction [B, 3, 64, 64], mu [B, Z], logvar [B, Z])."""
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return self.decode(z), mu, logvar
+
+    def config(self) -> dict:
+        return {"z_size": self.z_size}
+
+
+def vae_loss(
+    x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, kl_tolerance: float = KL_TOLERANCE
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per image: summed squared error + max(KL, kl_tolerance * Z); averaged over the batch.
+
+    returns (loss, reconstruction term, KL term), each a scalar (the two terms unfloored, for logs).
+    """
+    reconstruction = (recon - x).pow(2).flatten(1).sum(dim=1)
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
+    floor = kl_tolerance * mu.shape[1]
+    loss = (reconstruction + kl.clamp(min=floor)).mean()
+    return loss, reconstruction.mean(), kl.mean()
