@@ -6,12 +6,12 @@ regenerated alone. A re-run writes only the episodes that are missing.
 """
 
 import argparse
-import sys
 from functools import partial
 from pathlib import Path
 
-from worldmodels.episodes import DataError, episode_id, list_episodes
+from worldmodels.cli import require_at_least, run_stage
 from worldmodels.env import DATA_SEED_BASE
+from worldmodels.episodes import episode_id, list_episodes
 from worldmodels.parallel import WorkerPool, default_workers
 from worldmodels.rollout import write_exploration_episode
 
@@ -28,9 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out-dir", default=OUT_DIR)
     parser.add_argument("--workers", type=int, default=WORKERS, help="parallel processes")
     args = parser.parse_args(argv)
-    for name in ("episodes", "max_steps", "workers"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    require_at_least(parser, args, 1, "episodes", "max_steps", "workers")
     return args
 
 
@@ -48,7 +46,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as error:
-        sys.exit(f"error: {error}")
+    run_stage(main)

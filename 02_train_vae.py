@@ -7,7 +7,6 @@ of held-out frames (top) over their reconstructions (bottom) is written.
 """
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from worldmodels.checkpoints import VAE_FILE, default_device, load_checkpoint, save_model
+from worldmodels.atomic import atomic_open
+from worldmodels.checkpoints import VAE_FILE, check_finite_loss, default_device, resume_training, save_model
+from worldmodels.cli import require_at_least, run_stage
 from worldmodels.data import count_frames, split_episodes, stream_frame_batches
 from worldmodels.episodes import DataError, read_rollout_frames, require_episodes
 from worldmodels.frames import frames_to_tensor_layout
@@ -50,9 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and train from scratch")
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "z_size", "buffer_episodes"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    require_at_least(parser, args, 1, "epochs", "batch_size", "z_size", "buffer_episodes")
     if not 0 <= args.held_out_fraction < 1:
         parser.error("--held-out-fraction must be in [0, 1)")
     if args.lr <= 0 or args.kl_tolerance < 0:
@@ -84,10 +83,8 @@ def save_reconstructions(vae: ConvVAE, frames: np.ndarray, path: Path, device: t
     vae.train()
     grid = np.concatenate([np.concatenate(list(frames), axis=1), np.concatenate(list(recon), axis=1)], axis=0)
     image = Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.Resampling.NEAREST)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_open(path) as f:
+        image.save(f, format="PNG")
 
 
 def held_out_frames(files: list[Path], limit: int) -> np.ndarray:
@@ -105,23 +102,19 @@ def main(argv=None) -> None:
     device = default_device()
     torch.manual_seed(args.seed)
     files = require_episodes(args.data_dir, "01_generate_data.py")
+    checkpoint_path = Path(args.checkpoint_dir) / VAE_FILE
+    vae = ConvVAE(args.z_size).to(device)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr)
+    start_epoch = resume_training(checkpoint_path, "vae", vae, optimizer, args.restart)
+    if start_epoch >= args.epochs:
+        print(f"{checkpoint_path} is already trained for {start_epoch} epochs; pass --restart or more --epochs to train again")
+        print("next: python 03_generate_rnn_data.py")
+        return
+
     train_files, held_out_files = split_episodes(files, args.held_out_fraction)
     held_out = held_out_frames(held_out_files or train_files, HELD_OUT_FRAMES)
     train_frames = count_frames(train_files)
     print(f"{len(train_files)} training episodes ({train_frames} frames), {len(held_out_files)} held out; device {device}")
-
-    checkpoint_path = Path(args.checkpoint_dir) / VAE_FILE
-    vae = ConvVAE(args.z_size).to(device)
-    optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr)
-    start_epoch = 0
-    if checkpoint_path.exists() and not args.restart:
-        checkpoint = load_checkpoint(checkpoint_path, "vae", "02_train_vae.py")
-        if checkpoint["config"]["z_size"] != args.z_size:
-            raise DataError(f"{checkpoint_path}: built with z_size={checkpoint['config']['z_size']}; pass --restart to train a new one")
-        vae.load_state_dict(checkpoint["state_dict"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        start_epoch = checkpoint["epoch"]
-        print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
     log = CsvLog(Path(args.checkpoint_dir) / "vae_log.csv",
                  ["epoch", "train_loss", "train_recon", "train_kl", "held_out_loss", "held_out_recon", "held_out_kl", "seconds"],
                  keep_rows=start_epoch)
@@ -136,9 +129,7 @@ def main(argv=None) -> None:
             x = torch.from_numpy(frames_to_tensor_layout(frames)).to(device)
             recon, mu, logvar = vae(x)
             loss, recon_term, kl_term = vae_loss(x, recon, mu, logvar, args.kl_tolerance)
-            if not torch.isfinite(loss):
-                raise DataError(f"{checkpoint_path}: loss became {loss.item()} in epoch {epoch}; "
-                                f"the last good checkpoint is kept; try a lower --lr")
+            check_finite_loss(loss, checkpoint_path, epoch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -157,14 +148,9 @@ def main(argv=None) -> None:
         print(f"epoch {epoch}: train loss {train[0]:.2f} (recon {train[1]:.2f}, KL {train[2]:.2f}); "
               f"held-out loss {scores['loss']:.2f} (recon {scores['recon']:.2f}, KL {scores['kl']:.2f})")
 
-    if start_epoch >= args.epochs:
-        print(f"{checkpoint_path} already trained for {start_epoch} epochs; pass --restart or more --epochs to train again")
     print(f"wrote {checkpoint_path}, {log.path} and {picture}")
     print("next: python 03_generate_rnn_data.py")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as error:
-        sys.exit(f"error: {error}")
+    run_stage(main)

@@ -7,7 +7,6 @@ already encoded; then data/series/initial_latents.npz with every episode's first
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,15 @@ import torch
 from tqdm import tqdm
 
 from worldmodels.checkpoints import VAE_FILE, default_device, load_model
+from worldmodels.cli import require_at_least, run_stage
 from worldmodels.episodes import (
-    INITIAL_LATENTS_FILE, DataError, list_episodes, read_rollout, read_series,
-    require_episodes, write_initial_latents, write_series,
+    INITIAL_LATENTS_FILE,
+    list_episodes,
+    read_rollout,
+    read_series,
+    require_episodes,
+    write_initial_latents,
+    write_series,
 )
 from worldmodels.frames import frames_to_tensor_layout
 
@@ -35,8 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--overwrite", action="store_true", help="re-encode episodes already in --series-dir")
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error("--batch-size must be at least 1")
+    require_at_least(parser, args, 1, "batch_size")
     return args
 
 
@@ -75,7 +79,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as error:
-        sys.exit(f"error: {error}")
+    run_stage(main)

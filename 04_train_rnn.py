@@ -9,7 +9,6 @@ are saved to checkpoints/mdrnn.pt after every epoch, so an interrupted run resum
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -17,9 +16,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.checkpoints import MDRNN_FILE, default_device, load_checkpoint, save_model
+from worldmodels.checkpoints import MDRNN_FILE, check_finite_loss, default_device, resume_training, save_model
+from worldmodels.cli import require_at_least, run_stage
 from worldmodels.data import SeriesWindows, split_episodes
-from worldmodels.episodes import DataError, require_episodes
+from worldmodels.env import ACTION_SIZE
+from worldmodels.episodes import read_series, require_episodes
 from worldmodels.logs import CsvLog
 from worldmodels.mdrnn import MDNRNN, mdrnn_loss
 
@@ -51,9 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and train from scratch")
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "seq_len", "hidden_size", "gaussians"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    require_at_least(parser, args, 1, "epochs", "batch_size", "seq_len", "hidden_size", "gaussians")
     if not 0 <= args.held_out_fraction < 1:
         parser.error("--held-out-fraction must be in [0, 1)")
     if args.lr <= 0 or args.grad_clip <= 0:
@@ -77,27 +76,23 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     device = default_device()
     torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
     files = require_episodes(args.series_dir, "03_generate_rnn_data.py")
+    checkpoint_path = Path(args.checkpoint_dir) / MDRNN_FILE
+    z_size = read_series(files[0])["mu"].shape[1]
+    mdrnn = MDNRNN(z_size, ACTION_SIZE, args.hidden_size, args.gaussians).to(device)
+    optimizer = torch.optim.Adam(mdrnn.parameters(), lr=args.lr)
+    start_epoch = resume_training(checkpoint_path, "mdrnn", mdrnn, optimizer, args.restart)
+    if start_epoch >= args.epochs:
+        print(f"{checkpoint_path} is already trained for {start_epoch} epochs; pass --restart or more --epochs to train again")
+        print("next: python 05_train_controller.py")
+        return
+
     train_files, held_out_files = split_episodes(files, args.held_out_fraction)
     train, held_out = SeriesWindows(train_files), SeriesWindows(held_out_files or train_files)
     batches_per_epoch = max(1, math.ceil(train.steps / (args.batch_size * args.seq_len)))
     print(f"{len(train_files)} training episodes ({train.steps} steps, {batches_per_epoch} batches per epoch), "
           f"{len(held_out_files)} held out; device {device}")
-
-    checkpoint_path = Path(args.checkpoint_dir) / MDRNN_FILE
-    mdrnn = MDNRNN(train.z_size, 3, args.hidden_size, args.gaussians).to(device)
-    optimizer = torch.optim.Adam(mdrnn.parameters(), lr=args.lr)
-    start_epoch = 0
-    if checkpoint_path.exists() and not args.restart:
-        checkpoint = load_checkpoint(checkpoint_path, "mdrnn", "04_train_rnn.py")
-        if checkpoint["config"] != mdrnn.config():
-            raise DataError(f"{checkpoint_path}: built with {checkpoint['config']}, not {mdrnn.config()}; pass --restart to train a new one")
-        mdrnn.load_state_dict(checkpoint["state_dict"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        start_epoch = checkpoint["epoch"]
-        rng = np.random.default_rng([args.seed, start_epoch])
-        print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
+    rng = np.random.default_rng([args.seed, start_epoch])  # a resumed run draws new windows
     columns = ["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")] + ["seconds"]
     log = CsvLog(Path(args.checkpoint_dir) / "mdrnn_log.csv", columns, keep_rows=start_epoch)
 
@@ -109,9 +104,7 @@ def main(argv=None) -> None:
             batch = {k: v.to(device) for k, v in train.batch(args.batch_size, args.seq_len, rng).items()}
             out, _ = mdrnn(batch["z"], batch["action"])
             losses = mdrnn_loss(out, batch)
-            if not torch.isfinite(losses["loss"]):
-                raise DataError(f"{checkpoint_path}: loss became {losses['loss'].item()} in epoch {epoch}; "
-                                "the last good checkpoint is kept; try a lower --lr")
+            check_finite_loss(losses["loss"], checkpoint_path, epoch)
             optimizer.zero_grad()
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(mdrnn.parameters(), args.grad_clip)
@@ -127,14 +120,9 @@ def main(argv=None) -> None:
                    f"done {totals['done']:.3f}); held-out {scores['loss']:.3f} (z NLL {scores['nll']:.3f}, "
                    f"reward {scores['reward']:.3f}, done {scores['done']:.3f})")
 
-    if start_epoch >= args.epochs:
-        print(f"{checkpoint_path} already trained for {start_epoch} epochs; pass --restart or more --epochs to train again")
     print(f"wrote {checkpoint_path} and {log.path}")
     print("next: python 05_train_controller.py")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as error:
-        sys.exit(f"error: {error}")
+    run_stage(main)

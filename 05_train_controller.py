@@ -11,7 +11,6 @@ has a row per generation.
 """
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 
 from worldmodels.atomic import save_torch
 from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, load_checkpoint
+from worldmodels.cli import require_at_least, run_stage
 from worldmodels.controller import parameter_count
 from worldmodels.env import CHECK_SEED_BASE, MAX_EPISODE_STEPS, TEST_SEED_BASE, TRAIN_SEED_BASE
 from worldmodels.episodes import DataError
@@ -59,11 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--restart", action="store_true", help="start a new search even if a saved one exists")
     parser.add_argument("--evaluate", type=int, metavar="N", default=0, help="only evaluate the saved controller on N fresh tracks")
     args = parser.parse_args(argv)
-    for name in ("generations", "population", "episodes_per_candidate", "check_every", "check_episodes", "max_steps", "workers"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.population < 2:
-        parser.error("--population must be at least 2")
+    require_at_least(parser, args, 1, "generations", "population", "episodes_per_candidate", "check_every", "check_episodes", "max_steps", "workers")
+    require_at_least(parser, args, 2, "population")
     if args.sigma0 <= 0 or args.patience < 0 or args.evaluate < 0:
         parser.error("--sigma0 must be positive; --patience and --evaluate non-negative")
     return args
@@ -153,7 +150,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as error:
-        sys.exit(f"error: {error}")
+    run_stage(main)

@@ -8,7 +8,7 @@ python 01_generate_data.py --episodes 60 --out-dir $DATA/rollout
 python 02_train_vae.py --epochs 5 --data-dir $DATA/rollout --checkpoint-dir $CKPT
 python 03_generate_rnn_data.py --rollout-dir $DATA/rollout --series-dir $DATA/series --checkpoint-dir $CKPT
 python 04_train_rnn.py --epochs 30 --batch-size 32 --seq-len 100 --series-dir $DATA/series --checkpoint-dir $CKPT
-python 05_train_controller.py --generations 100 --population 16 --episodes-per-candidate 1 \
+python 05_train_controller.py --generations 70 --population 16 --episodes-per-candidate 1 \
     --patience 100 --check-every 5 --check-episodes 10 --checkpoint-dir $CKPT
 python 05_train_controller.py --evaluate 20 --checkpoint-dir $CKPT
 echo "small profile done: pictures, logs and models in $CKPT/"

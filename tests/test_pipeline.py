@@ -2,7 +2,6 @@
 
 import csv
 
-import numpy as np
 from PIL import Image
 
 from worldmodels.episodes import list_episodes, read_initial_latents, read_series
@@ -48,6 +47,8 @@ def test_rerunning_finished_stages_redoes_nothing(tmp_path, scripts, capsys):
     generate.main(["--episodes", "2", "--max-steps", "20", "--out-dir", str(rollout), "--workers", "1"])
     assert {p.name: p.stat().st_mtime_ns for p in list_episodes(rollout)} == before
     train_vae.main(["--epochs", "1", "--batch-size", "10", "--data-dir", str(rollout), "--checkpoint-dir", str(ckpt)])
+    trained = (ckpt / "vae.pt").stat().st_mtime_ns
     capsys.readouterr()
     train_vae.main(["--epochs", "1", "--batch-size", "10", "--data-dir", str(rollout), "--checkpoint-dir", str(ckpt)])
     assert "already trained for 1 epochs" in capsys.readouterr().out
+    assert (ckpt / "vae.pt").stat().st_mtime_ns == trained

@@ -58,3 +58,24 @@ def load_model(path: str | Path, kind: str, **expected_config: Any) -> nn.Module
     model = cls(**config)
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
+
+
+def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: torch.optim.Optimizer, restart: bool) -> int:
+    """Load model and optimizer state saved after an epoch; returns the epochs already done
+    (0 when there is no checkpoint or ``restart`` is set)."""
+    path = Path(path)
+    if restart or not path.exists():
+        return 0
+    checkpoint = load_checkpoint(path, kind, _MODELS[kind][1])
+    if checkpoint["config"] != model.config():
+        raise DataError(f"{path}: built with {checkpoint['config']}, not {model.config()}; pass --restart to train a new one")
+    model.load_state_dict(checkpoint["state_dict"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    print(f"resuming from {path} after epoch {checkpoint['epoch']}")
+    return checkpoint["epoch"]
+
+
+def check_finite_loss(loss: torch.Tensor, path: str | Path, epoch: int) -> None:
+    """Stop training on a NaN or inf loss; the checkpoint at ``path`` is the last good one."""
+    if not torch.isfinite(loss):
+        raise DataError(f"{path}: loss became {loss.item()} in epoch {epoch}; the last good checkpoint is kept; try a lower --lr")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from worldmodels.episodes import read_rollout_frames, read_series
+from worldmodels.frames import FRAME_SIZE
 
 
 def split_episodes(files: list[Path], held_out_fraction: float) -> tuple[list[Path], list[Path]]:
@@ -61,7 +62,7 @@ def stream_frame_batches(
             loaded.put(error)
 
     threading.Thread(target=load_all, daemon=True).start()
-    carry = np.zeros((0, 64, 64, 3), dtype=np.uint8)
+    carry = np.zeros((0, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     while (frames := loaded.get()) is not None:
         if isinstance(frames, BaseException):
             raise frames

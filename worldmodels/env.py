@@ -8,6 +8,7 @@ import gymnasium as gym
 
 ENV_ID = "CarRacing-v3"
 MAX_EPISODE_STEPS = 1000  # CarRacing-v3's own time limit
+ACTION_SIZE = 3  # steering in [-1, 1], gas in [0, 1], brake in [0, 1]
 
 DATA_SEED_BASE = 0  # stage 01 episode i uses track seed i
 TRAIN_SEED_BASE = 10_000_000  # stage 05 training episodes

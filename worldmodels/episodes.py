@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from worldmodels.atomic import save_npz
+from worldmodels.env import ACTION_SIZE
 from worldmodels.frames import FRAME_SIZE
 
 EPISODE_GLOB = "ep*.npz"
 INITIAL_LATENTS_FILE = "initial_latents.npz"
-ACTION_SIZE = 3
 
 
 class DataError(Exception):

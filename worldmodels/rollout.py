@@ -15,10 +15,10 @@ import torch
 
 from worldmodels.checkpoints import load_model
 from worldmodels.controller import LinearControllers
-from worldmodels.env import make_env
+from worldmodels.env import ACTION_SIZE, make_env
 from worldmodels.episodes import episode_id, write_rollout
 from worldmodels.exploration import RandomWalkPolicy
-from worldmodels.frames import frames_to_tensor_layout, preprocess_frame
+from worldmodels.frames import FRAME_SIZE, frames_to_tensor_layout, preprocess_frame
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.parallel import WorkerPool
 from worldmodels.vae import ConvVAE
@@ -79,7 +79,7 @@ class Agent:
         actions = self.controllers(features, rows=index)
         _, (h_next, c_next) = self.mdrnn.step(z, actions, (self.state[0][:, index], self.state[1][:, index]))
         self.state[0][:, index], self.state[1][:, index] = h_next, c_next
-        out = np.zeros((len(active), 3), dtype=np.float32)
+        out = np.zeros((len(active), ACTION_SIZE), dtype=np.float32)
         out[active] = actions.numpy()
         return out
 
@@ -101,7 +101,7 @@ def run_agent_episodes(
     batch = len(seeds)
     envs = [make_env(max_steps) for _ in range(batch)]
     agent = Agent(vae, mdrnn, params, use_hidden)
-    frames = np.zeros((batch, 64, 64, 3), dtype=np.uint8)
+    frames = np.zeros((batch, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     returns = np.zeros(batch)
     steps = np.zeros(batch, dtype=np.int64)
     since_progress = np.zeros(batch, dtype=np.int64)

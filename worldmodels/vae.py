@@ -1,7 +1,6 @@
 """V: the convolutional VAE of the paper, 64x64x3 frames to z in R^32."""
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 Z_SIZE = 32
