@@ -61,15 +61,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 @torch.no_grad()
 def evaluate(vae: ConvVAE, frames: np.ndarray, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
-    """Mean loss terms over held-out frames, with a fixed sampling seed."""
+    """Mean loss terms over held-out frames, with a fixed sampling seed that leaves the
+    training run's random stream untouched."""
     vae.eval()
-    torch.manual_seed(args.seed)
     totals = np.zeros(3)
-    for start in range(0, len(frames), args.batch_size):
-        x = torch.from_numpy(frames_to_tensor_layout(frames[start : start + args.batch_size])).to(device)
-        recon, mu, logvar = vae(x)
-        terms = vae_loss(x, recon, mu, logvar, args.kl_tolerance)
-        totals += np.array([t.item() for t in terms]) * len(x)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(args.seed)
+        for start in range(0, len(frames), args.batch_size):
+            x = torch.from_numpy(frames_to_tensor_layout(frames[start : start + args.batch_size])).to(device)
+            recon, mu, logvar = vae(x)
+            terms = vae_loss(x, recon, mu, logvar, args.kl_tolerance)
+            totals += np.array([t.item() for t in terms]) * len(x)
     vae.train()
     return dict(zip(("loss", "recon", "kl"), totals / len(frames)))
 
