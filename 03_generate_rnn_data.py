@@ -25,6 +25,7 @@ from worldmodels.episodes import (
     write_series,
 )
 from worldmodels.frames import frames_to_tensor_layout
+from worldmodels.vae import ConvVAE
 
 BATCH_SIZE = 1000  # frames encoded per forward pass
 ROLLOUT_DIR = "data/rollout"
@@ -45,7 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 @torch.no_grad()
-def encode_frames(vae, frames: np.ndarray, batch_size: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def encode_frames(vae: ConvVAE, frames: np.ndarray, batch_size: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """uint8 [T, 64, 64, 3] -> mu, logvar float32 [T, Z]."""
     mus, logvars = [], []
     for start in range(0, len(frames), batch_size):

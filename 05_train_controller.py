@@ -59,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--restart", action="store_true", help="start a new search even if a saved one exists")
     parser.add_argument("--evaluate", type=int, metavar="N", default=0, help="only evaluate the saved controller on N fresh tracks")
     args = parser.parse_args(argv)
-    require_at_least(parser, args, 1, "generations", "population", "episodes_per_candidate", "check_every", "check_episodes", "max_steps", "workers")
+    require_at_least(parser, args, 1, "generations", "episodes_per_candidate", "check_every", "check_episodes", "max_steps", "workers")
     require_at_least(parser, args, 2, "population")
     if args.sigma0 <= 0 or args.patience < 0 or args.evaluate < 0:
         parser.error("--sigma0 must be positive; --patience and --evaluate non-negative")
