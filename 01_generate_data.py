@@ -19,6 +19,7 @@ EPISODES = 2000  # the paper's 10,000 for CarRacing was cut to 2000 in its code;
 MAX_STEPS = 1000  # CarRacing-v3's time limit
 OUT_DIR = "data/rollout"  # one .npz per episode
 WORKERS = default_workers()  # one process per core
+FAST_RENDER = False  # draw frames with worldmodels.fast_env instead of the stock renderer
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -27,6 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS, help="steps per episode at most")
     parser.add_argument("--out-dir", default=OUT_DIR)
     parser.add_argument("--workers", type=int, default=WORKERS, help="parallel processes")
+    parser.add_argument("--fast-render", action=argparse.BooleanOptionalAction, default=FAST_RENDER,
+                        help="draw frames with the fast renderer (same physics and rewards)")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "episodes", "max_steps", "workers")
     return args
@@ -40,7 +43,8 @@ def main(argv=None) -> None:
     seeds = [DATA_SEED_BASE + i for i in range(args.episodes) if episode_id(DATA_SEED_BASE + i) not in existing]
     print(f"{len(existing)} episodes already in {out_dir}; collecting {len(seeds)} more with {args.workers} workers")
     with WorkerPool(args.workers) as pool:
-        steps = pool.map(partial(write_exploration_episode, out_dir=str(out_dir), max_steps=args.max_steps), seeds, desc="episodes")
+        steps = pool.map(partial(write_exploration_episode, out_dir=str(out_dir), max_steps=args.max_steps,
+                                 fast_render=args.fast_render), seeds, desc="episodes")
     print(f"wrote {len(seeds)} episodes ({sum(steps)} frames) to {out_dir}/")
     print("next: python 02_train_vae.py")
 

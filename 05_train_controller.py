@@ -39,6 +39,7 @@ PATIENCE = 0  # end a training episode after this many steps without reward (0: 
 USE_HIDDEN = True  # C sees [z, h] (the full agent); False: z only
 SEED = 0  # CMA-ES sampling
 WORKERS = default_workers()  # one process per core
+FAST_RENDER = False  # draw frames with worldmodels.fast_env instead of the stock renderer
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -55,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--z-only", dest="use_hidden", action="store_false", default=USE_HIDDEN, help="C sees z only, not [z, h]")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--workers", type=int, default=WORKERS)
+    parser.add_argument("--fast-render", action=argparse.BooleanOptionalAction, default=FAST_RENDER,
+                        help="draw frames with the fast renderer (same physics and rewards)")
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--restart", action="store_true", help="start a new search even if a saved one exists")
     parser.add_argument("--evaluate", type=int, metavar="N", default=0, help="only evaluate the saved controller on N fresh tracks")
@@ -77,7 +80,7 @@ def evaluate_saved(args: argparse.Namespace, pool: WorkerPool, paths: dict[str, 
     params = np.repeat(checkpoint["params"].numpy()[None], args.evaluate, axis=0)
     seeds = [TEST_SEED_BASE + i for i in range(args.evaluate)]
     results = run_agent_parallel(pool, paths["vae"], paths["mdrnn"], params, seeds, args.max_steps,
-                                 use_hidden=config["use_hidden"], desc="evaluation episodes")
+                                 use_hidden=config["use_hidden"], fast_render=args.fast_render, desc="evaluation episodes")
     print(f"controller {paths['controller']} (generation {checkpoint['generation']}) on {args.evaluate} fresh tracks "
           f"(seeds {seeds[0]}..{seeds[-1]}): {results.returns.mean():.1f} ± {results.returns.std():.1f} "
           f"(min {results.returns.min():.1f}, max {results.returns.max():.1f})")
@@ -119,7 +122,7 @@ def main(argv=None) -> None:
             seeds = [TRAIN_SEED_BASE + generation * args.episodes_per_candidate + e for e in range(args.episodes_per_candidate)]
             params = np.repeat(candidates, len(seeds), axis=0)
             results = run_agent_parallel(pool, paths["vae"], paths["mdrnn"], params, seeds * len(candidates), args.max_steps,
-                                         args.patience, args.use_hidden, desc=f"generation {generation}")
+                                         args.patience, args.use_hidden, args.fast_render, desc=f"generation {generation}")
             fitness = results.returns.reshape(len(candidates), len(seeds)).mean(axis=1)
             state.es.tell(list(candidates), list(-fitness))
             state.generation = generation
@@ -129,7 +132,8 @@ def main(argv=None) -> None:
             if generation % args.check_every == 0 or generation == args.generations:
                 mean = np.asarray(state.es.mean)
                 check = run_agent_parallel(pool, paths["vae"], paths["mdrnn"], np.repeat(mean[None], len(check_seeds), axis=0),
-                                           check_seeds, args.max_steps, use_hidden=args.use_hidden, desc="checking the CMA mean")
+                                           check_seeds, args.max_steps, use_hidden=args.use_hidden, fast_render=args.fast_render,
+                                           desc="checking the CMA mean")
                 check_mean, check_std = check.returns.mean(), check.returns.std()
                 env_steps += int(check.steps.sum())
                 if check_mean > state.best_score:

@@ -4,7 +4,11 @@ Track seeds come from disjoint ranges, so data collection, controller training, 
 periodic check of the CMA mean and the final evaluation never share a track.
 """
 
+import dataclasses
+
 import gymnasium as gym
+
+from worldmodels.fast_env import FastCarRacing
 
 ENV_ID = "CarRacing-v3"
 MAX_EPISODE_STEPS = 1000  # CarRacing-v3's own time limit
@@ -16,6 +20,12 @@ CHECK_SEED_BASE = 20_000_000  # fixed tracks the CMA mean is scored on every K g
 TEST_SEED_BASE = 30_000_000  # fresh tracks for the final evaluation
 
 
-def make_env(max_steps: int = MAX_EPISODE_STEPS) -> gym.Env:
-    """Stock CarRacing-v3 with continuous actions and a time limit of ``max_steps``."""
-    return gym.make(ENV_ID, continuous=True, max_episode_steps=max_steps)
+def make_env(max_steps: int = MAX_EPISODE_STEPS, fast_render: bool = False) -> gym.Env:
+    """CarRacing-v3 with continuous actions and a time limit of ``max_steps``.
+
+    fast_render: draw observations with ``FastCarRacing`` (same physics, rewards and
+    wrappers; frames drawn on a smaller canvas) instead of the stock renderer."""
+    spec = gym.spec(ENV_ID)
+    if fast_render:
+        spec = dataclasses.replace(spec, entry_point=FastCarRacing)
+    return gym.make(spec, continuous=True, max_episode_steps=max_steps)

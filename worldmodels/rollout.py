@@ -24,11 +24,11 @@ from worldmodels.parallel import WorkerPool
 from worldmodels.vae import ConvVAE
 
 
-def collect_exploration_episode(seed: int, max_steps: int) -> dict[str, np.ndarray]:
+def collect_exploration_episode(seed: int, max_steps: int, fast_render: bool = False) -> dict[str, np.ndarray]:
     """One episode on track ``seed`` driven by the exploration policy seeded with ``seed``.
 
     returns the arrays of a rollout file (see worldmodels.episodes)."""
-    env = make_env(max_steps)
+    env = make_env(max_steps, fast_render)
     policy = RandomWalkPolicy(np.random.default_rng(seed))
     frame, _ = env.reset(seed=seed)
     obs, actions, rewards, terminateds, dones = [], [], [], [], []
@@ -49,9 +49,9 @@ def collect_exploration_episode(seed: int, max_steps: int) -> dict[str, np.ndarr
                 terminated=np.asarray(terminateds), done=np.asarray(dones))
 
 
-def write_exploration_episode(seed: int, out_dir: str, max_steps: int) -> int:
+def write_exploration_episode(seed: int, out_dir: str, max_steps: int, fast_render: bool = False) -> int:
     """Collect episode ``seed`` and write it to ``out_dir``; returns its number of steps."""
-    episode = collect_exploration_episode(seed, max_steps)
+    episode = collect_exploration_episode(seed, max_steps, fast_render)
     write_rollout(Path(out_dir) / f"{episode_id(seed)}.npz", **episode)
     return len(episode["action"])
 
@@ -92,14 +92,14 @@ class EpisodeResults:
 
 def run_agent_episodes(
     vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, seeds: list[int], max_steps: int,
-    patience: int = 0, use_hidden: bool = True,
+    patience: int = 0, use_hidden: bool = True, fast_render: bool = False,
 ) -> EpisodeResults:
     """Run episode i on track seeds[i] with controller params[i], all in lockstep.
 
     patience > 0 ends an episode early after that many steps in a row without a positive
     reward (training only: it saves the time of cars that are lost; 0 runs full episodes)."""
     batch = len(seeds)
-    envs = [make_env(max_steps) for _ in range(batch)]
+    envs = [make_env(max_steps, fast_render) for _ in range(batch)]
     agent = Agent(vae, mdrnn, params, use_hidden)
     frames = np.zeros((batch, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     returns = np.zeros(batch)
@@ -143,16 +143,19 @@ class AgentJob:
     max_steps: int
     patience: int = 0
     use_hidden: bool = True
+    fast_render: bool = False
 
 
 def run_agent_job(job: AgentJob) -> EpisodeResults:
     vae, mdrnn = load_agent_models(job.vae_path, job.mdrnn_path)
-    return run_agent_episodes(vae, mdrnn, job.params, list(job.seeds), job.max_steps, job.patience, job.use_hidden)
+    return run_agent_episodes(vae, mdrnn, job.params, list(job.seeds), job.max_steps, job.patience, job.use_hidden,
+                              job.fast_render)
 
 
 def run_agent_parallel(
     pool: WorkerPool, vae_path: str, mdrnn_path: str, params: np.ndarray, seeds: list[int], max_steps: int,
-    patience: int = 0, use_hidden: bool = True, max_envs_per_job: int = 64, desc: str | None = None,
+    patience: int = 0, use_hidden: bool = True, fast_render: bool = False, max_envs_per_job: int = 64,
+    desc: str | None = None,
 ) -> EpisodeResults:
     """Episode i runs controller params[i] on track seeds[i]; episodes are split into jobs
     (several per worker, so a worker whose cars finish early takes another job) and each
@@ -160,6 +163,6 @@ def run_agent_parallel(
     count = len(seeds)
     per_job = max(1, min(max_envs_per_job, -(-count // (2 * pool.workers))))
     jobs = [AgentJob(vae_path, mdrnn_path, params[i : i + per_job], tuple(int(s) for s in seeds[i : i + per_job]),
-                     max_steps, patience, use_hidden) for i in range(0, count, per_job)]
+                     max_steps, patience, use_hidden, fast_render) for i in range(0, count, per_job)]
     results = pool.map(run_agent_job, jobs, desc=desc)
     return EpisodeResults(np.concatenate([r.returns for r in results]), np.concatenate([r.steps for r in results]))

@@ -1,0 +1,44 @@
+"""The fast renderer changes pictures only, and only a little."""
+
+import numpy as np
+import pytest
+
+from worldmodels.env import make_env
+from worldmodels.exploration import RandomWalkPolicy
+from worldmodels.frames import preprocess_frame
+
+
+@pytest.fixture(scope="module")
+def stock_and_fast_episodes():
+    """Two tracks driven by the same random-walk actions in both envs, through the zoom-in
+    of the first second and well past it."""
+    episodes = []
+    for seed in (2, 7):
+        actions = [RandomWalkPolicy(np.random.default_rng(seed))() for _ in range(150)]
+        runs = []
+        for fast in (False, True):
+            env = make_env(150, fast_render=fast)
+            frame, _ = env.reset(seed=seed)
+            frames, outcomes = [preprocess_frame(frame)], []
+            for action in actions:
+                frame, reward, terminated, truncated, _ = env.step(action)
+                frames.append(preprocess_frame(frame))
+                outcomes.append((reward, terminated, truncated))
+                if terminated or truncated:
+                    break
+            env.close()
+            runs.append((np.stack(frames), outcomes))
+        episodes.append(runs)
+    return episodes
+
+
+def test_rewards_and_done_flags_are_identical(stock_and_fast_episodes):
+    for (_, stock), (_, fast) in stock_and_fast_episodes:
+        assert stock == fast
+
+
+def test_preprocessed_frames_differ_by_at_most_3_of_255(stock_and_fast_episodes):
+    for (stock, _), (fast, _) in stock_and_fast_episodes:
+        error = np.abs(stock.astype(np.int16) - fast.astype(np.int16))
+        assert error.mean() <= 3.0
+        assert error.mean(axis=(1, 2, 3)).max() <= 6.0  # no single frame is far off either
