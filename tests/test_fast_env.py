@@ -14,7 +14,8 @@ def stock_and_fast_episodes():
     of the first second and well past it."""
     episodes = []
     for seed in (2, 7):
-        actions = [RandomWalkPolicy(np.random.default_rng(seed))() for _ in range(150)]
+        policy = RandomWalkPolicy(np.random.default_rng(seed))
+        actions = [policy() for _ in range(150)]
         runs = []
         for fast in (False, True):
             env = make_env(150, fast_render=fast)

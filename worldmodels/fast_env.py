@@ -6,9 +6,9 @@ and actions give the same rewards and done flags. Stock rendering fills a 1000x8
 (about 750 polygons, each transformed in Python, plus a font and the indicator bar) and
 shrinks it to 96x96. Here the grass and road polygons are transformed in one numpy
 operation, the ones off screen are culled, and the rest are drawn the stock way on a
-canvas ``downscale`` times smaller, without the indicator bar (the pipeline crops it:
-those rows are black here) and without the score text; then the canvas is smooth-scaled
-to 96x96 as in stock.
+canvas ``downscale`` times smaller, without the indicator bar and score text (the
+pipeline crops those rows; here they show the track instead); then the canvas is
+smooth-scaled to 96x96 as in stock.
 """
 
 import math
