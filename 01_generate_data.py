@@ -19,7 +19,7 @@ EPISODES = 2000  # the paper's 10,000 for CarRacing was cut to 2000 in its code;
 MAX_STEPS = 1000  # CarRacing-v3's time limit
 OUT_DIR = "data/rollout"  # one .npz per episode
 WORKERS = default_workers()  # one process per core
-FAST_RENDER = False  # draw frames with worldmodels.fast_env instead of the stock renderer
+FAST_RENDER = True  # worldmodels.fast_env: stock physics and rewards, 12x faster frames (--no-fast-render: stock)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out-dir", default=OUT_DIR)
     parser.add_argument("--workers", type=int, default=WORKERS, help="parallel processes")
     parser.add_argument("--fast-render", action=argparse.BooleanOptionalAction, default=FAST_RENDER,
-                        help="draw frames with the fast renderer (same physics and rewards)")
+                        help="draw frames with the fast renderer (same physics and rewards); --no-fast-render draws them the stock way")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "episodes", "max_steps", "workers")
     return args

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import torch
 
+from worldmodels.checkpoints import save_model
 from worldmodels.controller import parameter_count
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.parallel import WorkerPool
-from worldmodels.rollout import run_agent_episodes
+from worldmodels.rollout import run_agent_episodes, run_agent_parallel
 from worldmodels.vae import ConvVAE
 
 
@@ -15,15 +16,31 @@ def models():
     return ConvVAE(32).eval(), MDNRNN(32, 3, 256, 5).eval()
 
 
-def test_batched_episodes_equal_one_at_a_time(models):
+@pytest.mark.parametrize("fast_render", [False, True])
+def test_batched_episodes_equal_one_at_a_time(models, fast_render):
     vae, mdrnn = models
     params = np.random.default_rng(0).normal(0, 0.1, (3, parameter_count(288))).astype(np.float32)
     seeds = [11, 12, 13]
-    batched = run_agent_episodes(vae, mdrnn, params, seeds, max_steps=30, patience=10)
+    batched = run_agent_episodes(vae, mdrnn, params, seeds, max_steps=30, patience=10, fast_render=fast_render)
     for i in range(3):
-        alone = run_agent_episodes(vae, mdrnn, params[i : i + 1], seeds[i : i + 1], max_steps=30, patience=10)
+        alone = run_agent_episodes(vae, mdrnn, params[i : i + 1], seeds[i : i + 1], max_steps=30, patience=10,
+                                   fast_render=fast_render)
         assert alone.returns[0] == pytest.approx(batched.returns[i], abs=1e-9)
         assert alone.steps[0] == batched.steps[i]
+
+
+def test_episodes_spread_over_worker_processes_equal_one_batch(models, tmp_path):
+    vae, mdrnn = models
+    save_model(tmp_path / "vae.pt", "vae", vae)
+    save_model(tmp_path / "mdrnn.pt", "mdrnn", mdrnn)
+    params = np.random.default_rng(1).normal(0, 0.1, (4, parameter_count(288))).astype(np.float32)
+    seeds = [21, 22, 23, 24]
+    batched = run_agent_episodes(vae, mdrnn, params, seeds, max_steps=25, fast_render=True)
+    with WorkerPool(2) as pool:
+        spread = run_agent_parallel(pool, str(tmp_path / "vae.pt"), str(tmp_path / "mdrnn.pt"), params, seeds,
+                                    max_steps=25, fast_render=True, max_envs_per_job=1)
+    np.testing.assert_allclose(spread.returns, batched.returns, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(spread.steps, batched.steps)
 
 
 def test_patience_ends_episodes_without_progress(models):

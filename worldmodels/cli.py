@@ -1,7 +1,11 @@
-"""What every stage script shares at its edges: flag checks and the exit on bad input."""
+"""What every stage script shares at its edges: flag checks and the exit on bad input;
+and loading a stage script as a module (for tests and benchmarks)."""
 
 import argparse
+import importlib.util
 import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 from worldmodels.episodes import DataError
@@ -21,3 +25,13 @@ def run_stage(main: Callable[[], None]) -> None:
         main()
     except DataError as error:
         sys.exit(f"error: {error}")
+
+
+def load_stage_script(name: str) -> ModuleType:
+    """Import a numbered stage script such as "02_train_vae.py" (its file name is not a valid
+    module name) without running its main()."""
+    path = Path(__file__).resolve().parent.parent / name
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py").lstrip("0123456789_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

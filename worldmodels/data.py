@@ -3,7 +3,8 @@
 V's data (2M frames, 24.6 GB as uint8 at paper scale) never sits in memory whole: each
 epoch visits the episodes in a seeded random order, in groups of ``buffer_episodes``; a
 group's frames are shuffled together and served in batches while a background thread
-loads the next group. Memory is about two groups, whatever the dataset's size.
+loads the next group. Memory stays at about two groups (the one being served and the next),
+briefly three while the next is shuffled, whatever the dataset's size.
 """
 
 import threading
@@ -39,15 +40,24 @@ def count_frames(files: list[Path]) -> int:
 
 
 def _load_group(files: list[Path], rng: np.random.Generator) -> np.ndarray:
-    frames = np.concatenate([read_rollout_frames(path) for path in files])
-    return frames[rng.permutation(len(frames))]
+    """The frames of ``files`` in one array, shuffled: each episode is copied once, straight
+    to its random positions (no concatenated copy to permute afterwards)."""
+    episodes = [read_rollout_frames(path) for path in files]
+    positions = rng.permutation(sum(len(frames) for frames in episodes))
+    group = np.empty((len(positions), FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
+    start = 0
+    for frames in episodes:
+        group[positions[start : start + len(frames)]] = frames
+        start += len(frames)
+    return group
 
 
 def stream_frame_batches(
     files: list[Path], batch_size: int, buffer_episodes: int, seed: int, drop_last: bool = True
 ) -> Iterator[np.ndarray]:
     """Yield uint8 [batch_size, 64, 64, 3] batches covering every frame of ``files`` once,
-    in an order fixed by ``seed``."""
+    in an order fixed by ``seed``. The training loop only slices batches; loading,
+    decompressing and shuffling happen in a background thread."""
     rng = np.random.default_rng(seed)
     order = [files[i] for i in rng.permutation(len(files))]
     groups = [order[i : i + buffer_episodes] for i in range(0, len(order), buffer_episodes)]
@@ -57,20 +67,28 @@ def stream_frame_batches(
         try:
             for group in groups:
                 loaded.put(_load_group(group, rng))
+                loaded.join()  # load the next group only once this one is being served
             loaded.put(None)
         except BaseException as error:  # handed to the consumer, which re-raises it
             loaded.put(error)
 
     threading.Thread(target=load_all, daemon=True).start()
-    carry = np.zeros((0, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
+    carry = np.zeros((0, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)  # a group's last partial batch
     while (frames := loaded.get()) is not None:
+        loaded.task_done()
         if isinstance(frames, BaseException):
             raise frames
-        frames = np.concatenate([carry, frames]) if len(carry) else frames
-        whole = len(frames) // batch_size * batch_size
-        for start in range(0, whole, batch_size):
-            yield frames[start : start + batch_size]
-        carry = frames[whole:]
+        start = min(batch_size - len(carry), len(frames)) if len(carry) else 0
+        if len(carry):
+            carry = np.concatenate([carry, frames[:start]])
+            if len(carry) == batch_size:
+                yield carry
+                carry = carry[:0]
+        whole = start + (len(frames) - start) // batch_size * batch_size
+        for i in range(start, whole, batch_size):
+            yield frames[i : i + batch_size]
+        if whole < len(frames):
+            carry = np.concatenate([carry, frames[whole:]])  # a copy: the group itself can be freed
     if len(carry) and not drop_last:
         yield carry
 
