@@ -34,7 +34,7 @@ class _Polygons:
     vertices: np.ndarray  # float64 [N, 4, 2], world coordinates
     centres: np.ndarray  # float64 [N, 2]
     radii: np.ndarray  # float64 [N], distance from the centre to the farthest vertex
-    colours: list[tuple[int, int, int]]  # [N]
+    colours: list[np.ndarray]  # [N] RGB arrays, the track's own: a road tile's turns plain grey once a wheel touches it
 
 
 class FastCarRacing(stock.CarRacing):
@@ -55,8 +55,7 @@ class FastCarRacing(stock.CarRacing):
             grass = [[(g * x + g, g * y), (g * x, g * y), (g * x, g * y + g), (g * x + g, g * y + g)]
                      for x in range(-20, 20, 2) for y in range(-20, 20, 2)]
             vertices = np.array(grass + [list(poly) for poly, _ in self.road_poly], dtype=np.float64)
-            colours = [tuple(int(c) for c in self.grass_color)] * len(grass)
-            colours += [tuple(int(c) for c in colour) for _, colour in self.road_poly]
+            colours = [self.grass_color] * len(grass) + [colour for _, colour in self.road_poly]
             centres = vertices.mean(axis=1)
             radii = np.linalg.norm(vertices - centres[:, None], axis=2).max(axis=1)
             self._polygons = _Polygons(vertices, centres, radii, colours)
@@ -124,7 +123,7 @@ class FastCarRacing(stock.CarRacing):
         visible = np.flatnonzero((x + r >= 0) & (x - r <= width) & (y + r >= 0) & (y - r <= height))
         points = to_canvas(track.vertices[visible].reshape(-1, 2)).reshape(-1, 4, 2).tolist()
         for polygon, i in zip(points, visible.tolist()):
-            gfxdraw.filled_polygon(surface, polygon, track.colours[i])
+            gfxdraw.filled_polygon(surface, polygon, [int(c) for c in track.colours[i]])
         for polygon, colour in self._car_polygons(to_canvas):
             pygame.draw.polygon(surface, colour, polygon)
         surface = pygame.transform.flip(surface, False, True)
