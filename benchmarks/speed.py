@@ -173,7 +173,7 @@ def compare_stage02(rollout_dir: Path, checkpoint_dir: Path, seconds: float, scr
     print(f"  loader alone (groups of {defaults.buffer_episodes}, 500 episodes): {loader_rate:,.0f} frames/s; even with no "
           f"overlap at all, loading would take {model_rate / loader_rate:.1%} of training time")
     elapsed, peak = run_measured([sys.executable, str(ROOT / "02_train_vae.py"), "--data-dir", str(rollout),
-                                  "--checkpoint-dir", str(scratch / "vae"), "--epochs", "1"], seconds)
+                                  "--checkpoint-dir", str(scratch / "vae"), "--epochs", "1"], seconds / 2)
     print(f"  stage 02 peak memory: {peak:.2f} GB (first {elapsed:.0f} s of an epoch on {frames} frames, "
           f"groups of {defaults.buffer_episodes} episodes)")
 
@@ -223,7 +223,8 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=4, help="tracks per core for the env comparison")
     parser.add_argument("--steps", type=int, default=500, help="steps per episode (env, stage 01 and stage 05)")
     parser.add_argument("--episodes", type=int, default=64, help="episodes for stages 01 and 05")
-    parser.add_argument("--vae-seconds", type=float, default=120, help="stage 02 time budget for each part")
+    parser.add_argument("--vae-seconds", type=float, default=240,
+                        help="stage 02: seconds of training compared (alternating); half as long for its memory")
     args = parser.parse_args()
     checkpoint_dir, rollout_dir = Path(args.checkpoint_dir), Path(args.rollout_dir)
     for path in (checkpoint_dir / VAE_FILE, checkpoint_dir / MDRNN_FILE):
