@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quick profile: all five stages at toy scale (under 15 minutes on 2 CPU cores).
+# Quick profile: all five stages at toy scale (about 2 minutes on 2 CPU cores).
 # Proves the pipeline runs; the agent barely learns. Outputs: data/quick/, checkpoints/quick/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
