@@ -99,7 +99,8 @@ def compare_stage01(episodes: int, steps: int, workers: int, scratch: Path) -> N
 def compare_stage05(checkpoint_dir: Path, episodes: int, steps: int, pool: WorkerPool, scratch: Path) -> None:
     vae_path, mdrnn_path = str(checkpoint_dir / VAE_FILE), str(checkpoint_dir / MDRNN_FILE)
     vae, mdrnn = load_agent_models(vae_path, mdrnn_path)
-    # Random controllers, as in an early CMA-ES generation: each episode runs all ``steps``.
+    # Random controllers, as in an early CMA-ES generation; episodes run up to ``steps`` (no patience).
+    # Ours splits them into jobs as stage 05 does (at least two per worker, at most 64 envs each).
     params = np.random.default_rng(0).normal(0, 0.1, (episodes, parameter_count(vae.z_size + mdrnn.hidden_size)))
     seeds = list(range(episodes))
     rates = {}
