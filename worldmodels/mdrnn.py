@@ -77,18 +77,26 @@ def mixture_nll(log_pi: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor,
 
 
 def sample_mixture(
-    log_pi: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    log_pi: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor, temperature: float = 1.0,
+    generator: torch.Generator | None = None, noise: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Sample z [..., Z] from per-dimension mixtures [..., Z, K] at temperature tau:
-    component logits are divided by tau and sigmas multiplied by sqrt(tau)."""
+    component logits are divided by tau and sigmas multiplied by sqrt(tau).
+
+    noise: the random draws (uniform [..., Z] picking each component by inverse CDF, standard
+    normal [..., Z]); drawn from ``generator`` when not given."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    probs = F.softmax(log_pi / temperature, dim=-1)
-    k = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).reshape(probs.shape[:-1] + (1,))
+    if noise is None:
+        uniform = torch.rand(mu.shape[:-1], generator=generator, device=mu.device, dtype=mu.dtype)
+        normal = torch.randn(mu.shape[:-1], generator=generator, device=mu.device, dtype=mu.dtype)
+    else:
+        uniform, normal = noise
+    cumulative = F.softmax(log_pi / temperature, dim=-1).cumsum(-1)
+    k = (cumulative < uniform.unsqueeze(-1)).sum(-1, keepdim=True).clamp(max=mu.shape[-1] - 1)
     chosen_mu = mu.gather(-1, k).squeeze(-1)
     chosen_sigma = log_sigma.gather(-1, k).squeeze(-1).exp() * math.sqrt(temperature)
-    noise = torch.randn(chosen_mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    return chosen_mu + chosen_sigma * noise
+    return chosen_mu + chosen_sigma * normal
 
 
 DONE_POS_WEIGHT = 10.0  # episode ends are rare; the original weighted them x10 for its dreams

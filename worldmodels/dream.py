@@ -1,0 +1,132 @@
+"""Dreams: episodes that happen inside M instead of CarRacing.
+
+A dream starts from a real first latent (V's mu of an episode's first frame, from
+data/series/initial_latents.npz). Each step, C acts on [z_t, h_t]; M consumes (z_t, a_t)
+through the same ``MDNRNN.step`` as everywhere else; z_{t+1} is sampled from M's mixture
+at temperature tau; the reward comes from M's reward head and the episode's end is drawn
+from its done head.
+
+``DreamBatch`` steps B dreams at once in torch (a CMA population times its episodes).
+Every dream draws its random numbers from its own generator, seeded by the dream's seed,
+so a dream unfolds the same alone or in a batch of any size. ``DreamEnv`` is the same
+engine behind the standard ``gymnasium.Env`` interface, for any gymnasium agent.
+"""
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from worldmodels.controller import LinearControllers
+from worldmodels.env import ACTION_SIZE
+from worldmodels.mdrnn import DONE_POS_WEIGHT, MDNRNN, sample_mixture
+from worldmodels.rollout import EpisodeResults
+
+NOISE_CHUNK = 64  # steps of random draws made at a time per dream (fewer small generator calls)
+
+
+class DreamBatch:
+    """B dreams in M, stepped together.
+
+    z0: [B, Z] first latents; seeds: B ints, one random stream per dream.
+    """
+
+    def __init__(self, mdrnn: MDNRNN, z0: torch.Tensor, seeds: list[int], temperature: float):
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.mdrnn, self.temperature = mdrnn, temperature
+        self.z = z0.to(torch.float32).clone()
+        self.state = mdrnn.initial_state(len(seeds))
+        self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        self.noise = torch.zeros(len(seeds), 0, 2 * mdrnn.z_size + 1)
+        self.t = 0
+        # M's done head was trained with ends weighted DONE_POS_WEIGHT times: its odds are
+        # that many times too high, so they are divided back before an end is drawn.
+        self.done_offset = math.log(DONE_POS_WEIGHT)
+
+    @property
+    def features(self) -> torch.Tensor:
+        """[z_t, h_t]: [B, Z + H], what C sees."""
+        return torch.cat([self.z, self.state[0][0]], dim=1)
+
+    def _draws(self) -> torch.Tensor:
+        """This step's random numbers of every dream: [B, 2Z + 1] (uniforms, normals, end)."""
+        index = self.t % NOISE_CHUNK
+        if index == 0:
+            z = self.mdrnn.z_size
+            self.noise = torch.stack([
+                torch.cat([torch.rand(NOISE_CHUNK, z, generator=g), torch.randn(NOISE_CHUNK, z, generator=g),
+                           torch.rand(NOISE_CHUNK, 1, generator=g)], dim=1)
+                for g in self.generators
+            ])
+        return self.noise[:, index]
+
+    @torch.no_grad()
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """actions [B, 3] -> (reward [B], done bool [B]); advances z and M's state."""
+        draws = self._draws()
+        z_size = self.mdrnn.z_size
+        out, self.state = self.mdrnn.step(self.z, actions.to(torch.float32), self.state)
+        self.z = sample_mixture(out["log_pi"], out["mu"], out["log_sigma"], self.temperature,
+                                noise=(draws[:, :z_size], draws[:, z_size : 2 * z_size]))
+        done = draws[:, -1] < torch.sigmoid(out["done_logit"] - self.done_offset)
+        self.t += 1
+        return out["reward"], done
+
+
+@torch.no_grad()
+def run_dream_episodes(
+    mdrnn: MDNRNN, params: np.ndarray, z0: np.ndarray, seeds: list[int], temperature: float, max_steps: int,
+) -> EpisodeResults:
+    """Dream i runs controller params[i] (C on [z, h]) from first latent z0[i] with seed seeds[i],
+    all in one batch, until its drawn end or ``max_steps``."""
+    dreams = DreamBatch(mdrnn, torch.as_tensor(z0), seeds, temperature)
+    controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32), dreams.features.shape[1])
+    returns = torch.zeros(len(seeds), dtype=torch.float64)
+    steps = torch.zeros(len(seeds), dtype=torch.int64)
+    active = torch.ones(len(seeds), dtype=torch.bool)
+    for _ in range(max_steps):
+        reward, done = dreams.step(controllers(dreams.features))
+        returns += torch.where(active, reward.double(), 0.0)
+        steps += active
+        active &= ~done
+        if not active.any():
+            break
+    return EpisodeResults(returns.numpy(), steps.numpy())
+
+
+class DreamEnv(gym.Env):
+    """One dream behind gymnasium's interface: observation [z, h], CarRacing's action space.
+
+    initial_latents: [N, Z] real first latents; reset picks one with the env's RNG.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, mdrnn: MDNRNN, initial_latents: np.ndarray, temperature: float = 1.0, max_steps: int = 1000):
+        self.mdrnn, self.initial_latents = mdrnn, np.asarray(initial_latents, dtype=np.float32)
+        self.temperature, self.max_steps = temperature, max_steps
+        size = mdrnn.z_size + mdrnn.hidden_size
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(np.array([-1, 0, 0], dtype=np.float32), np.array([1, 1, 1], dtype=np.float32),
+                                           (ACTION_SIZE,), dtype=np.float32)
+        self.dream: DreamBatch | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        start = int(self.np_random.integers(len(self.initial_latents)))
+        self.dream = DreamBatch(self.mdrnn, torch.from_numpy(self.initial_latents[start : start + 1]),
+                                [int(self.np_random.integers(2**62))], self.temperature)
+        return self._observation(), {"start": start}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if self.dream is None:
+            raise RuntimeError("call reset() before step()")
+        action = np.clip(np.asarray(action, dtype=np.float32), self.action_space.low, self.action_space.high)
+        reward, done = self.dream.step(torch.from_numpy(action)[None])
+        truncated = self.dream.t >= self.max_steps and not bool(done[0])
+        return self._observation(), float(reward[0]), bool(done[0]), truncated, {}
+
+    def _observation(self) -> np.ndarray:
+        return self.dream.features[0].numpy().astype(np.float32)
