@@ -7,6 +7,13 @@ saved as checkpoints/controller.pt. The CMA-ES state is saved every generation
 (checkpoints/cma_state.pkl), so an interrupted run resumes; checkpoints/controller_log.csv
 has a row per generation.
 
+--dream trains inside M instead (worldmodels/dream.py): candidates drive dreams that start
+from real first latents (SERIES_DIR/initial_latents.npz) at temperature TEMPERATURE. The
+CMA mean is then checked both in dreams and on the real check tracks, side by side in the
+log; the kept controller is the one with the best dream check, so reality never steers a
+dream-trained search. --init-from starts the search from a saved controller (for example a
+dream-trained one, fine-tuned in the real env).
+
 --evaluate N runs the saved controller on N fresh tracks and prints mean ± std.
 """
 
@@ -21,12 +28,13 @@ from worldmodels.atomic import save_torch
 from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, load_checkpoint
 from worldmodels.cli import require_at_least, run_stage
 from worldmodels.controller import parameter_count
+from worldmodels.dream import first_latents, run_dream_episodes
 from worldmodels.env import CHECK_SEED_BASE, MAX_EPISODE_STEPS, TEST_SEED_BASE, TRAIN_SEED_BASE
-from worldmodels.episodes import DataError
+from worldmodels.episodes import INITIAL_LATENTS_FILE, DataError, read_initial_latents
 from worldmodels.evolution import load_search, new_search, save_search
 from worldmodels.logs import CsvLog
 from worldmodels.parallel import WorkerPool, default_workers
-from worldmodels.rollout import load_agent_models, run_agent_parallel
+from worldmodels.rollout import EpisodeResults, load_agent_models, run_agent_parallel
 
 GENERATIONS = 1800  # the paper's full agent ran about 1800 generations
 POPULATION = 64  # CMA-ES candidates per generation
@@ -39,6 +47,10 @@ PATIENCE = 0  # end a training episode after this many steps without reward (0: 
 USE_HIDDEN = True  # C sees [z, h] (the full agent); False: z only
 SEED = 0  # CMA-ES sampling
 WORKERS = default_workers()  # one process per core
+DREAM = False  # train in the dream (M) instead of the real env
+TEMPERATURE = 1.15  # dream sampling temperature tau (the paper's best for its Doom dream)
+SERIES_DIR = "data/series"  # where dreams find their real first latents
+INIT_FROM = ""  # a controller.pt to start the search from ("" : the zero controller)
 FAST_RENDER = True  # worldmodels.fast_env: stock physics and rewards, 12x faster frames (--no-fast-render: stock)
 CHECKPOINT_DIR = "checkpoints"
 
@@ -58,14 +70,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=WORKERS)
     parser.add_argument("--fast-render", action=argparse.BooleanOptionalAction, default=FAST_RENDER,
                         help="draw frames with the fast renderer (same physics and rewards); --no-fast-render draws them the stock way")
+    parser.add_argument("--dream", action=argparse.BooleanOptionalAction, default=DREAM, help="train inside M instead of the real env")
+    parser.add_argument("--temperature", type=float, default=TEMPERATURE, help="dream sampling temperature")
+    parser.add_argument("--series-dir", default=SERIES_DIR, help="folder with initial_latents.npz (for --dream)")
+    parser.add_argument("--init-from", default=INIT_FROM, help="controller.pt whose parameters start the search")
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--restart", action="store_true", help="start a new search even if a saved one exists")
     parser.add_argument("--evaluate", type=int, metavar="N", default=0, help="only evaluate the saved controller on N fresh tracks")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "generations", "episodes_per_candidate", "check_every", "check_episodes", "max_steps", "workers")
     require_at_least(parser, args, 2, "population")
-    if args.sigma0 <= 0 or args.patience < 0 or args.evaluate < 0:
-        parser.error("--sigma0 must be positive; --patience and --evaluate non-negative")
+    if args.sigma0 <= 0 or args.temperature <= 0 or args.patience < 0 or args.evaluate < 0:
+        parser.error("--sigma0 and --temperature must be positive; --patience and --evaluate non-negative")
     return args
 
 
@@ -73,10 +89,17 @@ def save_controller(path: Path, params: np.ndarray, config: dict, **extra) -> No
     save_torch(path, {"kind": "controller", "config": config, "params": torch.as_tensor(params, dtype=torch.float32), **extra})
 
 
-def evaluate_saved(args: argparse.Namespace, pool: WorkerPool, paths: dict[str, str], config: dict) -> None:
-    checkpoint = load_checkpoint(paths["controller"], "controller", "05_train_controller.py")
+def load_controller(path: str, config: dict) -> dict:
+    """A saved controller checkpoint, which must fit this V, M and choice of inputs."""
+    checkpoint = load_checkpoint(path, "controller", "05_train_controller.py")
     if checkpoint["config"] != config:
-        raise DataError(f"{paths['controller']}: built for {checkpoint['config']}, not {config}; retrain it with 05_train_controller.py --restart")
+        raise DataError(f"{path}: built for {checkpoint['config']}, not {config}; train one for this V and M "
+                        "with 05_train_controller.py --restart")
+    return checkpoint
+
+
+def evaluate_saved(args: argparse.Namespace, pool: WorkerPool, paths: dict[str, str], config: dict) -> None:
+    checkpoint = load_controller(paths["controller"], config)
     params = np.repeat(checkpoint["params"].numpy()[None], args.evaluate, axis=0)
     seeds = [TEST_SEED_BASE + i for i in range(args.evaluate)]
     results = run_agent_parallel(pool, paths["vae"], paths["mdrnn"], params, seeds, args.max_steps,
@@ -103,17 +126,32 @@ def main(argv=None) -> None:
 
         state_path = directory / "cma_state.pkl"
         search_config = config | {"population": args.population, "sigma0": args.sigma0, "seed": args.seed}
+        if args.dream:
+            search_config |= {"world": "dream", "temperature": args.temperature}
+            starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE)["mu"].astype(np.float32)
+        if args.init_from:
+            search_config |= {"init_from": args.init_from}
         if state_path.exists() and not args.restart:
             state = load_search(state_path, search_config)
             print(f"resuming the search from {state_path} after generation {state.generation}")
         else:
-            state = new_search(dimension, args.sigma0, args.population, args.seed, search_config)
-        print(f"CMA-ES over {dimension} parameters: population {args.population} x {args.episodes_per_candidate} "
+            x0 = load_controller(args.init_from, config)["params"].numpy() if args.init_from else None
+            state = new_search(dimension, args.sigma0, args.population, args.seed, search_config, x0)
+        world = f"dreams at temperature {args.temperature}" if args.dream else "the real env"
+        print(f"CMA-ES over {dimension} parameters in {world}: population {args.population} x {args.episodes_per_candidate} "
               f"episodes, {args.workers} workers")
         log = CsvLog(directory / "controller_log.csv",
-                     ["generation", "best", "mean", "worst", "sigma", "check_mean", "check_std", "env_steps", "seconds"],
-                     keep_rows=state.generation)
+                     ["generation", "best", "mean", "worst", "sigma", "check_mean", "check_std", "dream_check_mean",
+                      "dream_check_std", "env_steps", "seconds"], keep_rows=state.generation)
         check_seeds = [CHECK_SEED_BASE + i for i in range(args.check_episodes)]
+
+        def real(params: np.ndarray, seeds: list[int], patience: int, desc: str) -> EpisodeResults:
+            return run_agent_parallel(pool, paths["vae"], paths["mdrnn"], params, seeds, args.max_steps, patience,
+                                      args.use_hidden, args.fast_render, desc=desc)
+
+        def dream(params: np.ndarray, seeds: list[int]) -> EpisodeResults:
+            return run_dream_episodes(mdrnn, params, first_latents(starts, seeds), seeds, args.temperature,
+                                      args.max_steps, args.use_hidden)
 
         while state.generation < args.generations:
             started = time.time()
@@ -121,34 +159,42 @@ def main(argv=None) -> None:
             candidates = np.asarray(state.es.ask())
             seeds = [TRAIN_SEED_BASE + generation * args.episodes_per_candidate + e for e in range(args.episodes_per_candidate)]
             params = np.repeat(candidates, len(seeds), axis=0)
-            results = run_agent_parallel(pool, paths["vae"], paths["mdrnn"], params, seeds * len(candidates), args.max_steps,
-                                         args.patience, args.use_hidden, args.fast_render, desc=f"generation {generation}")
+            if args.dream:
+                results = dream(params, seeds * len(candidates))
+            else:
+                results = real(params, seeds * len(candidates), args.patience, f"generation {generation}")
             fitness = results.returns.reshape(len(candidates), len(seeds)).mean(axis=1)
             state.es.tell(list(candidates), list(-fitness))
             state.generation = generation
-            env_steps = int(results.steps.sum())
+            env_steps = 0 if args.dream else int(results.steps.sum())
 
-            check_mean = check_std = ""
+            scores = {}  # world -> (mean, std) of the CMA mean's check
             if generation % args.check_every == 0 or generation == args.generations:
                 mean = np.asarray(state.es.mean)
-                check = run_agent_parallel(pool, paths["vae"], paths["mdrnn"], np.repeat(mean[None], len(check_seeds), axis=0),
-                                           check_seeds, args.max_steps, use_hidden=args.use_hidden, fast_render=args.fast_render,
-                                           desc="checking the CMA mean")
-                check_mean, check_std = check.returns.mean(), check.returns.std()
+                repeated = np.repeat(mean[None], len(check_seeds), axis=0)
+                check = real(repeated, check_seeds, 0, "checking the CMA mean")
+                scores["real"] = check.returns.mean(), check.returns.std()
                 env_steps += int(check.steps.sum())
-                if check_mean > state.best_score:
-                    state.best_score, state.best_generation = check_mean, generation
-                    save_controller(Path(paths["controller"]), mean, config, generation=generation, check_score=check_mean)
+                if args.dream:
+                    dreamed = dream(repeated, check_seeds).returns
+                    scores["dream"] = dreamed.mean(), dreamed.std()
+                kept = scores["dream" if args.dream else "real"][0]
+                if kept > state.best_score:
+                    state.best_score, state.best_generation = kept, generation
+                    save_controller(Path(paths["controller"]), mean, config, generation=generation, check_score=kept,
+                                    trained_in="dream" if args.dream else "real")
             save_search(state_path, state)
+            shown = {f"{prefix}check_{stat}": f"{scores[world][i]:.1f}" if world in scores else ""
+                     for world, prefix in (("real", ""), ("dream", "dream_")) for i, stat in enumerate(("mean", "std"))}
             log.append(generation=generation, best=f"{fitness.max():.1f}", mean=f"{fitness.mean():.1f}", worst=f"{fitness.min():.1f}",
-                       sigma=f"{state.es.sigma:.4f}", check_mean=check_mean if check_mean == "" else f"{check_mean:.1f}",
-                       check_std=check_std if check_std == "" else f"{check_std:.1f}", env_steps=env_steps,
-                       seconds=f"{time.time() - started:.1f}")
-            checked = f"; CMA mean on {len(check_seeds)} check tracks {check_mean:.1f} ± {check_std:.1f}" if check_mean != "" else ""
+                       sigma=f"{state.es.sigma:.4f}", env_steps=env_steps, seconds=f"{time.time() - started:.1f}", **shown)
+            checked = "".join(f"; CMA mean on {len(check_seeds)} {'dreams' if world == 'dream' else 'check tracks'} "
+                              f"{m:.1f} ± {sd:.1f}" for world, (m, sd) in scores.items())
             print(f"generation {generation}: best {fitness.max():.1f}, mean {fitness.mean():.1f}, worst {fitness.min():.1f}, "
                   f"sigma {state.es.sigma:.3f}{checked}", flush=True)
 
-    print(f"best CMA mean: {state.best_score:.1f} on the check tracks at generation {state.best_generation}")
+    print(f"best CMA mean: {state.best_score:.1f} on the check {'dreams' if args.dream else 'tracks'} "
+          f"at generation {state.best_generation}")
     print(f"wrote {paths['controller']}, {state_path} and {log.path}")
     print("next: python 05_train_controller.py --evaluate 100")
 

@@ -75,19 +75,27 @@ class DreamBatch:
         return out["reward"], done
 
 
+def first_latents(starts: np.ndarray, seeds: list[int]) -> np.ndarray:
+    """The first latent [len(seeds), Z] of each dream: one of ``starts`` [N, Z] (real first
+    frames), picked by the dream's seed."""
+    return np.stack([starts[np.random.default_rng(seed).integers(len(starts))] for seed in seeds]).astype(np.float32)
+
+
 @torch.no_grad()
 def run_dream_episodes(
     mdrnn: MDNRNN, params: np.ndarray, z0: np.ndarray, seeds: list[int], temperature: float, max_steps: int,
+    use_hidden: bool = True,
 ) -> EpisodeResults:
-    """Dream i runs controller params[i] (C on [z, h]) from first latent z0[i] with seed seeds[i],
-    all in one batch, until its drawn end or ``max_steps``."""
+    """Dream i runs controller params[i] from first latent z0[i] with seed seeds[i], all in one
+    batch, until its drawn end or ``max_steps``. use_hidden: C sees [z, h] (else z only)."""
     dreams = DreamBatch(mdrnn, torch.as_tensor(z0), seeds, temperature)
-    controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32), dreams.features.shape[1])
+    inputs = dreams.features.shape[1] if use_hidden else mdrnn.z_size
+    controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32), inputs)
     returns = torch.zeros(len(seeds), dtype=torch.float64)
     steps = torch.zeros(len(seeds), dtype=torch.int64)
     active = torch.ones(len(seeds), dtype=torch.bool)
     for _ in range(max_steps):
-        reward, done = dreams.step(controllers(dreams.features))
+        reward, done = dreams.step(controllers(dreams.features[:, :inputs]))
         returns += torch.where(active, reward.double(), 0.0)
         steps += active
         active &= ~done

@@ -29,9 +29,10 @@ class SearchState:
     config: dict = field(default_factory=dict)  # what the search was started with
 
 
-def new_search(dimension: int, sigma0: float, population: int, seed: int, config: dict) -> SearchState:
-    """x0 = 0 (a controller that drives straight at half gas), step size sigma0."""
-    es = cma.CMAEvolutionStrategy(np.zeros(dimension), sigma0, {"popsize": population, "seed": seed + 1, "verbose": -9})
+def new_search(dimension: int, sigma0: float, population: int, seed: int, config: dict, x0: np.ndarray | None = None) -> SearchState:
+    """Start at x0 (default 0: a controller that drives straight at half gas), step size sigma0."""
+    x0 = np.zeros(dimension) if x0 is None else np.asarray(x0, dtype=np.float64)
+    es = cma.CMAEvolutionStrategy(x0, sigma0, {"popsize": population, "seed": seed + 1, "verbose": -9})
     return SearchState(es=es, config=config)
 
 
