@@ -22,7 +22,7 @@ from worldmodels.data import SeriesWindows, split_episodes
 from worldmodels.env import ACTION_SIZE
 from worldmodels.episodes import read_series, require_episodes
 from worldmodels.logs import CsvLog
-from worldmodels.mdrnn import MDNRNN, mdrnn_loss
+from worldmodels.mdrnn import MDNRNN, head_scores, mdrnn_loss
 
 EPOCHS = 200  # passes over the data (the original: 4000 batches of 100 x 1000 steps on 2M steps)
 BATCH_SIZE = 100  # windows per batch
@@ -61,15 +61,22 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 @torch.no_grad()
-def evaluate(mdrnn: MDNRNN, data: SeriesWindows, seed: int, device: torch.device) -> dict[str, float]:
-    """Losses on whole held-out episodes, from M's zero state, with fixed z samples."""
+def evaluate(mdrnn: MDNRNN, data: SeriesWindows, seed: int, device: torch.device) -> tuple[dict[str, float], dict[str, float]]:
+    """Losses and head scores (worldmodels.mdrnn.head_scores) on whole held-out episodes,
+    from M's zero state, with fixed z samples."""
     mdrnn.eval()
     rng = np.random.default_rng(seed)
     batch = data.batch(0, int(data.lengths.max()), rng, episodes=np.arange(len(data.lengths)))
     batch = {k: v.to(device) for k, v in batch.items()}
     out, _ = mdrnn(batch["z"], batch["action"])
     mdrnn.train()
-    return {k: v.item() for k, v in mdrnn_loss(out, batch).items()}
+    return {k: v.item() for k, v in mdrnn_loss(out, batch).items()}, head_scores(out, batch)
+
+
+def describe_heads(scores: dict[str, float]) -> str:
+    return (f"reward MSE {scores['reward_mse']:.3f}, new-tile steps told apart {scores['tile_accuracy']:.1%} "
+            f"(they are {scores['tile_steps']:.1%} of steps), "
+            f"episode ends found {scores['ends_found']} of {scores['ends']} with {scores['false_ends']} false alarms")
 
 
 def main(argv=None) -> None:
@@ -82,18 +89,21 @@ def main(argv=None) -> None:
     mdrnn = MDNRNN(z_size, ACTION_SIZE, args.hidden_size, args.gaussians).to(device)
     optimizer = torch.optim.Adam(mdrnn.parameters(), lr=args.lr)
     start_epoch = resume_training(checkpoint_path, "mdrnn", mdrnn, optimizer, args.restart)
+    train_files, held_out_files = split_episodes(files, args.held_out_fraction)
+    held_out = SeriesWindows(held_out_files or train_files)
     if start_epoch >= args.epochs:
         print(f"{checkpoint_path} is already trained for {start_epoch} epochs; pass --restart or more --epochs to train again")
+        print(f"held-out heads: {describe_heads(evaluate(mdrnn, held_out, args.seed, device)[1])}")
         print("next: python 05_train_controller.py")
         return
 
-    train_files, held_out_files = split_episodes(files, args.held_out_fraction)
-    train, held_out = SeriesWindows(train_files), SeriesWindows(held_out_files or train_files)
+    train = SeriesWindows(train_files)
     batches_per_epoch = max(1, math.ceil(train.steps / (args.batch_size * args.seq_len)))
     print(f"{len(train_files)} training episodes ({train.steps} steps, {batches_per_epoch} batches per epoch), "
           f"{len(held_out_files)} held out; device {device}")
     rng = np.random.default_rng([args.seed, start_epoch])  # a resumed run draws new windows
-    columns = ["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")] + ["seconds"]
+    columns = (["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")]
+               + ["held_out_tile_accuracy", "held_out_ends", "held_out_ends_found", "held_out_false_ends", "seconds"])
     log = CsvLog(Path(args.checkpoint_dir) / "mdrnn_log.csv", columns, keep_rows=start_epoch)
 
     bar = tqdm(range(start_epoch + 1, args.epochs + 1), desc="epochs", dynamic_ncols=True)
@@ -111,15 +121,17 @@ def main(argv=None) -> None:
             optimizer.step()
             for k in totals:
                 totals[k] += losses[k].item() / batches_per_epoch
-        scores = evaluate(mdrnn, held_out, args.seed, device)
+        scores, heads = evaluate(mdrnn, held_out, args.seed, device)
         save_model(checkpoint_path, "mdrnn", mdrnn, epoch=epoch, optimizer=optimizer.state_dict(), held_out_loss=scores["loss"])
         row = {f"train_{k}": f"{v:.4f}" for k, v in totals.items()} | {f"held_out_{k}": f"{v:.4f}" for k, v in scores.items()}
+        row |= {"held_out_tile_accuracy": f"{heads['tile_accuracy']:.4f}"} | {f"held_out_{k}": heads[k] for k in ("ends", "ends_found", "false_ends")}
         log.append(epoch=epoch, seconds=f"{time.time() - started:.1f}", **row)
         bar.set_postfix(train=f"{totals['loss']:.3f}", held_out=f"{scores['loss']:.3f}")
         tqdm.write(f"epoch {epoch}: train loss {totals['loss']:.3f} (z NLL {totals['nll']:.3f}, reward {totals['reward']:.3f}, "
                    f"done {totals['done']:.3f}); held-out {scores['loss']:.3f} (z NLL {scores['nll']:.3f}, "
                    f"reward {scores['reward']:.3f}, done {scores['done']:.3f})")
 
+    print(f"held-out heads after epoch {args.epochs}: {describe_heads(heads)}")
     print(f"wrote {checkpoint_path} and {log.path}")
     print("next: python 05_train_controller.py")
 

@@ -142,3 +142,18 @@ def test_controller_rows_select_their_own_parameters():
 
 def test_squash_action_brake_is_clipped_not_shifted():
     assert squash_action(torch.tensor([0.0, 0.0, -5.0])).tolist() == [0.0, 0.5, 0.0]
+
+
+def test_head_scores_count_tiles_and_ends():
+    from worldmodels.mdrnn import DONE_POS_WEIGHT, head_scores
+
+    reward = torch.tensor([[-0.1, 3.5, -0.1, -100.0]])
+    batch = {"reward": reward, "terminated": torch.tensor([[0.0, 0.0, 0.0, 1.0]]), "step_mask": torch.ones(1, 4)}
+    sure = 10.0 + math.log(DONE_POS_WEIGHT)  # a confident end after the training weight is divided back
+    out = {"reward": torch.tensor([[-0.1, 0.5, 2.0, -90.0]]), "done_logit": torch.tensor([[-10.0, sure, -10.0, sure]])}
+    scores = head_scores(out, batch)
+    assert scores["tile_accuracy"] == 0.5  # the tile at step 1 is missed, step 2 is a false tile
+    assert scores["tile_steps"] == 0.25
+    assert (scores["ends"], scores["ends_found"], scores["false_ends"]) == (1, 1, 1)
+    out["done_logit"] = torch.full((1, 4), math.log(DONE_POS_WEIGHT) - 0.1)  # P just under 0.5 once corrected
+    assert head_scores(out, batch)["ends_found"] == 0

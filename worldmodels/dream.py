@@ -12,15 +12,13 @@ so a dream unfolds the same alone or in a batch of any size. ``DreamEnv`` is the
 engine behind the standard ``gymnasium.Env`` interface, for any gymnasium agent.
 """
 
-import math
-
 import gymnasium as gym
 import numpy as np
 import torch
 
 from worldmodels.controller import LinearControllers
 from worldmodels.env import ACTION_SIZE
-from worldmodels.mdrnn import DONE_POS_WEIGHT, MDNRNN, sample_mixture
+from worldmodels.mdrnn import MDNRNN, done_probability, sample_mixture
 from worldmodels.rollout import EpisodeResults
 
 NOISE_CHUNK = 64  # steps of random draws made at a time per dream (fewer small generator calls)
@@ -41,9 +39,6 @@ class DreamBatch:
         self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
         self.noise = torch.zeros(len(seeds), 0, 2 * mdrnn.z_size + 1)
         self.t = 0
-        # M's done head was trained with ends weighted DONE_POS_WEIGHT times: its odds are
-        # that many times too high, so they are divided back before an end is drawn.
-        self.done_offset = math.log(DONE_POS_WEIGHT)
 
     @property
     def features(self) -> torch.Tensor:
@@ -70,7 +65,7 @@ class DreamBatch:
         out, self.state = self.mdrnn.step(self.z, actions.to(torch.float32), self.state)
         self.z = sample_mixture(out["log_pi"], out["mu"], out["log_sigma"], self.temperature,
                                 noise=(draws[:, :z_size], draws[:, z_size : 2 * z_size]))
-        done = draws[:, -1] < torch.sigmoid(out["done_logit"] - self.done_offset)
+        done = draws[:, -1] < done_probability(out["done_logit"])
         self.t += 1
         return out["reward"], done
 

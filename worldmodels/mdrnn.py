@@ -115,3 +115,28 @@ def mdrnn_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], don
     )
     done = (done * step_mask).sum() / step_mask.sum().clamp(min=1)
     return {"loss": nll + reward + done, "nll": nll, "reward": reward, "done": done}
+
+
+def done_probability(done_logit: torch.Tensor, pos_weight: float = DONE_POS_WEIGHT) -> torch.Tensor:
+    """P(the episode ends) from the done head. Ends were weighted ``pos_weight`` times in
+    training, which multiplies the head's odds by that much; they are divided back here."""
+    return torch.sigmoid(done_logit - math.log(pos_weight))
+
+
+TILE_REWARD = 1.0  # CarRacing pays about 1000/N_tiles - 0.1 (3 to 4) for a new tile, -0.1 otherwise
+
+
+def head_scores(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    """How well the reward and done heads would drive a dream, over the steps of ``batch``:
+    reward MSE; tile accuracy (reward above TILE_REWARD or not, predicted vs real) and the share
+    of new-tile steps; and the
+    ends (terminated) predicted with P > 0.5: true and false positives, real ends."""
+    mask = batch["step_mask"].bool()
+    predicted, real = out["reward"][mask], batch["reward"][mask]
+    ends, called = batch["terminated"][mask].bool(), done_probability(out["done_logit"][mask]) > 0.5
+    return {
+        "reward_mse": (predicted - real).pow(2).mean().item(),
+        "tile_accuracy": ((predicted > TILE_REWARD) == (real > TILE_REWARD)).float().mean().item(),
+        "tile_steps": (real > TILE_REWARD).float().mean().item(),  # the share of new-tile steps: a baseline
+        "ends": int(ends.sum()), "ends_found": int((called & ends).sum()), "false_ends": int((called & ~ends).sum()),
+    }
