@@ -75,7 +75,7 @@ def evaluate(mdrnn: MDNRNN, data: SeriesWindows, seed: int, device: torch.device
 
 def describe_heads(scores: dict[str, float]) -> str:
     return (f"reward MSE {scores['reward_mse']:.3f}, new-tile steps told apart {scores['tile_accuracy']:.1%} "
-            f"(they are {scores['tile_steps']:.1%} of steps), "
+            f"(they are {scores['tile_steps']:.1%} of steps; ranked above other steps {scores['tile_auc']:.1%} of the time), "
             f"episode ends found {scores['ends_found']} of {scores['ends']} with {scores['false_ends']} false alarms")
 
 
@@ -103,7 +103,7 @@ def main(argv=None) -> None:
           f"{len(held_out_files)} held out; device {device}")
     rng = np.random.default_rng([args.seed, start_epoch])  # a resumed run draws new windows
     columns = (["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")]
-               + ["held_out_tile_accuracy", "held_out_ends", "held_out_ends_found", "held_out_false_ends", "seconds"])
+               + ["held_out_tile_accuracy", "held_out_tile_auc", "held_out_ends", "held_out_ends_found", "held_out_false_ends", "seconds"])
     log = CsvLog(Path(args.checkpoint_dir) / "mdrnn_log.csv", columns, keep_rows=start_epoch)
 
     bar = tqdm(range(start_epoch + 1, args.epochs + 1), desc="epochs", dynamic_ncols=True)
@@ -124,7 +124,7 @@ def main(argv=None) -> None:
         scores, heads = evaluate(mdrnn, held_out, args.seed, device)
         save_model(checkpoint_path, "mdrnn", mdrnn, epoch=epoch, optimizer=optimizer.state_dict(), held_out_loss=scores["loss"])
         row = {f"train_{k}": f"{v:.4f}" for k, v in totals.items()} | {f"held_out_{k}": f"{v:.4f}" for k, v in scores.items()}
-        row |= {"held_out_tile_accuracy": f"{heads['tile_accuracy']:.4f}"} | {f"held_out_{k}": heads[k] for k in ("ends", "ends_found", "false_ends")}
+        row |= {f"held_out_{k}": f"{heads[k]:.4f}" for k in ("tile_accuracy", "tile_auc")} | {f"held_out_{k}": heads[k] for k in ("ends", "ends_found", "false_ends")}
         log.append(epoch=epoch, seconds=f"{time.time() - started:.1f}", **row)
         bar.set_postfix(train=f"{totals['loss']:.3f}", held_out=f"{scores['loss']:.3f}")
         tqdm.write(f"epoch {epoch}: train loss {totals['loss']:.3f} (z NLL {totals['nll']:.3f}, reward {totals['reward']:.3f}, "

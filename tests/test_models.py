@@ -154,6 +154,7 @@ def test_head_scores_count_tiles_and_ends():
     scores = head_scores(out, batch)
     assert scores["tile_accuracy"] == 0.5  # the tile at step 1 is missed, step 2 is a false tile
     assert scores["tile_steps"] == 0.25
+    assert scores["tile_auc"] == 0.5  # the tile (0.5) ranks above -0.1 but below 2.0; the -100 step is left out
     assert (scores["ends"], scores["ends_found"], scores["false_ends"]) == (1, 1, 1)
     out["done_logit"] = torch.full((1, 4), math.log(DONE_POS_WEIGHT) - 0.1)  # P just under 0.5 once corrected
     assert head_scores(out, batch)["ends_found"] == 0

@@ -128,8 +128,9 @@ TILE_REWARD = 1.0  # CarRacing pays about 1000/N_tiles - 0.1 (3 to 4) for a new 
 
 def head_scores(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, float]:
     """How well the reward and done heads would drive a dream, over the steps of ``batch``:
-    reward MSE; tile accuracy (reward above TILE_REWARD or not, predicted vs real) and the share
-    of new-tile steps; and the
+    reward MSE; tile accuracy (reward above TILE_REWARD or not, predicted vs real), the share
+    of new-tile steps, and the tile AUC (how often a new-tile step gets a higher predicted
+    reward than an ordinary step, off-playfield steps left out); and the
     ends (terminated) predicted with P > 0.5: true and false positives, real ends."""
     mask = batch["step_mask"].bool()
     predicted, real = out["reward"][mask], batch["reward"][mask]
@@ -138,5 +139,19 @@ def head_scores(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) ->
         "reward_mse": (predicted - real).pow(2).mean().item(),
         "tile_accuracy": ((predicted > TILE_REWARD) == (real > TILE_REWARD)).float().mean().item(),
         "tile_steps": (real > TILE_REWARD).float().mean().item(),  # the share of new-tile steps: a baseline
+        "tile_auc": _ranking_auc(predicted[real > TILE_REWARD], predicted[(real <= TILE_REWARD) & (real > -50)]),
         "ends": int(ends.sum()), "ends_found": int((called & ends).sum()), "false_ends": int((called & ~ends).sum()),
     }
+
+
+def _ranking_auc(positive: torch.Tensor, negative: torch.Tensor) -> float:
+    """P(a random positive scores above a random negative), ties counting half; NaN without both."""
+    if len(positive) == 0 or len(negative) == 0:
+        return float("nan")
+    scores = torch.cat([positive, negative])
+    ranks = torch.empty(len(scores))
+    ranks[scores.argsort()] = torch.arange(1, len(scores) + 1, dtype=torch.float32)
+    for value in scores.unique():  # ties share their mean rank
+        tied = scores == value
+        ranks[tied] = ranks[tied].mean()
+    return ((ranks[: len(positive)].sum() - len(positive) * (len(positive) + 1) / 2) / (len(positive) * len(negative))).item()
