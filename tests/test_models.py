@@ -158,3 +158,11 @@ def test_head_scores_count_tiles_and_ends():
     assert (scores["ends"], scores["ends_found"], scores["false_ends"]) == (1, 1, 1)
     out["done_logit"] = torch.full((1, 4), math.log(DONE_POS_WEIGHT) - 0.1)  # P just under 0.5 once corrected
     assert head_scores(out, batch)["ends_found"] == 0
+
+
+def test_tile_auc_counts_ties_as_half():
+    from worldmodels.mdrnn import _ranking_auc
+
+    positive, negative = torch.tensor([0.5, 0.5, 2.0]), torch.tensor([-0.1, 0.5, 2.0, 3.0])
+    brute = sum(float(p > n) + 0.5 * float(p == n) for p in positive for n in negative) / 12
+    assert _ranking_auc(positive, negative) == pytest.approx(brute)

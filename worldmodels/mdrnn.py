@@ -148,10 +148,8 @@ def _ranking_auc(positive: torch.Tensor, negative: torch.Tensor) -> float:
     """P(a random positive scores above a random negative), ties counting half; NaN without both."""
     if len(positive) == 0 or len(negative) == 0:
         return float("nan")
-    scores = torch.cat([positive, negative])
-    ranks = torch.empty(len(scores))
-    ranks[scores.argsort()] = torch.arange(1, len(scores) + 1, dtype=torch.float32)
-    for value in scores.unique():  # ties share their mean rank
-        tied = scores == value
-        ranks[tied] = ranks[tied].mean()
+    # Mann-Whitney U from mean ranks, in O(n log n): a held-out set can hold 100k steps.
+    values, inverse, counts = torch.cat([positive, negative]).unique(return_inverse=True, return_counts=True)
+    below = counts.cumsum(0) - counts  # scores smaller than each distinct value
+    ranks = (below + (counts + 1) / 2).double()[inverse]  # ties share their mean rank
     return ((ranks[: len(positive)].sum() - len(positive) * (len(positive) + 1) / 2) / (len(positive) * len(negative))).item()
