@@ -14,7 +14,11 @@ log; the kept controller is the one with the best dream check, so reality never 
 dream-trained search. --init-from starts the search from a saved controller (for example a
 dream-trained one, fine-tuned in the real env).
 
---evaluate N runs the saved controller on N fresh tracks and prints mean ± std.
+--evaluate N runs the saved controller on N fresh tracks and prints mean ± std, and what
+M's reward head predicted for the same episodes (what a dream would have paid for them).
+With --dream it also scores the controller in N dreams. Dream runs and dream evaluations
+write checkpoints/dream_vs_real.gif: a dream decoded by V beside the real track it started
+from (worldmodels/dream_viewer.py).
 """
 
 import argparse
@@ -29,6 +33,7 @@ from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, load_
 from worldmodels.cli import require_at_least, run_stage
 from worldmodels.controller import parameter_count
 from worldmodels.dream import first_latents, run_dream_episodes
+from worldmodels.dream_viewer import write_dream_vs_real
 from worldmodels.env import CHECK_SEED_BASE, MAX_EPISODE_STEPS, TEST_SEED_BASE, TRAIN_SEED_BASE
 from worldmodels.episodes import INITIAL_LATENTS_FILE, DataError, read_initial_latents
 from worldmodels.evolution import load_search, new_search, save_search
@@ -51,6 +56,7 @@ DREAM = False  # train in the dream (M) instead of the real env
 TEMPERATURE = 1.15  # dream sampling temperature tau (the paper's best for its Doom dream)
 SERIES_DIR = "data/series"  # where dreams find their real first latents
 INIT_FROM = ""  # a controller.pt to start the search from ("" : the zero controller)
+GIF_STEPS = 300  # steps of the dream-vs-real GIF (6 s of driving)
 FAST_RENDER = True  # worldmodels.fast_env: stock physics and rewards, 12x faster frames (--no-fast-render: stock)
 CHECKPOINT_DIR = "checkpoints"
 
@@ -73,6 +79,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dream", action=argparse.BooleanOptionalAction, default=DREAM, help="train inside M instead of the real env")
     parser.add_argument("--temperature", type=float, default=TEMPERATURE, help="dream sampling temperature")
     parser.add_argument("--series-dir", default=SERIES_DIR, help="folder with initial_latents.npz (for --dream)")
+    parser.add_argument("--gif-steps", type=int, default=GIF_STEPS, help="steps of the dream-vs-real GIF (0: none)")
     parser.add_argument("--init-from", default=INIT_FROM, help="controller.pt whose parameters start the search")
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--restart", action="store_true", help="start a new search even if a saved one exists")
@@ -80,8 +87,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "generations", "episodes_per_candidate", "check_every", "check_episodes", "max_steps", "workers")
     require_at_least(parser, args, 2, "population")
-    if args.sigma0 <= 0 or args.temperature <= 0 or args.patience < 0 or args.evaluate < 0:
-        parser.error("--sigma0 and --temperature must be positive; --patience and --evaluate non-negative")
+    if args.sigma0 <= 0 or args.temperature <= 0 or args.patience < 0 or args.evaluate < 0 or args.gif_steps < 0:
+        parser.error("--sigma0 and --temperature must be positive; --patience, --evaluate and --gif-steps non-negative")
     return args
 
 
@@ -98,15 +105,39 @@ def load_controller(path: str, config: dict) -> dict:
     return checkpoint
 
 
-def evaluate_saved(args: argparse.Namespace, pool: WorkerPool, paths: dict[str, str], config: dict) -> None:
+def evaluate_saved(args: argparse.Namespace, pool: WorkerPool, paths: dict[str, str], config: dict, starts: np.ndarray | None) -> None:
     checkpoint = load_controller(paths["controller"], config)
     params = np.repeat(checkpoint["params"].numpy()[None], args.evaluate, axis=0)
     seeds = [TEST_SEED_BASE + i for i in range(args.evaluate)]
     results = run_agent_parallel(pool, paths["vae"], paths["mdrnn"], params, seeds, args.max_steps,
                                  use_hidden=config["use_hidden"], fast_render=args.fast_render, desc="evaluation episodes")
-    print(f"controller {paths['controller']} (generation {checkpoint['generation']}) on {args.evaluate} fresh tracks "
-          f"(seeds {seeds[0]}..{seeds[-1]}, {'fast' if args.fast_render else 'stock'} renderer): {results.returns.mean():.1f} ± {results.returns.std():.1f} "
-          f"(min {results.returns.min():.1f}, max {results.returns.max():.1f})")
+    print(f"controller {paths['controller']} (generation {checkpoint['generation']}, trained in the "
+          f"{checkpoint.get('trained_in', 'real')} env) on {args.evaluate} fresh tracks (seeds {seeds[0]}..{seeds[-1]}, "
+          f"{'fast' if args.fast_render else 'stock'} renderer): {summary(results.returns)}")
+    print(f"M's reward head on the same episodes: {summary(results.predicted_returns)}")
+    if starts is not None:
+        vae, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])
+        dreamed = run_dream_episodes(mdrnn, params, first_latents(starts, seeds), seeds, args.temperature, args.max_steps,
+                                     config["use_hidden"])
+        print(f"in {args.evaluate} dreams at temperature {args.temperature}: {summary(dreamed.returns)}")
+        write_dream_gif(args, paths, config)
+
+
+def summary(returns: np.ndarray) -> str:
+    return f"{returns.mean():.1f} ± {returns.std():.1f} (min {returns.min():.1f}, max {returns.max():.1f})"
+
+
+def write_dream_gif(args: argparse.Namespace, paths: dict[str, str], config: dict) -> None:
+    """The saved controller in a dream beside the first test track it starts from."""
+    if args.gif_steps == 0:
+        return
+    vae, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])
+    params = load_controller(paths["controller"], config)["params"].numpy()
+    path = Path(args.checkpoint_dir) / "dream_vs_real.gif"
+    real, dream = write_dream_vs_real(path, vae, mdrnn, params, TEST_SEED_BASE, args.temperature, args.gif_steps,
+                                      use_hidden=config["use_hidden"], fast_render=args.fast_render)
+    print(f"wrote {path}: {args.gif_steps} steps on track {TEST_SEED_BASE} (return {real.rewards.sum():.1f}) "
+          f"beside its dream (return {dream.rewards.sum():.1f})")
 
 
 def main(argv=None) -> None:
@@ -119,16 +150,17 @@ def main(argv=None) -> None:
     config = {"input_size": input_size, "use_hidden": args.use_hidden, "z_size": vae.z_size, "hidden_size": mdrnn.hidden_size}
     dimension = parameter_count(input_size)
 
+    starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE)["mu"].astype(np.float32) if args.dream else None
+
     with WorkerPool(args.workers) as pool:
         if args.evaluate:
-            evaluate_saved(args, pool, paths, config)
+            evaluate_saved(args, pool, paths, config, starts)
             return
 
         state_path = directory / "cma_state.pkl"
         search_config = config | {"population": args.population, "sigma0": args.sigma0, "seed": args.seed}
         if args.dream:
             search_config |= {"world": "dream", "temperature": args.temperature}
-            starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE)["mu"].astype(np.float32)
         if args.init_from:
             search_config |= {"init_from": args.init_from}
         if state_path.exists() and not args.restart:
@@ -196,6 +228,8 @@ def main(argv=None) -> None:
     print(f"best CMA mean: {state.best_score:.1f} on the check {'dreams' if args.dream else 'tracks'} "
           f"at generation {state.best_generation}")
     print(f"wrote {paths['controller']}, {state_path} and {log.path}")
+    if args.dream and Path(paths["controller"]).exists():
+        write_dream_gif(args, paths, config)
     print("next: python 05_train_controller.py --evaluate 100")
 
 

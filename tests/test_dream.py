@@ -61,3 +61,20 @@ def test_dream_env_passes_gymnasiums_checker(mdrnn):
         observation, reward, done, truncated, _ = env.step(env.action_space.sample())
         steps += 1
     assert steps <= 20
+
+
+def test_the_dream_viewer_replays_the_dream_it_decodes(mdrnn):
+    from worldmodels.dream_viewer import record_dream
+    from worldmodels.vae import ConvVAE
+
+    torch.manual_seed(1)
+    vae = ConvVAE(32).eval()
+    params = np.random.default_rng(1).normal(0, 0.3, parameter_count(32 + 64)).astype(np.float32)
+    z0 = np.zeros(32, dtype=np.float32)
+    recording = record_dream(vae, mdrnn, params, z0, dream_seed=5, temperature=1.15, steps=150)
+    episode = run_dream_episodes(mdrnn, params[None], z0[None], [5], 1.15, 150)
+    # the viewer shows the same dream the trainer scores: same length, same return
+    assert len(recording.frames) == len(recording.rewards) == episode.steps[0]
+    assert recording.rewards.sum() == pytest.approx(episode.returns[0], abs=1e-4)
+    assert recording.ended == (episode.steps[0] < 150)
+    assert recording.frames.dtype == np.uint8 and recording.frames.shape[1:] == (64, 64, 3)

@@ -42,12 +42,20 @@ def test_five_stages_run_end_to_end(tmp_path, scripts, capsys):
     # C trained in M's dream, checked in dreams and on real tracks side by side
     train_controller.main(["--dream", "--restart", "--series-dir", str(series), "--generations", "2", "--population", "4",
                            "--episodes-per-candidate", "2", "--max-steps", "30", "--check-every", "2", "--check-episodes", "1",
-                           "--workers", "1", "--checkpoint-dir", str(ckpt)])
+                           "--workers", "1", "--gif-steps", "10", "--checkpoint-dir", str(ckpt)])
     with open(ckpt / "controller_log.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and rows[0]["env_steps"] == "0"  # training touched no real env
     assert rows[1]["dream_check_mean"] != "" and rows[1]["check_mean"] != ""
     assert torch.load(ckpt / "controller.pt", weights_only=False)["trained_in"] == "dream"
+    assert Image.open(ckpt / "dream_vs_real.gif").n_frames == 5  # 10 steps, every second one shown
+
+    capsys.readouterr()
+    train_controller.main(["--evaluate", "2", "--dream", "--series-dir", str(series), "--max-steps", "30", "--workers", "1",
+                           "--gif-steps", "0", "--checkpoint-dir", str(ckpt)])
+    printed = capsys.readouterr().out
+    assert "trained in the dream env" in printed and "in 2 dreams at temperature 1.15" in printed
+    assert "M's reward head on the same episodes" in printed
 
 
 def test_rerunning_finished_stages_redoes_nothing(tmp_path, scripts, capsys):

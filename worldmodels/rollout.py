@@ -67,18 +67,21 @@ class Agent:
         input_size = vae.z_size + (mdrnn.hidden_size if use_hidden else 0)
         self.controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32), input_size)
         self.state = mdrnn.initial_state(len(params))
+        self.predicted_reward = np.zeros(len(params))  # M's reward head on each env's last action
 
     @torch.no_grad()
     def act(self, frames: np.ndarray, active: np.ndarray) -> np.ndarray:
         """frames: uint8 [B, 64, 64, 3] (rows of finished envs are ignored), active: bool [B].
-        returns actions float32 [B, 3] and advances M for the active environments."""
+        returns actions float32 [B, 3] and advances M for the active environments (their
+        predicted rewards for these actions go to ``predicted_reward``)."""
         index = torch.as_tensor(np.flatnonzero(active))
         z, _ = self.vae.encode(torch.as_tensor(frames_to_tensor_layout(frames[index.numpy()])))
         h = self.state[0][0, index]
         features = torch.cat([z, h], dim=1) if self.use_hidden else z
         actions = self.controllers(features, rows=index)
-        _, (h_next, c_next) = self.mdrnn.step(z, actions, (self.state[0][:, index], self.state[1][:, index]))
+        out, (h_next, c_next) = self.mdrnn.step(z, actions, (self.state[0][:, index], self.state[1][:, index]))
         self.state[0][:, index], self.state[1][:, index] = h_next, c_next
+        self.predicted_reward[active] = out["reward"].numpy()
         out = np.zeros((len(active), ACTION_SIZE), dtype=np.float32)
         out[active] = actions.numpy()
         return out
@@ -88,6 +91,9 @@ class Agent:
 class EpisodeResults:
     returns: np.ndarray  # float64 [B], summed reward of each episode
     steps: np.ndarray  # int64 [B], steps each episode ran
+    # float64 [B], real episodes only: the summed rewards M's reward head predicted along them,
+    # what a dream would have paid for the same steps
+    predicted_returns: np.ndarray | None = None
 
 
 def run_agent_episodes(
@@ -102,7 +108,7 @@ def run_agent_episodes(
     envs = [make_env(max_steps, fast_render) for _ in range(batch)]
     agent = Agent(vae, mdrnn, params, use_hidden)
     frames = np.zeros((batch, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
-    returns = np.zeros(batch)
+    returns, predicted_returns = np.zeros(batch), np.zeros(batch)
     steps = np.zeros(batch, dtype=np.int64)
     since_progress = np.zeros(batch, dtype=np.int64)
     active = np.ones(batch, dtype=bool)
@@ -111,6 +117,7 @@ def run_agent_episodes(
             frames[i] = preprocess_frame(env.reset(seed=int(seed))[0])
         while active.any():
             actions = agent.act(frames, active)
+            predicted_returns[active] += agent.predicted_reward[active]
             for i in np.flatnonzero(active):
                 frame, reward, terminated, truncated, _ = envs[i].step(actions[i])
                 returns[i] += reward
@@ -123,7 +130,7 @@ def run_agent_episodes(
     finally:
         for env in envs:
             env.close()
-    return EpisodeResults(returns, steps)
+    return EpisodeResults(returns, steps, predicted_returns)
 
 
 @lru_cache(maxsize=2)
@@ -165,4 +172,5 @@ def run_agent_parallel(
     jobs = [AgentJob(vae_path, mdrnn_path, params[i : i + per_job], tuple(int(s) for s in seeds[i : i + per_job]),
                      max_steps, patience, use_hidden, fast_render) for i in range(0, count, per_job)]
     results = pool.map(run_agent_job, jobs, desc=desc)
-    return EpisodeResults(np.concatenate([r.returns for r in results]), np.concatenate([r.steps for r in results]))
+    return EpisodeResults(*(np.concatenate([getattr(r, field) for r in results])
+                            for field in ("returns", "steps", "predicted_returns")))
