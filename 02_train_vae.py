@@ -12,16 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from worldmodels.atomic import atomic_open
 from worldmodels.checkpoints import VAE_FILE, check_finite_loss, default_device, resume_training, save_model
 from worldmodels.cli import require_at_least, run_stage
 from worldmodels.data import count_frames, split_episodes, stream_frame_batches
 from worldmodels.episodes import DataError, read_rollout_frames, require_episodes
 from worldmodels.frames import frames_to_tensor_layout
 from worldmodels.logs import CsvLog
+from worldmodels.pictures import enlarge, save_png
 from worldmodels.vae import ConvVAE, vae_loss
 
 EPOCHS = 10  # passes over the dataset (the original's CarRacing setting)
@@ -84,9 +83,7 @@ def save_reconstructions(vae: ConvVAE, frames: np.ndarray, path: Path, device: t
     recon = (vae.decode(mu).cpu().numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
     vae.train()
     grid = np.concatenate([np.concatenate(list(frames), axis=1), np.concatenate(list(recon), axis=1)], axis=0)
-    image = Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.Resampling.NEAREST)
-    with atomic_open(path) as f:
-        image.save(f, format="PNG")
+    save_png(path, enlarge(grid, 2))
 
 
 def held_out_frames(files: list[Path], limit: int) -> np.ndarray:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Small profile: about half an hour on 2 CPU cores (29 min measured), end to end; the agent learns to drive.
+# Small profile: about half an hour on 2 CPU cores (33 min measured), end to end; the agent learns to drive.
 # Outputs: data/small/, checkpoints/small/. Every stage resumes if interrupted.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -49,6 +49,7 @@ def test_five_stages_run_end_to_end(tmp_path, scripts, capsys):
     assert rows[1]["dream_check_mean"] != "" and rows[1]["check_mean"] != ""
     assert torch.load(ckpt / "controller.pt", weights_only=False)["trained_in"] == "dream"
     assert Image.open(ckpt / "dream_vs_real.gif").n_frames == 5  # 10 steps, every second one shown
+    assert Image.open(ckpt / "dream_vs_real.png").size == (2 * 3 * 64 + 4, 4 * (3 * 12 + 2 + 3 * 64))  # 4 stills
 
     capsys.readouterr()
     train_controller.main(["--evaluate", "2", "--dream", "--series-dir", str(series), "--max-steps", "30", "--workers", "1",

@@ -18,9 +18,11 @@ from worldmodels.dream import DreamBatch
 from worldmodels.env import make_env
 from worldmodels.frames import frames_to_tensor_layout, preprocess_frame
 from worldmodels.mdrnn import MDNRNN
-from worldmodels.pictures import captioned, save_gif, side_by_side
+from worldmodels.pictures import captioned, save_gif, save_png, side_by_side
 from worldmodels.rollout import Agent
 from worldmodels.vae import ConvVAE
+
+STILLS = 4  # GIF frames also saved as a PNG, evenly spaced (a README can show them)
 
 
 @dataclass
@@ -93,11 +95,14 @@ def write_dream_vs_real(path: str | Path, vae: ConvVAE, mdrnn: MDNRNN, params: n
                         fast_render: bool = True) -> tuple[Recording, Recording]:
     """Drive track ``track_seed`` and a dream from its first frame for ``steps`` steps each,
     and write every ``every``-th step side by side as a GIF at 50 / every frames per second
-    (real time: CarRacing runs at 50 steps/s). Returns (real, dream)."""
+    (real time: CarRacing runs at 50 steps/s), and STILLS of those frames stacked as a PNG
+    beside it (same name, .png). Returns (real, dream)."""
     real = record_real(vae, mdrnn, params, track_seed, steps, use_hidden, fast_render)
     dream = record_dream(vae, mdrnn, params, first_latent(vae, real.frames[0]), track_seed, temperature, steps, use_hidden)
     length = max(len(real.rewards), len(dream.rewards))
     frames = [side_by_side([_panel(real, t, f"real track {track_seed}", scale), _panel(dream, t, f"dream, tau {temperature}", scale)])
               for t in range(0, length, every)]
     save_gif(path, frames, fps=50 / every)
+    stills = np.linspace(0, len(frames) - 1, min(STILLS, len(frames))).round().astype(int)
+    save_png(Path(path).with_suffix(".png"), np.concatenate([frames[i] for i in stills], axis=0))
     return real, dream

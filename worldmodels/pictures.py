@@ -33,6 +33,12 @@ def side_by_side(panels: list[np.ndarray], gap: int = 4) -> np.ndarray:
     return np.concatenate(row, axis=1)
 
 
+def save_png(path: str | Path, image: np.ndarray) -> None:
+    """image: uint8 [H, W, 3]."""
+    with atomic_open(path) as f:
+        Image.fromarray(image).save(f, format="PNG")
+
+
 GIF_COLOURS = 64  # one palette for the whole GIF; plenty for CarRacing's flat colours
 
 
