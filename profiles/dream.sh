@@ -14,6 +14,6 @@ for tau in $TEMPERATURES; do
     mkdir -p $CKPT/tau$tau && cp $CKPT/vae.pt $CKPT/mdrnn.pt $CKPT/tau$tau/
     python 05_train_controller.py --dream --temperature $tau --series-dir $DATA/series --generations 100 \
         --population 32 --episodes-per-candidate 8 --check-every 20 --check-episodes 20 --checkpoint-dir $CKPT/tau$tau
-    python 05_train_controller.py --evaluate 20 --dream --temperature $tau --series-dir $DATA/series --checkpoint-dir $CKPT/tau$tau
+    python 05_train_controller.py --evaluate 100 --dream --temperature $tau --series-dir $DATA/series --checkpoint-dir $CKPT/tau$tau
 done
 echo "dream profile done: one dream-trained controller, log and dream_vs_real.gif per temperature in $CKPT/tau*/"

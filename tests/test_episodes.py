@@ -3,6 +3,7 @@ import pytest
 
 from worldmodels.env import make_env
 from worldmodels.episodes import DataError, read_rollout, read_series, write_rollout, write_series
+from worldmodels.exploration import RandomWalkPolicy
 from worldmodels.rollout import collect_exploration_episode
 
 
@@ -68,3 +69,14 @@ def test_corrupt_or_wrong_files_raise_one_clear_error(tmp_path, episode):
     bad_reward["reward"][3] = np.nan
     with pytest.raises(DataError, match="NaN"):
         write_rollout(tmp_path / "ep00000003.npz", **bad_reward)
+
+
+def test_exploration_policy_stops_and_sprints_now_and_then():
+    policy = RandomWalkPolicy(np.random.default_rng(0))
+    actions = np.stack([policy() for _ in range(20_000)])
+    for pedals, share in (((0, 1), (0.05, 0.3)), ((1, 0), (0.03, 0.2))):  # stops (full brake), sprints (full gas)
+        held = ((actions[:, 1] == pedals[0]) & (actions[:, 2] == pedals[1])).astype(int)
+        assert share[0] < held.mean() < share[1]
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], held, [0]])))  # starts and ends of runs
+        lengths = edges[1::2] - edges[::2]
+        assert (lengths >= 20).sum() >= 5  # whole stretches, not a walk touching its bound now and then
