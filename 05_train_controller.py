@@ -17,8 +17,8 @@ dream-trained one, fine-tuned in the real env).
 --evaluate N runs the saved controller on N fresh tracks and prints mean ± std, and what
 M's reward head predicted for the same episodes (what a dream would have paid for them).
 With --dream it also scores the controller in N dreams. Dream runs and dream evaluations
-write checkpoints/dream_vs_real.gif: a dream decoded by V beside the real track it started
-from (worldmodels/dream_viewer.py).
+write checkpoints/dream_vs_real.gif (and four stills, .png): a dream decoded by V beside
+the real track it started from (worldmodels/dream_viewer.py).
 """
 
 import argparse
@@ -116,7 +116,7 @@ def evaluate_saved(args: argparse.Namespace, pool: WorkerPool, paths: dict[str, 
           f"{'fast' if args.fast_render else 'stock'} renderer): {summary(results.returns)}")
     print(f"M's reward head on the same episodes: {summary(results.predicted_returns)}")
     if starts is not None:
-        vae, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])
+        _, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])
         dreamed = run_dream_episodes(mdrnn, params, first_latents(starts, seeds), seeds, args.temperature, args.max_steps,
                                      config["use_hidden"])
         print(f"in {args.evaluate} dreams at temperature {args.temperature}: {summary(dreamed.returns)}")
