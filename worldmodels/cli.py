@@ -9,6 +9,7 @@ from types import ModuleType
 from typing import Callable
 
 from worldmodels.episodes import DataError
+from worldmodels.parallel import WorkerDied
 
 
 def require_at_least(parser: argparse.ArgumentParser, args: argparse.Namespace, minimum: float, *names: str) -> None:
@@ -19,11 +20,11 @@ def require_at_least(parser: argparse.ArgumentParser, args: argparse.Namespace, 
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main(); expected failures (bad or missing input) end with one line
-    and exit status 1 instead of a traceback."""
+    """Run a stage's main(); expected failures (bad or missing input, a worker process that
+    died) end with one line and exit status 1 instead of a traceback."""
     try:
         main()
-    except DataError as error:
+    except (DataError, WorkerDied) as error:
         sys.exit(f"error: {error}")
 
 

@@ -4,14 +4,16 @@
 With one worker it runs in this process; with more it uses processes started with
 'spawn' (a forked child of a process that has run multithreaded torch can hang), each
 limited to one torch thread so the workers share the cores instead of fighting over them.
-A worker's exception reaches the caller with its traceback; a worker that dies makes the
-map raise ``BrokenProcessPool`` instead of hanging.
+A worker's exception reaches the caller with its traceback; a worker that dies (killed,
+out of memory, a crash in native code) makes the map raise ``WorkerDied`` instead of
+hanging: the stages stop with one line and resume when re-run.
 """
 
 import multiprocessing
 import os
 import pickle
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable, TypeVar
 
 import torch
@@ -19,6 +21,10 @@ from tqdm import tqdm
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended without returning (killed by a signal, out of memory, ...)."""
 
 
 def default_workers() -> int:
@@ -56,6 +62,10 @@ class WorkerPool:
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()
                     bar.update()
+            except BrokenProcessPool:
+                self.close()
+                raise WorkerDied(f"a worker process died while running {getattr(getattr(fn, 'func', fn), '__name__', 'a task')} (killed, or out of "
+                                 "memory?); finished work is saved: re-run to resume") from None
             except BaseException:
                 for future in futures:
                     future.cancel()
