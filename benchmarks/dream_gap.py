@@ -23,7 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from worldmodels.checkpoints import MDRNN_FILE, VAE_FILE  # noqa: E402
+from worldmodels.checkpoints import MDRNN_FILE, VAE_FILE, load_checkpoint  # noqa: E402
+from worldmodels.cli import run_stage  # noqa: E402
 from worldmodels.controller import parameter_count  # noqa: E402
 from worldmodels.dream import first_latents, run_dream_episodes  # noqa: E402
 from worldmodels.env import CHECK_SEED_BASE  # noqa: E402
@@ -59,7 +60,7 @@ def main() -> None:
     starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE)["mu"].astype(np.float32)
     drivers = fixed_drivers(vae.z_size + mdrnn.hidden_size)
     for path in args.controllers:
-        drivers[path] = torch.load(path, map_location="cpu", weights_only=False)["params"].numpy()
+        drivers[path] = load_checkpoint(path, "controller", "05_train_controller.py")["params"].numpy()
 
     track_seeds = [CHECK_SEED_BASE + i for i in range(args.tracks)]
     dream_seeds = list(range(args.dreams))
@@ -78,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -49,17 +49,17 @@ def _kill_when(process: subprocess.Popen, ready, timeout: float = 120) -> None:
 
 def test_stage_01_killed_mid_run_completes_its_dataset_when_re_run(tmp_path):
     out = tmp_path / "rollout"
-    args = ["01_generate_data.py", "--episodes", "6", "--max-steps", "150", "--out-dir", str(out), "--workers", "2"]
+    args = ["01_generate_data.py", "--episodes", "12", "--max-steps", "150", "--out-dir", str(out), "--workers", "2"]
     _kill_when(_stage(args, tmp_path), lambda: len(list_episodes(out)) >= 2)
     kept = {p.name for p in list_episodes(out)}
-    assert 2 <= len(kept) < 6
+    assert 2 <= len(kept) < 12
     for path in list_episodes(out):
         read_rollout(path)  # whatever a killed run left under a final name is whole
     rerun = _stage(args, tmp_path)
     output = rerun.communicate(timeout=300)[0]
     assert rerun.returncode == 0, output
     assert f"{len(kept)} episodes already" in output
-    assert [p.name for p in list_episodes(out)] == [f"ep{i:08d}.npz" for i in range(6)]
+    assert [p.name for p in list_episodes(out)] == [f"ep{i:08d}.npz" for i in range(12)]
     for path in list_episodes(out):
         assert len(read_rollout(path)["action"]) == 150
 
