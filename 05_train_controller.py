@@ -38,6 +38,7 @@ from worldmodels.env import CHECK_SEED_BASE, MAX_EPISODE_STEPS, TEST_SEED_BASE, 
 from worldmodels.episodes import INITIAL_LATENTS_FILE, DataError, read_initial_latents
 from worldmodels.evolution import load_search, new_search, save_search
 from worldmodels.logs import CsvLog
+from worldmodels.mdrnn import MDNRNN
 from worldmodels.parallel import WorkerPool, default_workers
 from worldmodels.rollout import EpisodeResults, load_agent_models, run_agent_parallel
 
@@ -117,10 +118,16 @@ def evaluate_saved(args: argparse.Namespace, pool: WorkerPool, paths: dict[str, 
     print(f"M's reward head on the same episodes: {summary(results.predicted_returns)}")
     if starts is not None:
         _, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])
-        dreamed = run_dream_episodes(mdrnn, params, first_latents(starts, seeds), seeds, args.temperature, args.max_steps,
-                                     config["use_hidden"])
+        dreamed = run_dreams(mdrnn, params, starts, seeds, args)
         print(f"in {args.evaluate} dreams at temperature {args.temperature}: {summary(dreamed.returns)}")
         write_dream_gif(args, paths, config)
+
+
+def run_dreams(mdrnn: MDNRNN, params: np.ndarray, starts: np.ndarray, seeds: list[int], args: argparse.Namespace) -> EpisodeResults:
+    """Controller params[i] in dream seeds[i]: the seed picks its first latent among ``starts``
+    and its random stream, at the run's temperature."""
+    return run_dream_episodes(mdrnn, params, first_latents(starts, seeds), seeds, args.temperature, args.max_steps,
+                              args.use_hidden)
 
 
 def summary(returns: np.ndarray) -> str:
@@ -181,10 +188,6 @@ def main(argv=None) -> None:
             return run_agent_parallel(pool, paths["vae"], paths["mdrnn"], params, seeds, args.max_steps, patience,
                                       args.use_hidden, args.fast_render, desc=desc)
 
-        def dream(params: np.ndarray, seeds: list[int]) -> EpisodeResults:
-            return run_dream_episodes(mdrnn, params, first_latents(starts, seeds), seeds, args.temperature,
-                                      args.max_steps, args.use_hidden)
-
         while state.generation < args.generations:
             started = time.time()
             generation = state.generation + 1
@@ -192,7 +195,7 @@ def main(argv=None) -> None:
             seeds = [TRAIN_SEED_BASE + generation * args.episodes_per_candidate + e for e in range(args.episodes_per_candidate)]
             params = np.repeat(candidates, len(seeds), axis=0)
             if args.dream:
-                results = dream(params, seeds * len(candidates))
+                results = run_dreams(mdrnn, params, starts, seeds * len(candidates), args)
             else:
                 results = real(params, seeds * len(candidates), args.patience, f"generation {generation}")
             fitness = results.returns.reshape(len(candidates), len(seeds)).mean(axis=1)
@@ -208,7 +211,7 @@ def main(argv=None) -> None:
                 scores["real"] = check.returns.mean(), check.returns.std()
                 env_steps += int(check.steps.sum())
                 if args.dream:
-                    dreamed = dream(repeated, check_seeds).returns
+                    dreamed = run_dreams(mdrnn, repeated, starts, check_seeds, args).returns
                     scores["dream"] = dreamed.mean(), dreamed.std()
                 kept = scores["dream" if args.dream else "real"][0]
                 if kept > state.best_score:
