@@ -2,7 +2,8 @@
 
 Writes one file per episode, data/rollout/ep<seed>.npz (format: worldmodels/episodes.py).
 Episode i runs on track seed i with a policy seeded by i, so any episode can be
-regenerated alone. A re-run writes only the episodes that are missing.
+regenerated alone. A re-run writes only the episodes that are missing (Ctrl-C lets the
+episodes in progress finish and be written, then stops).
 """
 
 import argparse
@@ -12,6 +13,7 @@ from pathlib import Path
 from worldmodels.cli import require_at_least, run_stage
 from worldmodels.env import DATA_SEED_BASE
 from worldmodels.episodes import episode_id, list_episodes
+from worldmodels.interrupt import Interrupted
 from worldmodels.parallel import WorkerPool, default_workers
 from worldmodels.rollout import write_exploration_episode
 
@@ -43,8 +45,12 @@ def main(argv=None) -> None:
     seeds = [DATA_SEED_BASE + i for i in range(args.episodes) if episode_id(DATA_SEED_BASE + i) not in existing]
     print(f"{len(existing)} episodes already in {out_dir}; collecting {len(seeds)} more with {args.workers} workers")
     with WorkerPool(args.workers) as pool:
-        steps = pool.map(partial(write_exploration_episode, out_dir=str(out_dir), max_steps=args.max_steps,
-                                 fast_render=args.fast_render), seeds, desc="episodes")
+        try:
+            steps = pool.map(partial(write_exploration_episode, out_dir=str(out_dir), max_steps=args.max_steps,
+                                     fast_render=args.fast_render), seeds, desc="episodes")
+        except Interrupted:
+            raise Interrupted(f"{len(list_episodes(out_dir))} of {args.episodes} episodes are in {out_dir}; "
+                              "re-run to collect the rest") from None
     print(f"wrote {len(seeds)} episodes ({sum(steps)} frames) to {out_dir}/")
     print("next: python 02_train_vae.py")
 

@@ -1,12 +1,14 @@
 """Stage 02: train V, the convolutional VAE, on the frames of data/rollout.
 
 Frames are streamed from disk (bounded memory at any dataset size). The last
-HELD_OUT_FRACTION of the sorted episode files is held out. After every epoch the model and
-optimizer are saved to checkpoints/vae.pt, so an interrupted run resumes, and a PNG grid
-of held-out frames (top) over their reconstructions (bottom) is written.
+HELD_OUT_FRACTION of the sorted episode files is held out. After every epoch the model,
+optimizer and random state are saved to checkpoints/vae.pt, so an interrupted run resumes
+where it was (Ctrl-C saves mid-epoch too), and a PNG grid of held-out frames (top) over
+their reconstructions (bottom) is written.
 """
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -14,11 +16,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.checkpoints import VAE_FILE, check_finite_loss, default_device, resume_training, save_model
+from worldmodels.checkpoints import VAE_FILE, TrainingProgress, check_finite_loss, default_device, resume_training, save_training
 from worldmodels.cli import require_at_least, run_stage
 from worldmodels.data import count_frames, split_episodes, stream_frame_batches
 from worldmodels.episodes import DataError, read_rollout_frames, require_episodes
 from worldmodels.frames import frames_to_tensor_layout
+from worldmodels.interrupt import Interrupted, stop_requested
 from worldmodels.logs import CsvLog
 from worldmodels.pictures import enlarge, save_png
 from worldmodels.vae import ConvVAE, vae_loss
@@ -104,9 +107,9 @@ def main(argv=None) -> None:
     checkpoint_path = Path(args.checkpoint_dir) / VAE_FILE
     vae = ConvVAE(args.z_size).to(device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr)
-    start_epoch = resume_training(checkpoint_path, "vae", vae, optimizer, args.restart)
-    if start_epoch >= args.epochs:
-        print(f"{checkpoint_path} is already trained for {start_epoch} epochs; pass --restart or more --epochs to train again")
+    progress = resume_training(checkpoint_path, "vae", vae, optimizer, args.restart)
+    if progress.epoch >= args.epochs:
+        print(f"{checkpoint_path} is already trained for {progress.epoch} epochs; pass --restart or more --epochs to train again")
         print("next: python 03_generate_rnn_data.py")
         return
 
@@ -116,14 +119,15 @@ def main(argv=None) -> None:
     print(f"{len(train_files)} training episodes ({train_frames} frames), {len(held_out_files)} held out; device {device}")
     log = CsvLog(Path(args.checkpoint_dir) / "vae_log.csv",
                  ["epoch", "train_loss", "train_recon", "train_kl", "held_out_loss", "held_out_recon", "held_out_kl", "seconds"],
-                 keep_rows=start_epoch)
+                 keep_rows=progress.epoch)
     picture = Path(args.checkpoint_dir) / "vae_reconstructions.png"
 
-    for epoch in range(start_epoch + 1, args.epochs + 1):
-        started = time.time()
-        totals, seen = np.zeros(3), 0
+    for epoch in range(progress.epoch + 1, args.epochs + 1):
+        started = time.time() - progress.seconds
         batches = stream_frame_batches(train_files, args.batch_size, args.buffer_episodes, seed=args.seed + epoch)
-        bar = tqdm(batches, total=max(1, train_frames // args.batch_size), desc=f"epoch {epoch}/{args.epochs}", dynamic_ncols=True)
+        batches = itertools.islice(batches, progress.batch, None)  # after a Ctrl-C: the epoch's order, from where it stopped
+        bar = tqdm(batches, initial=progress.batch, total=max(1, train_frames // args.batch_size), desc=f"epoch {epoch}/{args.epochs}",
+                   dynamic_ncols=True)
         for frames in bar:
             x = torch.from_numpy(frames_to_tensor_layout(frames)).to(device)
             recon, mu, logvar = vae(x)
@@ -132,19 +136,23 @@ def main(argv=None) -> None:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            totals += np.array([loss.item(), recon_term.item(), kl_term.item()]) * len(x)
-            seen += len(x)
+            progress.batch += 1
+            progress.add(loss=loss.item() * len(x), recon=recon_term.item() * len(x), kl=kl_term.item() * len(x), frames=len(x))
             bar.set_postfix(loss=f"{loss.item():.1f}", kl=f"{kl_term.item():.1f}")
-        if seen == 0:
+            if stop_requested():
+                progress.seconds = time.time() - started
+                save_training(checkpoint_path, "vae", vae, optimizer, progress)
+                raise Interrupted(f"{checkpoint_path} saved after batch {progress.batch} of epoch {epoch}; re-run to go on from there")
+        if not progress.sums:
             raise DataError(f"{args.data_dir}: fewer training frames than one batch of {args.batch_size}; collect more episodes or lower --batch-size")
-        train = totals / seen
+        train = {k: progress.sums[k] / progress.sums["frames"] for k in ("loss", "recon", "kl")}
         scores = evaluate(vae, held_out, args, device)
-        save_model(checkpoint_path, "vae", vae, epoch=epoch, optimizer=optimizer.state_dict(), held_out_loss=scores["loss"])
+        progress = TrainingProgress(epoch=epoch)
+        save_training(checkpoint_path, "vae", vae, optimizer, progress, held_out_loss=scores["loss"])
         save_reconstructions(vae, held_out[np.linspace(0, len(held_out) - 1, 8).astype(int)], picture, device)
-        log.append(epoch=epoch, train_loss=f"{train[0]:.3f}", train_recon=f"{train[1]:.3f}", train_kl=f"{train[2]:.3f}",
-                   held_out_loss=f"{scores['loss']:.3f}", held_out_recon=f"{scores['recon']:.3f}",
-                   held_out_kl=f"{scores['kl']:.3f}", seconds=f"{time.time() - started:.1f}")
-        print(f"epoch {epoch}: train loss {train[0]:.2f} (recon {train[1]:.2f}, KL {train[2]:.2f}); "
+        log.append(epoch=epoch, **{f"train_{k}": f"{v:.3f}" for k, v in train.items()},
+                   **{f"held_out_{k}": f"{v:.3f}" for k, v in scores.items()}, seconds=f"{time.time() - started:.1f}")
+        print(f"epoch {epoch}: train loss {train['loss']:.2f} (recon {train['recon']:.2f}, KL {train['kl']:.2f}); "
               f"held-out loss {scores['loss']:.2f} (recon {scores['recon']:.2f}, KL {scores['kl']:.2f})")
 
     print(f"wrote {checkpoint_path}, {log.path} and {picture}")

@@ -3,8 +3,9 @@
 Each batch holds random windows of SEQ_LEN steps; z is resampled from V's mu and logvar
 every batch. M learns z_{t+1} (a mixture of GAUSSIANS per latent dimension), the reward
 of each action and whether the episode ended. The last HELD_OUT_FRACTION of the sorted
-files is held out and scored on whole episodes after every epoch. The model and optimizer
-are saved to checkpoints/mdrnn.pt after every epoch, so an interrupted run resumes.
+files is held out and scored on whole episodes after every epoch. The model, optimizer
+and random states are saved to checkpoints/mdrnn.pt after every epoch, so an interrupted
+run resumes where it was (Ctrl-C saves mid-epoch too).
 """
 
 import argparse
@@ -16,11 +17,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.checkpoints import MDRNN_FILE, check_finite_loss, default_device, resume_training, save_model
+from worldmodels.checkpoints import (
+    MDRNN_FILE,
+    TrainingProgress,
+    check_finite_loss,
+    default_device,
+    resume_training,
+    save_training,
+)
 from worldmodels.cli import require_at_least, run_stage
 from worldmodels.data import SeriesWindows, split_episodes
 from worldmodels.env import ACTION_SIZE
 from worldmodels.episodes import read_series, require_episodes
+from worldmodels.interrupt import Interrupted, stop_requested
 from worldmodels.logs import CsvLog
 from worldmodels.mdrnn import MDNRNN, head_scores, mdrnn_loss
 
@@ -88,11 +97,12 @@ def main(argv=None) -> None:
     z_size = read_series(files[0])["mu"].shape[1]
     mdrnn = MDNRNN(z_size, ACTION_SIZE, args.hidden_size, args.gaussians).to(device)
     optimizer = torch.optim.Adam(mdrnn.parameters(), lr=args.lr)
-    start_epoch = resume_training(checkpoint_path, "mdrnn", mdrnn, optimizer, args.restart)
+    rng = np.random.default_rng(args.seed)  # windows and z samples; its state is saved with the model
+    progress = resume_training(checkpoint_path, "mdrnn", mdrnn, optimizer, args.restart, rng)
     train_files, held_out_files = split_episodes(files, args.held_out_fraction)
     held_out = SeriesWindows(held_out_files or train_files)
-    if start_epoch >= args.epochs:
-        print(f"{checkpoint_path} is already trained for {start_epoch} epochs; pass --restart or more --epochs to train again")
+    if progress.epoch >= args.epochs:
+        print(f"{checkpoint_path} is already trained for {progress.epoch} epochs; pass --restart or more --epochs to train again")
         print(f"held-out heads: {describe_heads(evaluate(mdrnn, held_out, args.seed, device)[1])}")
         print("next: python 05_train_controller.py")
         return
@@ -101,16 +111,14 @@ def main(argv=None) -> None:
     batches_per_epoch = max(1, math.ceil(train.steps / (args.batch_size * args.seq_len)))
     print(f"{len(train_files)} training episodes ({train.steps} steps, {batches_per_epoch} batches per epoch), "
           f"{len(held_out_files)} held out; device {device}")
-    rng = np.random.default_rng([args.seed, start_epoch])  # a resumed run draws new windows
     columns = (["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")]
                + ["held_out_tile_accuracy", "held_out_tile_auc", "held_out_ends", "held_out_ends_found", "held_out_false_ends", "seconds"])
-    log = CsvLog(Path(args.checkpoint_dir) / "mdrnn_log.csv", columns, keep_rows=start_epoch)
+    log = CsvLog(Path(args.checkpoint_dir) / "mdrnn_log.csv", columns, keep_rows=progress.epoch)
 
-    bar = tqdm(range(start_epoch + 1, args.epochs + 1), desc="epochs", dynamic_ncols=True)
+    bar = tqdm(range(progress.epoch + 1, args.epochs + 1), desc="epochs", dynamic_ncols=True)
     for epoch in bar:
-        started = time.time()
-        totals = {k: 0.0 for k in ("loss", "nll", "reward", "done")}
-        for _ in range(batches_per_epoch):
+        started = time.time() - progress.seconds
+        while progress.batch < batches_per_epoch:
             batch = {k: v.to(device) for k, v in train.batch(args.batch_size, args.seq_len, rng).items()}
             out, _ = mdrnn(batch["z"], batch["action"])
             losses = mdrnn_loss(out, batch)
@@ -119,10 +127,16 @@ def main(argv=None) -> None:
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(mdrnn.parameters(), args.grad_clip)
             optimizer.step()
-            for k in totals:
-                totals[k] += losses[k].item() / batches_per_epoch
+            progress.batch += 1
+            progress.add(**{k: losses[k].item() / batches_per_epoch for k in ("loss", "nll", "reward", "done")})
+            if stop_requested():
+                progress.seconds = time.time() - started
+                save_training(checkpoint_path, "mdrnn", mdrnn, optimizer, progress, rng)
+                raise Interrupted(f"{checkpoint_path} saved after batch {progress.batch} of epoch {epoch}; re-run to go on from there")
+        totals = progress.sums
         scores, heads = evaluate(mdrnn, held_out, args.seed, device)
-        save_model(checkpoint_path, "mdrnn", mdrnn, epoch=epoch, optimizer=optimizer.state_dict(), held_out_loss=scores["loss"])
+        progress = TrainingProgress(epoch=epoch)
+        save_training(checkpoint_path, "mdrnn", mdrnn, optimizer, progress, rng, held_out_loss=scores["loss"])
         row = {f"train_{k}": f"{v:.4f}" for k, v in totals.items()} | {f"held_out_{k}": f"{v:.4f}" for k, v in scores.items()}
         row |= {f"held_out_{k}": f"{heads[k]:.4f}" for k in ("tile_accuracy", "tile_auc")} | {f"held_out_{k}": heads[k] for k in ("ends", "ends_found", "false_ends")}
         log.append(epoch=epoch, seconds=f"{time.time() - started:.1f}", **row)

@@ -4,8 +4,9 @@ Each generation, every candidate drives EPISODES_PER_CANDIDATE tracks (the same 
 for all candidates of a generation); its fitness is the mean return. Every CHECK_EVERY
 generations the CMA mean drives CHECK_EPISODES fixed tracks, and the best-scoring mean is
 saved as checkpoints/controller.pt. The CMA-ES state is saved every generation
-(checkpoints/cma_state.pkl), so an interrupted run resumes; checkpoints/controller_log.csv
-has a row per generation.
+(checkpoints/cma_state.pkl), so an interrupted run resumes (Ctrl-C stops after the episodes
+in progress; the unfinished generation is run again); checkpoints/controller_log.csv has a
+row per generation.
 
 --dream trains inside M instead (worldmodels/dream.py): candidates drive dreams that start
 from real first latents (SERIES_DIR/initial_latents.npz) at temperature TEMPERATURE. The
@@ -37,6 +38,7 @@ from worldmodels.dream_viewer import write_dream_vs_real
 from worldmodels.env import CHECK_SEED_BASE, MAX_EPISODE_STEPS, TEST_SEED_BASE, TRAIN_SEED_BASE
 from worldmodels.episodes import INITIAL_LATENTS_FILE, DataError, read_initial_latents
 from worldmodels.evolution import load_search, new_search, save_search
+from worldmodels.interrupt import Interrupted, stop_requested
 from worldmodels.logs import CsvLog
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.parallel import WorkerPool, default_workers
@@ -188,45 +190,52 @@ def main(argv=None) -> None:
             return run_agent_parallel(pool, paths["vae"], paths["mdrnn"], params, seeds, args.max_steps, patience,
                                       args.use_hidden, args.fast_render, desc=desc)
 
-        while state.generation < args.generations:
-            started = time.time()
-            generation = state.generation + 1
-            candidates = np.asarray(state.es.ask())
-            seeds = [TRAIN_SEED_BASE + generation * args.episodes_per_candidate + e for e in range(args.episodes_per_candidate)]
-            params = np.repeat(candidates, len(seeds), axis=0)
-            if args.dream:
-                results = run_dreams(mdrnn, params, starts, seeds * len(candidates), args)
-            else:
-                results = real(params, seeds * len(candidates), args.patience, f"generation {generation}")
-            fitness = results.returns.reshape(len(candidates), len(seeds)).mean(axis=1)
-            state.es.tell(list(candidates), list(-fitness))
-            state.generation = generation
-            env_steps = 0 if args.dream else int(results.steps.sum())
-
-            scores = {}  # world -> (mean, std) of the CMA mean's check
-            if generation % args.check_every == 0 or generation == args.generations:
-                mean = np.asarray(state.es.mean)
-                repeated = np.repeat(mean[None], len(check_seeds), axis=0)
-                check = real(repeated, check_seeds, 0, "checking the CMA mean")
-                scores["real"] = check.returns.mean(), check.returns.std()
-                env_steps += int(check.steps.sum())
+        saved = state.generation  # generations in the state file
+        try:
+            while state.generation < args.generations:
+                started = time.time()
+                generation = state.generation + 1
+                candidates = np.asarray(state.es.ask())
+                seeds = [TRAIN_SEED_BASE + generation * args.episodes_per_candidate + e for e in range(args.episodes_per_candidate)]
+                params = np.repeat(candidates, len(seeds), axis=0)
                 if args.dream:
-                    dreamed = run_dreams(mdrnn, repeated, starts, check_seeds, args).returns
-                    scores["dream"] = dreamed.mean(), dreamed.std()
-                kept = scores["dream" if args.dream else "real"][0]
-                if kept > state.best_score:
-                    state.best_score, state.best_generation = kept, generation
-                    save_controller(Path(paths["controller"]), mean, config, generation=generation, check_score=kept,
-                                    trained_in="dream" if args.dream else "real")
-            save_search(state_path, state)
-            shown = {f"{prefix}check_{stat}": f"{scores[world][i]:.1f}" if world in scores else ""
-                     for world, prefix in (("real", ""), ("dream", "dream_")) for i, stat in enumerate(("mean", "std"))}
-            log.append(generation=generation, best=f"{fitness.max():.1f}", mean=f"{fitness.mean():.1f}", worst=f"{fitness.min():.1f}",
-                       sigma=f"{state.es.sigma:.4f}", env_steps=env_steps, seconds=f"{time.time() - started:.1f}", **shown)
-            checked = "".join(f"; CMA mean on {len(check_seeds)} {'dreams' if world == 'dream' else 'check tracks'} "
-                              f"{m:.1f} ± {sd:.1f}" for world, (m, sd) in scores.items())
-            print(f"generation {generation}: best {fitness.max():.1f}, mean {fitness.mean():.1f}, worst {fitness.min():.1f}, "
-                  f"sigma {state.es.sigma:.3f}{checked}", flush=True)
+                    results = run_dreams(mdrnn, params, starts, seeds * len(candidates), args)
+                else:
+                    results = real(params, seeds * len(candidates), args.patience, f"generation {generation}")
+                fitness = results.returns.reshape(len(candidates), len(seeds)).mean(axis=1)
+                state.es.tell(list(candidates), list(-fitness))
+                state.generation = generation
+                env_steps = 0 if args.dream else int(results.steps.sum())
+
+                scores = {}  # world -> (mean, std) of the CMA mean's check
+                if generation % args.check_every == 0 or generation == args.generations:
+                    mean = np.asarray(state.es.mean)
+                    repeated = np.repeat(mean[None], len(check_seeds), axis=0)
+                    check = real(repeated, check_seeds, 0, "checking the CMA mean")
+                    scores["real"] = check.returns.mean(), check.returns.std()
+                    env_steps += int(check.steps.sum())
+                    if args.dream:
+                        dreamed = run_dreams(mdrnn, repeated, starts, check_seeds, args).returns
+                        scores["dream"] = dreamed.mean(), dreamed.std()
+                    kept = scores["dream" if args.dream else "real"][0]
+                    if kept > state.best_score:
+                        state.best_score, state.best_generation = kept, generation
+                        save_controller(Path(paths["controller"]), mean, config, generation=generation, check_score=kept,
+                                        trained_in="dream" if args.dream else "real")
+                save_search(state_path, state)
+                saved = generation
+                shown = {f"{prefix}check_{stat}": f"{scores[world][i]:.1f}" if world in scores else ""
+                         for world, prefix in (("real", ""), ("dream", "dream_")) for i, stat in enumerate(("mean", "std"))}
+                log.append(generation=generation, best=f"{fitness.max():.1f}", mean=f"{fitness.mean():.1f}", worst=f"{fitness.min():.1f}",
+                           sigma=f"{state.es.sigma:.4f}", env_steps=env_steps, seconds=f"{time.time() - started:.1f}", **shown)
+                checked = "".join(f"; CMA mean on {len(check_seeds)} {'dreams' if world == 'dream' else 'check tracks'} "
+                                  f"{m:.1f} ± {sd:.1f}" for world, (m, sd) in scores.items())
+                print(f"generation {generation}: best {fitness.max():.1f}, mean {fitness.mean():.1f}, worst {fitness.min():.1f}, "
+                      f"sigma {state.es.sigma:.3f}{checked}", flush=True)
+                if stop_requested() and generation < args.generations:
+                    raise Interrupted("Ctrl-C")
+        except Interrupted:
+            raise Interrupted(f"{state_path} holds the search after generation {saved}; re-run to go on from there") from None
 
     print(f"best CMA mean: {state.best_score:.1f} on the check {'dreams' if args.dream else 'tracks'} "
           f"at generation {state.best_generation}")

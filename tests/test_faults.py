@@ -1,19 +1,24 @@
-"""Faults: killed workers and killed stages. Nothing hangs, nothing is lost, re-running resumes."""
+"""Faults: killed workers, killed stages, Ctrl-C. Nothing hangs, nothing is lost, re-running resumes."""
 
-import csv
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
+import torch
+from helpers import (
+    log_rows,
+    run_stage_process,
+    save_untrained_models,
+    signal_when,
+    start_stage,
+    write_random_rollouts,
+    write_random_series,
+)
 
+from worldmodels.cli import INTERRUPTED_EXIT
 from worldmodels.episodes import list_episodes, read_rollout
 from worldmodels.parallel import WorkerDied, WorkerPool
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _die_on_two(x: int) -> int:
@@ -30,62 +35,96 @@ def test_a_killed_worker_stops_the_map_with_a_clear_error():
     assert time.monotonic() - started < 60  # reported, not hung
 
 
-def _stage(args: list[str], cwd: Path) -> subprocess.Popen:
-    # a session of its own, so the kill below takes the stage and all its workers at once
-    return subprocess.Popen([sys.executable, str(ROOT / args[0]), *args[1:]], cwd=cwd, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _collect_args(out) -> list[str]:
+    return ["01_generate_data.py", "--episodes", "12", "--max-steps", "150", "--out-dir", str(out), "--workers", "2"]
 
 
-def _kill_when(process: subprocess.Popen, ready, timeout: float = 120) -> None:
-    """SIGKILL the stage and its workers as soon as ready() holds."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert process.poll() is None, f"finished before it could be killed:\n{process.communicate()[0]}"
-        assert time.monotonic() < deadline, "never got ready"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.communicate()
-
-
-def test_stage_01_killed_mid_run_completes_its_dataset_when_re_run(tmp_path):
-    out = tmp_path / "rollout"
-    args = ["01_generate_data.py", "--episodes", "12", "--max-steps", "150", "--out-dir", str(out), "--workers", "2"]
-    _kill_when(_stage(args, tmp_path), lambda: len(list_episodes(out)) >= 2)
-    kept = {p.name for p in list_episodes(out)}
-    assert 2 <= len(kept) < 12
+def _assert_dataset_completes(out, tmp_path, kept: set[str]) -> None:
     for path in list_episodes(out):
-        read_rollout(path)  # whatever a killed run left under a final name is whole
-    rerun = _stage(args, tmp_path)
-    output = rerun.communicate(timeout=300)[0]
-    assert rerun.returncode == 0, output
+        read_rollout(path)  # whatever a stopped run left under a final name is whole
+    output = run_stage_process(_collect_args(out), tmp_path)
     assert f"{len(kept)} episodes already" in output
     assert [p.name for p in list_episodes(out)] == [f"ep{i:08d}.npz" for i in range(12)]
     for path in list_episodes(out):
         assert len(read_rollout(path)["action"]) == 150
 
 
-def _log_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f))
+def test_stage_01_killed_mid_run_completes_its_dataset_when_re_run(tmp_path):
+    out = tmp_path / "rollout"
+    signal_when(start_stage(_collect_args(out), tmp_path), lambda: len(list_episodes(out)) >= 2, signal.SIGKILL)
+    kept = {p.name for p in list_episodes(out)}
+    assert 2 <= len(kept) < 12
+    _assert_dataset_completes(out, tmp_path, kept)
 
 
-def test_stage_05_killed_mid_search_continues_where_it_stopped(tmp_path):
-    from worldmodels.checkpoints import save_model
-    from worldmodels.mdrnn import MDNRNN
-    from worldmodels.vae import ConvVAE
+def test_ctrl_c_in_stage_01_writes_the_episodes_in_progress_and_stops(tmp_path):
+    out = tmp_path / "rollout"
+    process = start_stage(_collect_args(out), tmp_path)
+    output = signal_when(process, lambda: len(list_episodes(out)) >= 2, signal.SIGINT)
+    assert process.returncode == INTERRUPTED_EXIT, output
+    kept = {p.name for p in list_episodes(out)}
+    assert f"stopped: {len(kept)} of 12 episodes are in {out}; re-run to collect the rest" in output
+    assert "Traceback" not in output
+    assert not list(out.glob(".*.tmp"))  # the two workers finished their episodes: nothing half-written
+    _assert_dataset_completes(out, tmp_path, kept)
 
+
+def _search_args(ckpt) -> list[str]:
+    return ["05_train_controller.py", "--generations", "30", "--population", "4", "--episodes-per-candidate", "1",
+            "--max-steps", "20", "--check-every", "5", "--check-episodes", "1", "--workers", "2", "--checkpoint-dir", str(ckpt)]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+def test_stage_05_stopped_mid_search_continues_where_it_stopped(tmp_path, stop):
     ckpt = tmp_path / "ckpt"
-    save_model(ckpt / "vae.pt", "vae", ConvVAE())  # untrained models: the search's bookkeeping is under test
-    save_model(ckpt / "mdrnn.pt", "mdrnn", MDNRNN(hidden_size=32))
+    save_untrained_models(ckpt)  # the search's bookkeeping is under test, not its driving
     log = ckpt / "controller_log.csv"
-    args = ["05_train_controller.py", "--generations", "30", "--population", "4", "--episodes-per-candidate", "1",
-            "--max-steps", "20", "--check-every", "5", "--check-episodes", "1", "--workers", "1", "--checkpoint-dir", str(ckpt)]
-    _kill_when(_stage(args, tmp_path), lambda: len(_log_rows(log)) >= 3)
-    rerun = _stage(args, tmp_path)
-    output = rerun.communicate(timeout=300)[0]
-    assert rerun.returncode == 0, output
+    process = start_stage(_search_args(ckpt), tmp_path)
+    output = signal_when(process, lambda: len(log_rows(log)) >= 3, stop)
+    if stop == signal.SIGINT:
+        assert process.returncode == INTERRUPTED_EXIT and "Traceback" not in output, output
+        saved = len(log_rows(log))
+        assert f"stopped: {ckpt / 'cma_state.pkl'} holds the search after generation {saved}; re-run" in output
+    output = run_stage_process(_search_args(ckpt), tmp_path)
     resumed_after = int(output.split("resuming the search from")[1].split("after generation ")[1].split()[0])
     assert 3 <= resumed_after < 30
-    assert [int(row["generation"]) for row in _log_rows(log)] == list(range(1, 31))  # each generation logged once
+    assert [int(row["generation"]) for row in log_rows(log)] == list(range(1, 31))  # each generation logged once
+
+
+def _weights(path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=False)["state_dict"]
+
+
+def _assert_same_weights(a, b) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_ctrl_c_mid_epoch_saves_v_and_the_resumed_run_ends_as_an_uninterrupted_one(tmp_path, scripts):
+    write_random_rollouts(tmp_path / "rollout", episodes=4, steps=100)
+    args = lambda ckpt: ["02_train_vae.py", "--epochs", "3", "--batch-size", "20", "--buffer-episodes", "2",
+                         "--data-dir", str(tmp_path / "rollout"), "--checkpoint-dir", str(ckpt)]
+    scripts[1].main(args(tmp_path / "whole")[1:])  # uninterrupted, in this process
+    process = start_stage(args(tmp_path / "stopped"), tmp_path)
+    output = signal_when(process, lambda: len(log_rows(tmp_path / "stopped" / "vae_log.csv")) >= 1, signal.SIGINT)
+    assert process.returncode == INTERRUPTED_EXIT and "Traceback" not in output, output
+    assert "saved after batch" in output
+    output = run_stage_process(args(tmp_path / "stopped"), tmp_path)
+    assert "resuming from" in output
+    _assert_same_weights(_weights(tmp_path / "whole" / "vae.pt"), _weights(tmp_path / "stopped" / "vae.pt"))
+    assert len(log_rows(tmp_path / "stopped" / "vae_log.csv")) == 3
+
+
+def test_ctrl_c_mid_epoch_saves_m_and_the_resumed_run_ends_as_an_uninterrupted_one(tmp_path, scripts):
+    write_random_series(tmp_path / "series", episodes=6, steps=200, z_size=8)
+    args = lambda ckpt: ["04_train_rnn.py", "--epochs", "40", "--batch-size", "4", "--seq-len", "20", "--hidden-size", "16",
+                         "--series-dir", str(tmp_path / "series"), "--checkpoint-dir", str(ckpt)]
+    scripts[3].main(args(tmp_path / "whole")[1:])
+    process = start_stage(args(tmp_path / "stopped"), tmp_path)
+    output = signal_when(process, lambda: len(log_rows(tmp_path / "stopped" / "mdrnn_log.csv")) >= 1, signal.SIGINT)
+    assert process.returncode == INTERRUPTED_EXIT and "Traceback" not in output, output
+    assert "saved after batch" in output
+    run_stage_process(args(tmp_path / "stopped"), tmp_path)
+    _assert_same_weights(_weights(tmp_path / "whole" / "mdrnn.pt"), _weights(tmp_path / "stopped" / "mdrnn.pt"))
+    assert [int(r["epoch"]) for r in log_rows(tmp_path / "stopped" / "mdrnn_log.csv")] == list(range(1, 41))

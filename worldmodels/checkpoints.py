@@ -1,11 +1,16 @@
 """Model checkpoints: a state_dict plus the sizes needed to rebuild the model.
 
 A checkpoint is a dict {"kind", "config", "state_dict", ...extra} written atomically.
+A training checkpoint (stages 02 and 04) also holds the optimizer and a TrainingProgress:
+how far the run got and its random states, so a resumed run continues exactly as an
+uninterrupted one would have (on the CPU).
 """
 
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -60,19 +65,62 @@ def load_model(path: str | Path, kind: str, **expected_config: Any) -> nn.Module
     return model.eval()
 
 
-def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: torch.optim.Optimizer, restart: bool) -> int:
-    """Load model and optimizer state saved after an epoch; returns the epochs already done
-    (0 when there is no checkpoint or ``restart`` is set)."""
+@dataclass
+class TrainingProgress:
+    """How far a training run got: whole epochs, then (after a Ctrl-C) batches of the next
+    epoch with that epoch's running loss sums and seconds, and the random states to go on with."""
+    epoch: int = 0  # epochs completed
+    batch: int = 0  # batches done in epoch + 1
+    sums: dict[str, float] = field(default_factory=dict)  # loss sums over those batches
+    seconds: float = 0.0  # time spent on those batches
+    random_state: dict = field(default_factory=dict)
+
+    def add(self, **values: float) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+
+
+def capture_random_state(rng: np.random.Generator | None = None) -> dict:
+    """torch's global random state (CPU and CUDA) and, if given, a numpy generator's."""
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "numpy": rng.bit_generator.state if rng is not None else None}
+
+
+def restore_random_state(state: dict, rng: np.random.Generator | None = None) -> None:
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if rng is not None and state.get("numpy") is not None:
+        rng.bit_generator.state = state["numpy"]
+
+
+def save_training(path: str | Path, kind: str, model: nn.Module, optimizer: torch.optim.Optimizer, progress: TrainingProgress,
+                  rng: np.random.Generator | None = None, **extra: Any) -> None:
+    """Model, optimizer and progress, with the random states as they are now."""
+    progress.random_state = capture_random_state(rng)
+    save_model(path, kind, model, epoch=progress.epoch, optimizer=optimizer.state_dict(), progress=asdict(progress), **extra)
+
+
+def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: torch.optim.Optimizer, restart: bool,
+                    rng: np.random.Generator | None = None) -> TrainingProgress:
+    """Load model, optimizer, progress and random states from a training checkpoint; a new
+    TrainingProgress when there is none or ``restart`` is set."""
     path = Path(path)
     if restart or not path.exists():
-        return 0
+        return TrainingProgress()
     checkpoint = load_checkpoint(path, kind, _MODELS[kind][1])
     if checkpoint["config"] != model.config():
         raise DataError(f"{path}: built with {checkpoint['config']}, not {model.config()}; pass --restart to train a new one")
+    if "optimizer" not in checkpoint:
+        raise DataError(f"{path}: holds no training state (a model saved for use only); pass --restart to train a new one")
     model.load_state_dict(checkpoint["state_dict"])
     optimizer.load_state_dict(checkpoint["optimizer"])
-    print(f"resuming from {path} after epoch {checkpoint['epoch']}")
-    return checkpoint["epoch"]
+    progress = TrainingProgress(**checkpoint.get("progress", {"epoch": checkpoint["epoch"]}))
+    restore_random_state(progress.random_state, rng)
+    where = f"batch {progress.batch} of epoch {progress.epoch + 1}" if progress.batch else f"epoch {progress.epoch}"
+    print(f"resuming from {path} after {where}")
+    return progress
 
 
 def check_finite_loss(loss: torch.Tensor, path: str | Path, epoch: int) -> None:

@@ -1,5 +1,5 @@
-"""What every stage script shares at its edges: flag checks and the exit on bad input;
-and loading a stage script as a module (for tests and benchmarks)."""
+"""What every stage script shares at its edges: flag checks, the exit on bad input or
+Ctrl-C, and loading a stage script as a module (for tests and benchmarks)."""
 
 import argparse
 import importlib.util
@@ -9,6 +9,7 @@ from types import ModuleType
 from typing import Callable
 
 from worldmodels.episodes import DataError
+from worldmodels.interrupt import Interrupted, stop_at_safe_points
 from worldmodels.parallel import WorkerDied
 
 
@@ -19,13 +20,24 @@ def require_at_least(parser: argparse.ArgumentParser, args: argparse.Namespace, 
             parser.error(f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(args, name)}")
 
 
+INTERRUPTED_EXIT = 130  # the shell's status for a run ended by Ctrl-C
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(); expected failures (bad or missing input, a worker process that
-    died) end with one line and exit status 1 instead of a traceback."""
+    died) end with one line and exit status 1 instead of a traceback. The first Ctrl-C
+    stops at the next safe point with the state saved, a second at once; both exit 130."""
     try:
-        main()
+        with stop_at_safe_points():
+            main()
     except (DataError, WorkerDied) as error:
         sys.exit(f"error: {error}")
+    except Interrupted as stop:
+        print(f"stopped: {stop}", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT)
+    except KeyboardInterrupt:
+        print("\nstopped at once: the last saved state is kept; re-run to resume", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT)
 
 
 def load_stage_script(name: str) -> ModuleType:

@@ -6,18 +6,22 @@ With one worker it runs in this process; with more it uses processes started wit
 limited to one torch thread so the workers share the cores instead of fighting over them.
 A worker's exception reaches the caller with its traceback; a worker that dies (killed,
 out of memory, a crash in native code) makes the map raise ``WorkerDied`` instead of
-hanging: the stages stop with one line and resume when re-run.
+hanging: the stages stop with one line and resume when re-run. A first Ctrl-C
+(worldmodels/interrupt.py) lets the tasks in progress finish, starts no more and raises
+``Interrupted``; a second one terminates the workers at once.
 """
 
 import multiprocessing
 import os
 import pickle
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable, TypeVar
 
 import torch
 from tqdm import tqdm
+
+from worldmodels.interrupt import Interrupted, ignore_ctrl_c, stop_requested
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -33,6 +37,7 @@ def default_workers() -> int:
 
 def _init_worker() -> None:
     torch.set_num_threads(1)
+    ignore_ctrl_c()
 
 
 class WorkerPool:
@@ -47,30 +52,53 @@ class WorkerPool:
     def map(self, fn: Callable[[T], R], items: Iterable[T], desc: str | None = None) -> list[R]:
         """Apply ``fn`` to every item; a progress bar shows when ``desc`` is given."""
         items = list(items)
+        name = getattr(getattr(fn, "func", fn), "__name__", "a task")
+        results = [None] * len(items)
         bar = tqdm(total=len(items), desc=desc, disable=desc is None, dynamic_ncols=True)
         with bar:
             if self._executor is None:
-                results = []
-                for item in items:
-                    results.append(fn(item))
+                for i, item in enumerate(items):
+                    results[i] = fn(item)
                     bar.update()
+                    if stop_requested() and i + 1 < len(items):
+                        raise Interrupted(f"stopped after {i + 1} of {len(items)} runs of {name}; finished work is saved: re-run to resume")
                 return results
             pickle.dumps(fn)  # fail here, clearly, rather than in the executor's feeder thread
             futures = {self._executor.submit(fn, item): i for i, item in enumerate(items)}
-            results = [None] * len(items)
+            pending = set(futures)
             try:
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    bar.update()
+                while pending:
+                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        results[futures[future]] = future.result()
+                        bar.update()
+                    if stop_requested() and pending:
+                        for future in pending:
+                            future.cancel()
+                        wait(pending)  # the tasks in progress finish (and write what they write)
+                        finished = sum(f.done() and not f.cancelled() for f in futures)
+                        raise Interrupted(f"stopped after {finished} of {len(items)} runs of {name}; finished work is saved: "
+                                          "re-run to resume")
             except BrokenProcessPool:
                 self.close()
-                raise WorkerDied(f"a worker process died while running {getattr(getattr(fn, 'func', fn), '__name__', 'a task')} (killed, or out of "
+                raise WorkerDied(f"a worker process died while running {name} (killed, or out of "
                                  "memory?); finished work is saved: re-run to resume") from None
+            except KeyboardInterrupt:
+                self._terminate()
+                raise
             except BaseException:
                 for future in futures:
                     future.cancel()
                 raise
             return results
+
+    def _terminate(self) -> None:
+        """Stop the workers mid-task (a second Ctrl-C). ProcessPoolExecutor has no public way
+        to do this before Python 3.14, hence its private process table."""
+        for process in list(getattr(self._executor, "_processes", {}).values()):
+            process.terminate()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = None
 
     def close(self) -> None:
         if self._executor is not None:

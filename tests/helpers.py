@@ -1,0 +1,80 @@
+"""Shared by the fault and reproducibility tests: synthetic data files (faster than driving
+CarRacing) and stage scripts run as processes that a test can signal."""
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from worldmodels.checkpoints import save_model
+from worldmodels.episodes import episode_id, write_rollout, write_series
+from worldmodels.mdrnn import MDNRNN
+from worldmodels.vae import ConvVAE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _steps(rng: np.random.Generator, steps: int) -> dict[str, np.ndarray]:
+    done = np.zeros(steps, dtype=bool)
+    done[-1] = True
+    return dict(action=rng.uniform(0, 1, (steps, 3)), reward=rng.normal(size=steps), terminated=np.zeros(steps, dtype=bool), done=done)
+
+
+def write_random_rollouts(folder: Path, episodes: int, steps: int, seed: int = 0) -> list[Path]:
+    """Rollout files of random frames and actions, named ep00000000.npz, ..."""
+    rng = np.random.default_rng(seed)
+    paths = [folder / f"{episode_id(i)}.npz" for i in range(episodes)]
+    for path in paths:
+        write_rollout(path, rng.integers(0, 256, (steps, 64, 64, 3), dtype=np.uint8), **_steps(rng, steps))
+    return paths
+
+
+def write_random_series(folder: Path, episodes: int, steps: int, z_size: int = 32, seed: int = 0) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    paths = [folder / f"{episode_id(i)}.npz" for i in range(episodes)]
+    for path in paths:
+        write_series(path, rng.normal(size=(steps, z_size)), rng.normal(-2, 0.1, (steps, z_size)), **_steps(rng, steps))
+    return paths
+
+
+def save_untrained_models(folder: Path, z_size: int = 32, hidden_size: int = 32) -> None:
+    """V and M with random weights: enough when a test is about bookkeeping, not driving."""
+    save_model(folder / "vae.pt", "vae", ConvVAE(z_size))
+    save_model(folder / "mdrnn.pt", "mdrnn", MDNRNN(z_size=z_size, hidden_size=hidden_size))
+
+
+def start_stage(args: list[str], cwd: Path) -> subprocess.Popen:
+    """A stage script as a process in a session of its own, so a signal to its process group
+    reaches the stage and all its workers at once, as a terminal's Ctrl-C would."""
+    return subprocess.Popen([sys.executable, str(ROOT / args[0]), *args[1:]], cwd=cwd, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def signal_when(process: subprocess.Popen, ready, signal_number: int, timeout: float = 120) -> str:
+    """Send the signal to the stage's process group as soon as ready() holds; returns its output."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, f"finished before the signal:\n{process.communicate()[0]}"
+        assert time.monotonic() < deadline, "never got ready"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal_number)
+    return process.communicate(timeout=timeout)[0]
+
+
+def run_stage_process(args: list[str], cwd: Path) -> str:
+    """Run a stage to the end; returns its output (the test fails if it exits non-zero)."""
+    process = start_stage(args, cwd)
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 0, output
+    return output
+
+
+def log_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
