@@ -10,6 +10,7 @@ import argparse
 from functools import partial
 from pathlib import Path
 
+from worldmodels.atomic import remove_stale_temp_files
 from worldmodels.cli import require_at_least, run_stage
 from worldmodels.env import DATA_SEED_BASE
 from worldmodels.episodes import episode_id, list_episodes
@@ -41,6 +42,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out_dir)
     existing = {path.stem for path in list_episodes(out_dir)}
     seeds = [DATA_SEED_BASE + i for i in range(args.episodes) if episode_id(DATA_SEED_BASE + i) not in existing]
     print(f"{len(existing)} episodes already in {out_dir}; collecting {len(seeds)} more with {args.workers} workers")

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from worldmodels.atomic import remove_stale_temp_files
 from worldmodels.checkpoints import VAE_FILE, TrainingProgress, check_finite_loss, default_device, resume_training, save_training
 from worldmodels.cli import require_at_least, run_stage
-from worldmodels.data import count_frames, split_episodes, stream_frame_batches
-from worldmodels.episodes import DataError, read_rollout_frames, require_episodes
+from worldmodels.data import split_episodes, stream_frame_batches
+from worldmodels.episodes import SKIP_FLAG, DataError, map_episodes, read_rollout_frames, require_episodes, rollout_length
 from worldmodels.frames import frames_to_tensor_layout
 from worldmodels.interrupt import Interrupted, stop_requested
 from worldmodels.logs import CsvLog
@@ -52,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=DATA_DIR)
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and train from scratch")
+    parser.add_argument(SKIP_FLAG, action="store_true", help="leave out episode files that cannot be read, with a warning")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "epochs", "batch_size", "z_size", "buffer_episodes")
     if not 0 <= args.held_out_fraction < 1:
@@ -89,14 +91,15 @@ def save_reconstructions(vae: ConvVAE, frames: np.ndarray, path: Path, device: t
     save_png(path, enlarge(grid, 2))
 
 
-def held_out_frames(files: list[Path], limit: int) -> np.ndarray:
+def held_out_frames(files: list[Path], limit: int, skip_bad: bool) -> np.ndarray:
     """Up to ``limit`` frames spread evenly over the held-out episodes."""
     per_file = max(1, limit // max(1, len(files)))
-    chunks = []
-    for path in files:
+
+    def spread(path: Path) -> np.ndarray:
         frames = read_rollout_frames(path)
-        chunks.append(frames[np.linspace(0, len(frames) - 1, min(per_file, len(frames))).astype(int)])
-    return np.concatenate(chunks)[:limit]
+        return frames[np.linspace(0, len(frames) - 1, min(per_file, len(frames))).astype(int)]
+
+    return np.concatenate(list(map_episodes(files, spread, skip_bad).values()))[:limit]
 
 
 def main(argv=None) -> None:
@@ -105,6 +108,7 @@ def main(argv=None) -> None:
     torch.manual_seed(args.seed)
     files = require_episodes(args.data_dir, "01_generate_data.py")
     checkpoint_path = Path(args.checkpoint_dir) / VAE_FILE
+    remove_stale_temp_files(args.checkpoint_dir)
     vae = ConvVAE(args.z_size).to(device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr)
     progress = resume_training(checkpoint_path, "vae", vae, optimizer, args.restart)
@@ -113,9 +117,10 @@ def main(argv=None) -> None:
         print("next: python 03_generate_rnn_data.py")
         return
 
-    train_files, held_out_files = split_episodes(files, args.held_out_fraction)
-    held_out = held_out_frames(held_out_files or train_files, HELD_OUT_FRAMES)
-    train_frames = count_frames(train_files)
+    lengths = map_episodes(files, rollout_length, args.skip_bad_files)  # checks every file before training starts
+    train_files, held_out_files = split_episodes(list(lengths), args.held_out_fraction)
+    held_out = held_out_frames(held_out_files or train_files, HELD_OUT_FRAMES, args.skip_bad_files)
+    train_frames = sum(lengths[path] for path in train_files)
     print(f"{len(train_files)} training episodes ({train_frames} frames), {len(held_out_files)} held out; device {device}")
     log = CsvLog(Path(args.checkpoint_dir) / "vae_log.csv",
                  ["epoch", "train_loss", "train_recon", "train_kl", "held_out_loss", "held_out_recon", "held_out_kl", "seconds"],
@@ -124,7 +129,8 @@ def main(argv=None) -> None:
 
     for epoch in range(progress.epoch + 1, args.epochs + 1):
         started = time.time() - progress.seconds
-        batches = stream_frame_batches(train_files, args.batch_size, args.buffer_episodes, seed=args.seed + epoch)
+        batches = stream_frame_batches(train_files, args.batch_size, args.buffer_episodes, seed=args.seed + epoch,
+                                       skip_bad=args.skip_bad_files)
         batches = itertools.islice(batches, progress.batch, None)  # after a Ctrl-C: the epoch's order, from where it stopped
         bar = tqdm(batches, initial=progress.batch, total=max(1, train_frames // args.batch_size), desc=f"epoch {epoch}/{args.epochs}",
                    dynamic_ncols=True)

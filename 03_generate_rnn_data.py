@@ -11,13 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from worldmodels.atomic import remove_stale_temp_files
 from worldmodels.checkpoints import VAE_FILE, default_device, load_model
 from worldmodels.cli import require_at_least, run_stage
 from worldmodels.episodes import (
     INITIAL_LATENTS_FILE,
+    SKIP_FLAG,
+    DataError,
     list_episodes,
+    map_episodes,
     read_rollout,
     read_series,
     require_episodes,
@@ -40,6 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--series-dir", default=SERIES_DIR)
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--overwrite", action="store_true", help="re-encode episodes already in --series-dir")
+    parser.add_argument(SKIP_FLAG, action="store_true", help="leave out episode files that cannot be read, with a warning")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "batch_size")
     return args
@@ -64,18 +68,28 @@ def main(argv=None) -> None:
     vae = load_model(Path(args.checkpoint_dir) / VAE_FILE, "vae").to(device)
     series_dir = Path(args.series_dir)
     series_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(series_dir)
     todo = [p for p in rollouts if args.overwrite or not (series_dir / p.name).exists()]
     print(f"encoding {len(todo)} of {len(rollouts)} episodes ({len(rollouts) - len(todo)} already in {series_dir})")
-    for path in tqdm(todo, desc="episodes", dynamic_ncols=True):
+
+    def encode(path: Path) -> None:
         episode = read_rollout(path)
         mu, logvar = encode_frames(vae, episode["obs"], args.batch_size, device)
         write_series(series_dir / path.name, mu, logvar, episode["action"], episode["reward"], episode["terminated"], episode["done"])
 
-    files = list_episodes(series_dir)
-    firsts = [(s["mu"][0], s["logvar"][0]) for s in map(read_series, files)]
-    write_initial_latents(series_dir / INITIAL_LATENTS_FILE, [p.stem for p in files],
-                          np.stack([mu for mu, _ in firsts]), np.stack([logvar for _, logvar in firsts]))
-    print(f"wrote {len(todo)} series files and {INITIAL_LATENTS_FILE} to {series_dir}/")
+    written = len(map_episodes(todo, encode, args.skip_bad_files, desc="encoding episodes"))
+
+    def first_latent(path: Path) -> tuple[np.ndarray, np.ndarray]:
+        series = read_series(path)
+        if series["mu"].shape[1] != vae.z_size:
+            raise DataError(f"{path}: encoded by a V with z of size {series['mu'].shape[1]}, not this V's {vae.z_size}; "
+                            "re-run with --overwrite")
+        return series["mu"][0], series["logvar"][0]
+
+    firsts = map_episodes(list_episodes(series_dir), first_latent, args.skip_bad_files)
+    write_initial_latents(series_dir / INITIAL_LATENTS_FILE, [p.stem for p in firsts],
+                          np.stack([mu for mu, _ in firsts.values()]), np.stack([logvar for _, logvar in firsts.values()]))
+    print(f"wrote {written} series files and {INITIAL_LATENTS_FILE} to {series_dir}/")
     print("next: python 04_train_rnn.py")
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from worldmodels.atomic import remove_stale_temp_files
 from worldmodels.checkpoints import (
     MDRNN_FILE,
     TrainingProgress,
@@ -28,7 +29,7 @@ from worldmodels.checkpoints import (
 from worldmodels.cli import require_at_least, run_stage
 from worldmodels.data import SeriesWindows, split_episodes
 from worldmodels.env import ACTION_SIZE
-from worldmodels.episodes import read_series, require_episodes
+from worldmodels.episodes import SKIP_FLAG, DataError, map_episodes, read_series, require_episodes
 from worldmodels.interrupt import Interrupted, stop_requested
 from worldmodels.logs import CsvLog
 from worldmodels.mdrnn import MDNRNN, head_scores, mdrnn_loss
@@ -60,6 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--series-dir", default=SERIES_DIR)
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and train from scratch")
+    parser.add_argument(SKIP_FLAG, action="store_true", help="leave out episode files that cannot be read, with a warning")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "epochs", "batch_size", "seq_len", "hidden_size", "gaussians")
     if not 0 <= args.held_out_fraction < 1:
@@ -92,22 +94,28 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     device = default_device()
     torch.manual_seed(args.seed)
-    files = require_episodes(args.series_dir, "03_generate_rnn_data.py")
+    episodes = map_episodes(require_episodes(args.series_dir, "03_generate_rnn_data.py"), read_series, args.skip_bad_files)
     checkpoint_path = Path(args.checkpoint_dir) / MDRNN_FILE
-    z_size = read_series(files[0])["mu"].shape[1]
+    remove_stale_temp_files(args.checkpoint_dir)
+    first, *_ = episodes
+    z_size = episodes[first]["mu"].shape[1]
+    for path, episode in episodes.items():
+        if episode["mu"].shape[1] != z_size:
+            raise DataError(f"{path}: z of size {episode['mu'].shape[1]}, but {first.name} has {z_size}: the series come from "
+                            "different Vs; re-run 03_generate_rnn_data.py --overwrite")
     mdrnn = MDNRNN(z_size, ACTION_SIZE, args.hidden_size, args.gaussians).to(device)
     optimizer = torch.optim.Adam(mdrnn.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed)  # windows and z samples; its state is saved with the model
     progress = resume_training(checkpoint_path, "mdrnn", mdrnn, optimizer, args.restart, rng)
-    train_files, held_out_files = split_episodes(files, args.held_out_fraction)
-    held_out = SeriesWindows(held_out_files or train_files)
+    train_files, held_out_files = split_episodes(list(episodes), args.held_out_fraction)
+    held_out = SeriesWindows([episodes[path] for path in held_out_files or train_files])
     if progress.epoch >= args.epochs:
         print(f"{checkpoint_path} is already trained for {progress.epoch} epochs; pass --restart or more --epochs to train again")
         print(f"held-out heads: {describe_heads(evaluate(mdrnn, held_out, args.seed, device)[1])}")
         print("next: python 05_train_controller.py")
         return
 
-    train = SeriesWindows(train_files)
+    train = SeriesWindows([episodes[path] for path in train_files])
     batches_per_epoch = max(1, math.ceil(train.steps / (args.batch_size * args.seq_len)))
     print(f"{len(train_files)} training episodes ({train.steps} steps, {batches_per_epoch} batches per epoch), "
           f"{len(held_out_files)} held out; device {device}")

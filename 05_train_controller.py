@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldmodels.atomic import save_torch
+from worldmodels.atomic import remove_stale_temp_files, save_torch
 from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, load_checkpoint
 from worldmodels.cli import require_at_least, run_stage
 from worldmodels.controller import parameter_count
@@ -152,6 +152,7 @@ def write_dream_gif(args: argparse.Namespace, paths: dict[str, str], config: dic
 def main(argv=None) -> None:
     args = parse_args(argv)
     directory = Path(args.checkpoint_dir)
+    remove_stale_temp_files(directory)
     paths = {name: str(directory / file) for name, file in
              (("vae", VAE_FILE), ("mdrnn", MDRNN_FILE), ("controller", CONTROLLER_FILE))}
     vae, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])  # fails early with a clear message
@@ -159,7 +160,9 @@ def main(argv=None) -> None:
     config = {"input_size": input_size, "use_hidden": args.use_hidden, "z_size": vae.z_size, "hidden_size": mdrnn.hidden_size}
     dimension = parameter_count(input_size)
 
-    starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE)["mu"].astype(np.float32) if args.dream else None
+    starts = None  # dreams start from real first latents
+    if args.dream:
+        starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size)["mu"].astype(np.float32)
 
     with WorkerPool(args.workers) as pool:
         if args.evaluate:

@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT))
 from worldmodels.checkpoints import MDRNN_FILE, VAE_FILE, load_model  # noqa: E402
 from worldmodels.cli import load_stage_script  # noqa: E402
 from worldmodels.controller import parameter_count  # noqa: E402
-from worldmodels.data import count_frames, stream_frame_batches  # noqa: E402
+from worldmodels.data import stream_frame_batches  # noqa: E402
 from worldmodels.env import ACTION_SIZE, make_env  # noqa: E402
-from worldmodels.episodes import episode_id, list_episodes  # noqa: E402
+from worldmodels.episodes import episode_id, list_episodes, rollout_length  # noqa: E402
 from worldmodels.exploration import RandomWalkPolicy  # noqa: E402
 from worldmodels.frames import FRAME_SIZE, frames_to_tensor_layout  # noqa: E402
 from worldmodels.parallel import WorkerPool, default_workers  # noqa: E402
@@ -91,7 +91,7 @@ def compare_stage01(episodes: int, steps: int, workers: int, scratch: Path) -> N
         out = scratch / f"rollout{flag}"
         seconds, peak = run_measured([sys.executable, str(ROOT / "01_generate_data.py"), "--episodes", str(episodes),
                                       "--max-steps", str(steps), "--workers", str(workers), "--out-dir", str(out), flag])
-        rates[flag] = count_frames(list_episodes(out)) / seconds
+        rates[flag] = sum(map(rollout_length, list_episodes(out))) / seconds
         print(f"  stage 01 {flag}: {episodes} episodes in {seconds:.1f} s, peak memory {peak:.2f} GB")
     report("stage 01 frames/s written", rates["--no-fast-render"], rates["--fast-render"], "stock", "fast")
 
@@ -129,7 +129,7 @@ def compare_stage02(rollout_dir: Path, checkpoint_dir: Path, seconds: float, scr
     for i in range(PAPER_EPISODES):
         os.link(sources[i % len(sources)], rollout / f"{episode_id(i)}.npz")
     files = list_episodes(rollout)
-    frames = count_frames(files)
+    frames = sum(map(rollout_length, files))
     print(f"  stage 02 dataset: {len(files)} episodes, {frames} frames ({frames * FRAME_SIZE**2 * 3 / 1e9:.1f} GB as uint8)")
     vae = load_model(str(checkpoint_dir / VAE_FILE), "vae").train()
     optimizer = torch.optim.Adam(vae.parameters(), lr=defaults.lr)

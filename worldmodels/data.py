@@ -7,6 +7,7 @@ loads the next group. Memory stays at about two groups (the one being served and
 briefly three while the next is shuffled, whatever the dataset's size.
 """
 
+import sys
 import threading
 from pathlib import Path
 from queue import Queue
@@ -14,8 +15,9 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from worldmodels.episodes import read_rollout_frames, read_series
+from worldmodels.episodes import DataError, read_rollout_frames
 from worldmodels.frames import FRAME_SIZE
 
 
@@ -30,19 +32,17 @@ def split_episodes(files: list[Path], held_out_fraction: float) -> tuple[list[Pa
     return files[: len(files) - held_out], files[len(files) - held_out :]
 
 
-def count_frames(files: list[Path]) -> int:
-    """Total steps in rollout files, reading only their small 'done' arrays."""
-    total = 0
-    for path in files:
-        with np.load(path) as data:
-            total += len(data["done"])
-    return total
-
-
-def _load_group(files: list[Path], rng: np.random.Generator) -> np.ndarray:
+def _load_group(files: list[Path], rng: np.random.Generator, skip_bad: bool) -> np.ndarray:
     """The frames of ``files`` in one array, shuffled: each episode is copied once, straight
     to its random positions (no concatenated copy to permute afterwards)."""
-    episodes = [read_rollout_frames(path) for path in files]
+    episodes = []
+    for path in files:
+        try:
+            episodes.append(read_rollout_frames(path))
+        except DataError as error:
+            if not skip_bad:
+                raise
+            tqdm.write(f"warning: skipping {error}", file=sys.stderr)
     positions = rng.permutation(sum(len(frames) for frames in episodes))
     group = np.empty((len(positions), FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     start = 0
@@ -53,11 +53,12 @@ def _load_group(files: list[Path], rng: np.random.Generator) -> np.ndarray:
 
 
 def stream_frame_batches(
-    files: list[Path], batch_size: int, buffer_episodes: int, seed: int, drop_last: bool = True
+    files: list[Path], batch_size: int, buffer_episodes: int, seed: int, drop_last: bool = True, skip_bad: bool = False
 ) -> Iterator[np.ndarray]:
     """Yield uint8 [batch_size, 64, 64, 3] batches covering every frame of ``files`` once,
     in an order fixed by ``seed``. The training loop only slices batches; loading,
-    decompressing and shuffling happen in a background thread."""
+    decompressing and shuffling happen in a background thread. A file whose frames cannot
+    be read raises its DataError or, with ``skip_bad``, is left out with a warning."""
     rng = np.random.default_rng(seed)
     order = [files[i] for i in rng.permutation(len(files))]
     groups = [order[i : i + buffer_episodes] for i in range(0, len(order), buffer_episodes)]
@@ -66,7 +67,7 @@ def stream_frame_batches(
     def load_all() -> None:
         try:
             for group in groups:
-                loaded.put(_load_group(group, rng))
+                loaded.put(_load_group(group, rng, skip_bad))
                 loaded.join()  # load the next group only once this one is being served
             loaded.put(None)
         except BaseException as error:  # handed to the consumer, which re-raises it
@@ -94,8 +95,8 @@ def stream_frame_batches(
 
 
 class SeriesWindows:
-    """All encoded episodes in memory (small: 2M steps are about 0.3 GB) and random windows
-    of ``seq_len`` steps for M.
+    """Encoded episodes (the arrays of series files) in memory (small: 2M steps are about
+    0.3 GB) and random windows of ``seq_len`` steps for M.
 
     A window starting at t0 gives, for s in [0, seq_len):
       z_t = mu + sigma * eps at t0 + s (resampled on every call), action, reward, terminated,
@@ -103,8 +104,7 @@ class SeriesWindows:
       ``next_mask`` (its next frame exists; the last step of an episode has none).
     """
 
-    def __init__(self, files: list[Path]):
-        episodes = [read_series(path) for path in files]
+    def __init__(self, episodes: list[dict[str, np.ndarray]]):
         self.lengths = np.array([len(e["action"]) for e in episodes])
         self.z_size = episodes[0]["mu"].shape[1]
         column = lambda key: [np.asarray(e[key], dtype=np.float32) for e in episodes]

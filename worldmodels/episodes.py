@@ -21,10 +21,13 @@ Series files, ``data/series/<id>.npz`` (stage 03), the same episode encoded by V
 frame (dreams start from these) and ``ids`` [N].
 """
 
+import sys
 import zipfile
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
+from tqdm import tqdm
 
 from worldmodels.atomic import save_npz
 from worldmodels.env import ACTION_SIZE
@@ -32,6 +35,9 @@ from worldmodels.frames import FRAME_SIZE
 
 EPISODE_GLOB = "ep*.npz"
 INITIAL_LATENTS_FILE = "initial_latents.npz"
+SKIP_FLAG = "--skip-bad-files"  # the stages' flag that leaves unreadable episode files out
+
+T = TypeVar("T")
 
 
 class DataError(Exception):
@@ -130,6 +136,25 @@ def read_rollout_frames(path: str | Path) -> np.ndarray:
     return obs
 
 
+def rollout_length(path: str | Path) -> int:
+    """Steps of a rollout file, validating it without decompressing its frames: the small
+    arrays are read and checked, the frames' dtype and shape come from their header."""
+    path = Path(path)
+    steps = _check_steps(path, _load(path, ROLLOUT_KEYS[1:]))
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("obs.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(member)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise DataError(f"{path}: unreadable frames ({type(error).__name__}: {error}); "
+                        "delete the file and re-run 01_generate_data.py") from None
+    expected = (steps, FRAME_SIZE, FRAME_SIZE, 3)
+    if dtype != np.uint8 or shape != expected:
+        raise DataError(f"{path}: 'obs' is {dtype} {shape}, expected uint8 {expected}; delete the file and re-run 01_generate_data.py")
+    return steps
+
+
 def write_series(path: str | Path, mu, logvar, action, reward, terminated, done) -> None:
     arrays = dict(
         mu=np.asarray(mu, dtype=np.float16),
@@ -168,13 +193,46 @@ def write_initial_latents(path: str | Path, ids: list[str], mu: np.ndarray, logv
     save_npz(path, compress=False, ids=np.asarray(ids), mu=mu.astype(np.float16), logvar=logvar.astype(np.float16))
 
 
-def read_initial_latents(path: str | Path) -> dict[str, np.ndarray]:
-    return _load(Path(path), ("ids", "mu", "logvar"))
+def read_initial_latents(path: str | Path, z_size: int) -> dict[str, np.ndarray]:
+    """The first latents dreams start from; they must have M's latent size."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: not found; run 03_generate_rnn_data.py first (or pass --series-dir)")
+    arrays = _load(path, ("ids", "mu", "logvar"))
+    for key in ("mu", "logvar"):
+        if arrays[key].ndim != 2 or len(arrays[key]) == 0 or not np.isfinite(arrays[key]).all():
+            raise DataError(f"{path}: '{key}' is {arrays[key].dtype} {arrays[key].shape} or holds NaN or inf, expected finite [N, Z]; "
+                            "re-run 03_generate_rnn_data.py")
+    if arrays["mu"].shape[1] != z_size:
+        raise DataError(f"{path}: latents of size {arrays['mu'].shape[1]}, but M models z of size {z_size}; "
+                        "re-run 03_generate_rnn_data.py --overwrite with the V that M was trained on")
+    return arrays
 
 
 def require_episodes(folder: str | Path, previous_stage: str) -> list[Path]:
     """Episode files of a stage's input folder, or a DataError telling which stage to run."""
+    if not Path(folder).is_dir():
+        raise DataError(f"{folder}: no such folder; run {previous_stage} first (or pass the folder it wrote to)")
     files = list_episodes(folder)
     if not files:
-        raise DataError(f"{folder}: no episode files ({EPISODE_GLOB}); run {previous_stage} first")
+        raise DataError(f"{folder}: no episode files ({EPISODE_GLOB}) in the folder; run {previous_stage} first")
     return files
+
+
+def map_episodes(files: list[Path], fn: Callable[[Path], T], skip_bad: bool, desc: str = "checking episode files") -> dict[Path, T]:
+    """fn(path) for every file, in order. A file that cannot be used (fn raises DataError)
+    stops the stage with that error or, with ``skip_bad``, is left out with a warning and counted."""
+    results, skipped = {}, 0
+    for path in tqdm(files, desc=desc, dynamic_ncols=True):
+        try:
+            results[path] = fn(path)
+        except DataError as error:
+            if not skip_bad:
+                raise DataError(f"{error} (or pass {SKIP_FLAG} to leave such files out)") from None
+            tqdm.write(f"warning: skipping {error}", file=sys.stderr)
+            skipped += 1
+    if skipped:
+        print(f"warning: skipped {skipped} of {len(files)} episode files that cannot be used ({SKIP_FLAG})", file=sys.stderr)
+    if files and not results:
+        raise DataError(f"{files[0].parent}: none of the {len(files)} episode files can be used; re-run the stage that wrote them")
+    return results

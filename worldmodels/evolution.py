@@ -45,7 +45,7 @@ def load_search(path: str | Path, config: dict) -> SearchState:
     try:
         with open(path, "rb") as f:
             state = pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as error:
+    except Exception as error:  # unpickling raises many types for a damaged file
         raise DataError(f"{path}: unreadable CMA-ES state ({type(error).__name__}); delete it or pass --restart") from None
     if not isinstance(state, SearchState):
         raise DataError(f"{path}: not a CMA-ES state; delete it or pass --restart")

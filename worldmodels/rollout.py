@@ -6,6 +6,7 @@ batch, C acts for all of them in one batched matmul, and M advances all hidden s
 LSTM step. Each environment may have its own controller parameters (CMA-ES candidates).
 """
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -133,9 +134,23 @@ def run_agent_episodes(
     return EpisodeResults(returns, steps, predicted_returns)
 
 
-@lru_cache(maxsize=2)
 def load_agent_models(vae_path: str, mdrnn_path: str) -> tuple[ConvVAE, MDNRNN]:
-    """V and M from their checkpoints, loaded once per process (workers reuse them)."""
+    """V and M from their checkpoints, loaded once per process and version of the files
+    (workers reuse them; a checkpoint rewritten since is loaded again)."""
+    return _load_agent_models(vae_path, mdrnn_path, _file_version(vae_path), _file_version(mdrnn_path))
+
+
+def _file_version(path: str) -> tuple[int, int] | None:
+    """Changes whenever the file is replaced (an atomic write gives it a new inode)."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None  # load_model says which stage makes it
+    return stat.st_mtime_ns, stat.st_ino
+
+
+@lru_cache(maxsize=2)
+def _load_agent_models(vae_path: str, mdrnn_path: str, *versions) -> tuple[ConvVAE, MDNRNN]:
     vae = load_model(vae_path, "vae")
     return vae, load_model(mdrnn_path, "mdrnn", z_size=vae.z_size)
 
