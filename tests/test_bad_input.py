@@ -230,6 +230,10 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
     assert "vae.pt: loss became nan in epoch 2; the last good checkpoint is kept" in message
     assert (tmp_path / "ckpt" / "vae.pt").read_bytes() == good
 
+    monkeypatch.setattr(train_v, "vae_loss", real_loss)
+    train_v.main(["--epochs", "2", "--lr", "3e-5"] + argv)  # the fix the message suggests: resume with a lower rate
+    assert torch.load(tmp_path / "ckpt" / "vae.pt", weights_only=False)["optimizer"]["param_groups"][0]["lr"] == 3e-5
+
 
 # --- flags ------------------------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ def test_worker_pool_keeps_order_in_process_and_across_processes():
         assert pool.map(_square, range(7)) == [x * x for x in range(7)]
 
 
-def test_worker_exception_reaches_the_caller():
-    with WorkerPool(2) as pool, pytest.raises(RuntimeError, match="bad item 3"):
+def test_worker_exception_reaches_the_caller_with_the_workers_traceback():
+    with WorkerPool(2) as pool, pytest.raises(RuntimeError, match="bad item 3") as raised:
         pool.map(_fail, [3])
+    assert 'in _fail\n    raise RuntimeError(f"bad item {x}")' in str(raised.value.__cause__)  # the traceback in the worker

@@ -115,7 +115,10 @@ def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: to
     if "optimizer" not in checkpoint:
         raise DataError(f"{path}: holds no training state (a model saved for use only); pass --restart to train a new one")
     model.load_state_dict(checkpoint["state_dict"])
+    learning_rates = [group["lr"] for group in optimizer.param_groups]
     optimizer.load_state_dict(checkpoint["optimizer"])
+    for group, lr in zip(optimizer.param_groups, learning_rates):
+        group["lr"] = lr  # the run's --lr, which may differ from the saved run's (e.g. lowered after a NaN loss)
     progress = TrainingProgress(**checkpoint.get("progress", {"epoch": checkpoint["epoch"]}))
     restore_random_state(progress.random_state, rng)
     where = f"batch {progress.batch} of epoch {progress.epoch + 1}" if progress.batch else f"epoch {progress.epoch}"
