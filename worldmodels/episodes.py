@@ -32,6 +32,7 @@ from tqdm import tqdm
 from worldmodels.atomic import save_npz
 from worldmodels.env import ACTION_SIZE
 from worldmodels.frames import FRAME_SIZE
+from worldmodels.interrupt import Interrupted, stop_requested
 
 EPISODE_GLOB = "ep*.npz"
 INITIAL_LATENTS_FILE = "initial_latents.npz"
@@ -221,9 +222,12 @@ def require_episodes(folder: str | Path, previous_stage: str) -> list[Path]:
 
 def map_episodes(files: list[Path], fn: Callable[[Path], T], skip_bad: bool, desc: str = "checking episode files") -> dict[Path, T]:
     """fn(path) for every file, in order. A file that cannot be used (fn raises DataError)
-    stops the stage with that error or, with ``skip_bad``, is left out with a warning and counted."""
+    stops the stage with that error or, with ``skip_bad``, is left out with a warning and
+    counted. A Ctrl-C stops between files."""
     results, skipped = {}, 0
-    for path in tqdm(files, desc=desc, dynamic_ncols=True):
+    for count, path in enumerate(tqdm(files, desc=desc, dynamic_ncols=True)):
+        if stop_requested():
+            raise Interrupted(f"stopped after {count} of {len(files)} files ({desc}); what is written is kept: re-run to go on")
         try:
             results[path] = fn(path)
         except DataError as error:
