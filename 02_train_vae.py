@@ -19,6 +19,7 @@ from tqdm import tqdm
 from worldmodels.atomic import remove_stale_temp_files
 from worldmodels.checkpoints import VAE_FILE, TrainingProgress, check_finite_loss, default_device, resume_training, save_training
 from worldmodels.cli import require_at_least, run_stage
+from worldmodels.curves import draw_curves
 from worldmodels.data import split_episodes, stream_frame_batches
 from worldmodels.episodes import SKIP_FLAG, DataError, map_episodes, read_rollout_frames, require_episodes, rollout_length
 from worldmodels.frames import frames_to_tensor_layout
@@ -161,7 +162,7 @@ def main(argv=None) -> None:
         print(f"epoch {epoch}: train loss {train['loss']:.2f} (recon {train['recon']:.2f}, KL {train['kl']:.2f}); "
               f"held-out loss {scores['loss']:.2f} (recon {scores['recon']:.2f}, KL {scores['kl']:.2f})")
 
-    print(f"wrote {checkpoint_path}, {log.path} and {picture}")
+    print(f"wrote {checkpoint_path}, {log.path}, {picture} and {draw_curves(log.path)}")
     print("next: python 03_generate_rnn_data.py")
 
 

@@ -27,6 +27,7 @@ from worldmodels.checkpoints import (
     save_training,
 )
 from worldmodels.cli import require_at_least, run_stage
+from worldmodels.curves import draw_curves
 from worldmodels.data import SeriesWindows, split_episodes
 from worldmodels.env import ACTION_SIZE
 from worldmodels.episodes import SKIP_FLAG, DataError, map_episodes, read_series, require_episodes
@@ -126,7 +127,9 @@ def main(argv=None) -> None:
     bar = tqdm(range(progress.epoch + 1, args.epochs + 1), desc="epochs", dynamic_ncols=True)
     for epoch in bar:
         started = time.time() - progress.seconds
-        while progress.batch < batches_per_epoch:
+        batches = tqdm(range(progress.batch, batches_per_epoch), initial=progress.batch, total=batches_per_epoch,
+                       desc=f"epoch {epoch} batches", leave=False, dynamic_ncols=True, disable=batches_per_epoch < 2)
+        for _ in batches:
             batch = {k: v.to(device) for k, v in train.batch(args.batch_size, args.seq_len, rng).items()}
             out, _ = mdrnn(batch["z"], batch["action"])
             losses = mdrnn_loss(out, batch)
@@ -154,7 +157,7 @@ def main(argv=None) -> None:
                    f"reward {scores['reward']:.3f}, done {scores['done']:.3f})")
 
     print(f"held-out heads after epoch {args.epochs}: {describe_heads(heads)}")
-    print(f"wrote {checkpoint_path} and {log.path}")
+    print(f"wrote {checkpoint_path}, {log.path} and {draw_curves(log.path)}")
     print("next: python 05_train_controller.py")
 
 

@@ -15,11 +15,15 @@ log; the kept controller is the one with the best dream check, so reality never 
 dream-trained search. --init-from starts the search from a saved controller (for example a
 dream-trained one, fine-tuned in the real env).
 
---evaluate N runs the saved controller on N fresh tracks and prints mean ± std, and what
+--evaluate [N] runs the saved controller on N tracks never used in training (default
+EVALUATION_EPISODES, seeds from --first-track) and prints mean ± std, min and max, and what
 M's reward head predicted for the same episodes (what a dream would have paid for them).
-With --dream it also scores the controller in N dreams. Dream runs and dream evaluations
-write checkpoints/dream_vs_real.gif (and four stills, .png): a dream decoded by V beside
-the real track it started from (worldmodels/dream_viewer.py).
+It writes checkpoints/evaluation.csv (a row per episode) and drive_best.gif,
+drive_median.gif and drive_worst.gif (with stills, .png): the frame C saw, V's
+reconstruction and M's one-step prediction side by side (worldmodels/viewer.py). With
+--dream it also scores the controller in N dreams. Dream runs and dream evaluations write
+checkpoints/dream_vs_real.gif (and stills): a dream decoded by V beside the real track it
+started from.
 """
 
 import argparse
@@ -28,21 +32,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from worldmodels.atomic import remove_stale_temp_files, save_torch
 from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, load_checkpoint
 from worldmodels.cli import require_at_least, run_stage
 from worldmodels.controller import parameter_count
+from worldmodels.curves import draw_curves
 from worldmodels.dream import first_latents, run_dream_episodes
-from worldmodels.dream_viewer import write_dream_vs_real
 from worldmodels.env import CHECK_SEED_BASE, MAX_EPISODE_STEPS, TEST_SEED_BASE, TRAIN_SEED_BASE
 from worldmodels.episodes import INITIAL_LATENTS_FILE, DataError, read_initial_latents
 from worldmodels.evolution import load_search, new_search, save_search
 from worldmodels.interrupt import Interrupted, stop_requested
-from worldmodels.logs import CsvLog
+from worldmodels.logs import CsvLog, write_csv
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.parallel import WorkerPool, default_workers
 from worldmodels.rollout import EpisodeResults, load_agent_models, run_agent_parallel
+from worldmodels.viewer import record_real, write_dream_vs_real, write_drive
 
 GENERATIONS = 1800  # the paper's full agent ran about 1800 generations
 POPULATION = 64  # CMA-ES candidates per generation
@@ -59,7 +65,9 @@ DREAM = False  # train in the dream (M) instead of the real env
 TEMPERATURE = 1.15  # dream sampling temperature tau (the paper's best for its Doom dream)
 SERIES_DIR = "data/series"  # where dreams find their real first latents
 INIT_FROM = ""  # a controller.pt to start the search from ("" : the zero controller)
-GIF_STEPS = 300  # steps of the dream-vs-real GIF (6 s of driving)
+EVALUATION_EPISODES = 100  # --evaluate with no N: the paper's protocol, 100 tracks
+FIRST_TEST_TRACK = TEST_SEED_BASE  # evaluation tracks are FIRST_TEST_TRACK, +1, ... (never used in training)
+GIF_STEPS = 300  # steps shown in the GIFs (6 s of driving)
 FAST_RENDER = True  # worldmodels.fast_env: stock physics and rewards, 12x faster frames (--no-fast-render: stock)
 CHECKPOINT_DIR = "checkpoints"
 
@@ -82,11 +90,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dream", action=argparse.BooleanOptionalAction, default=DREAM, help="train inside M instead of the real env")
     parser.add_argument("--temperature", type=float, default=TEMPERATURE, help="dream sampling temperature")
     parser.add_argument("--series-dir", default=SERIES_DIR, help="folder with initial_latents.npz (for --dream)")
-    parser.add_argument("--gif-steps", type=int, default=GIF_STEPS, help="steps of the dream-vs-real GIF (0: none)")
+    parser.add_argument("--gif-steps", type=int, default=GIF_STEPS, help="steps shown in the driving and dream GIFs (0: none)")
     parser.add_argument("--init-from", default=INIT_FROM, help="controller.pt whose parameters start the search")
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--restart", action="store_true", help="start a new search even if a saved one exists")
-    parser.add_argument("--evaluate", type=int, metavar="N", default=0, help="only evaluate the saved controller on N fresh tracks")
+    parser.add_argument("--evaluate", type=int, nargs="?", const=EVALUATION_EPISODES, metavar="N", default=0,
+                        help=f"only evaluate the saved controller on N fresh tracks (N defaults to {EVALUATION_EPISODES})")
+    parser.add_argument("--first-track", type=int, default=FIRST_TEST_TRACK, help="track seed of the first evaluation episode")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "generations", "episodes_per_candidate", "check_every", "check_episodes", "max_steps", "workers")
     require_at_least(parser, args, 2, "population")
@@ -109,20 +119,46 @@ def load_controller(path: str, config: dict) -> dict:
 
 
 def evaluate_saved(args: argparse.Namespace, pool: WorkerPool, paths: dict[str, str], config: dict, starts: np.ndarray | None) -> None:
+    """The saved controller on ``args.evaluate`` tracks: a summary, a CSV row per episode,
+    and GIFs of its best, median and worst episodes."""
     checkpoint = load_controller(paths["controller"], config)
     params = np.repeat(checkpoint["params"].numpy()[None], args.evaluate, axis=0)
-    seeds = [TEST_SEED_BASE + i for i in range(args.evaluate)]
+    seeds = [args.first_track + i for i in range(args.evaluate)]
     results = run_agent_parallel(pool, paths["vae"], paths["mdrnn"], params, seeds, args.max_steps,
                                  use_hidden=config["use_hidden"], fast_render=args.fast_render, desc="evaluation episodes")
     print(f"controller {paths['controller']} (generation {checkpoint['generation']}, trained in the "
-          f"{checkpoint.get('trained_in', 'real')} env) on {args.evaluate} fresh tracks (seeds {seeds[0]}..{seeds[-1]}, "
+          f"{checkpoint.get('trained_in', 'real')} env) on {args.evaluate} tracks (seeds {seeds[0]}..{seeds[-1]}, "
           f"{'fast' if args.fast_render else 'stock'} renderer): {summary(results.returns)}")
     print(f"M's reward head on the same episodes: {summary(results.predicted_returns)}")
+    dreamed = None
     if starts is not None:
         _, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])
-        dreamed = run_dreams(mdrnn, params, starts, seeds, args)
-        print(f"in {args.evaluate} dreams at temperature {args.temperature}: {summary(dreamed.returns)}")
+        dreamed = run_dreams(mdrnn, params, starts, seeds, args).returns
+        print(f"in {args.evaluate} dreams at temperature {args.temperature}: {summary(dreamed)}")
+    table = Path(args.checkpoint_dir) / "evaluation.csv"
+    write_csv(table, ["episode", "track_seed", "return", "steps", "m_predicted_return", "dream_return"],
+              [{"episode": i, "track_seed": seed, "return": f"{results.returns[i]:.2f}", "steps": int(results.steps[i]),
+                "m_predicted_return": f"{results.predicted_returns[i]:.2f}",
+                "dream_return": "" if dreamed is None else f"{dreamed[i]:.2f}"} for i, seed in enumerate(seeds)])
+    print(f"wrote {table} (one row per episode)")
+    write_drive_gifs(args, paths, checkpoint["params"].numpy(), seeds, results.returns, config["use_hidden"])
+    if starts is not None:
         write_dream_gif(args, paths, config)
+
+
+def write_drive_gifs(args: argparse.Namespace, paths: dict[str, str], params: np.ndarray, seeds: list[int], returns: np.ndarray,
+                     use_hidden: bool) -> None:
+    """drive_{best,median,worst}.gif (and .png stills): the first GIF_STEPS steps of those
+    evaluation episodes, with V's reconstruction and M's prediction of every frame."""
+    if args.gif_steps == 0:
+        return
+    vae, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])
+    order = np.argsort(returns, kind="stable")
+    for name, i in tqdm([("best", order[-1]), ("median", order[len(order) // 2]), ("worst", order[0])], desc="drive GIFs"):
+        recording = record_real(vae, mdrnn, params, seeds[i], min(args.gif_steps, args.max_steps), use_hidden, args.fast_render)
+        path = Path(args.checkpoint_dir) / f"drive_{name}.gif"
+        write_drive(path, recording, f"{name} of {len(returns)}: track {seeds[i]}, return {returns[i]:.1f}")
+        tqdm.write(f"wrote {path} and its stills (.png): track {seeds[i]}, the first {len(recording.rewards)} steps")
 
 
 def run_dreams(mdrnn: MDNRNN, params: np.ndarray, starts: np.ndarray, seeds: list[int], args: argparse.Namespace) -> EpisodeResults:
@@ -137,15 +173,15 @@ def summary(returns: np.ndarray) -> str:
 
 
 def write_dream_gif(args: argparse.Namespace, paths: dict[str, str], config: dict) -> None:
-    """The saved controller in a dream beside the first test track it starts from."""
+    """The saved controller in a dream beside the first evaluation track, which it starts from."""
     if args.gif_steps == 0:
         return
     vae, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])
     params = load_controller(paths["controller"], config)["params"].numpy()
     path = Path(args.checkpoint_dir) / "dream_vs_real.gif"
-    real, dream = write_dream_vs_real(path, vae, mdrnn, params, TEST_SEED_BASE, args.temperature, args.gif_steps,
+    real, dream = write_dream_vs_real(path, vae, mdrnn, params, args.first_track, args.temperature, args.gif_steps,
                                       use_hidden=config["use_hidden"], fast_render=args.fast_render)
-    print(f"wrote {path}: {args.gif_steps} steps on track {TEST_SEED_BASE} (return {real.rewards.sum():.1f}) "
+    print(f"wrote {path}: {args.gif_steps} steps on track {args.first_track} (return {real.rewards.sum():.1f}) "
           f"beside its dream (return {dream.rewards.sum():.1f})")
 
 
@@ -194,6 +230,7 @@ def main(argv=None) -> None:
                                       args.use_hidden, args.fast_render, desc=desc)
 
         saved = state.generation  # generations in the state file
+        bar = tqdm(total=args.generations, initial=state.generation, desc="generations", unit="gen", dynamic_ncols=True)
         try:
             while state.generation < args.generations:
                 started = time.time()
@@ -233,19 +270,22 @@ def main(argv=None) -> None:
                            sigma=f"{state.es.sigma:.4f}", env_steps=env_steps, seconds=f"{time.time() - started:.1f}", **shown)
                 checked = "".join(f"; CMA mean on {len(check_seeds)} {'dreams' if world == 'dream' else 'check tracks'} "
                                   f"{m:.1f} ± {sd:.1f}" for world, (m, sd) in scores.items())
-                print(f"generation {generation}: best {fitness.max():.1f}, mean {fitness.mean():.1f}, worst {fitness.min():.1f}, "
-                      f"sigma {state.es.sigma:.3f}{checked}", flush=True)
+                bar.update()
+                tqdm.write(f"generation {generation}: best {fitness.max():.1f}, mean {fitness.mean():.1f}, worst {fitness.min():.1f}, "
+                           f"sigma {state.es.sigma:.3f}{checked}")
                 if stop_requested() and generation < args.generations:
                     raise Interrupted("Ctrl-C")
         except Interrupted:
             raise Interrupted(f"{state_path} holds the search after generation {saved}; re-run to go on from there") from None
+        finally:
+            bar.close()
 
     print(f"best CMA mean: {state.best_score:.1f} on the check {'dreams' if args.dream else 'tracks'} "
           f"at generation {state.best_generation}")
-    print(f"wrote {paths['controller']}, {state_path} and {log.path}")
+    print(f"wrote {paths['controller']}, {state_path}, {log.path} and {draw_curves(log.path)}")
     if args.dream and Path(paths["controller"]).exists():
         write_dream_gif(args, paths, config)
-    print("next: python 05_train_controller.py --evaluate 100")
+    print("next: python 05_train_controller.py --evaluate")
 
 
 if __name__ == "__main__":

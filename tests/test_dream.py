@@ -64,8 +64,8 @@ def test_dream_env_passes_gymnasiums_checker(mdrnn):
 
 
 def test_the_dream_viewer_replays_the_dream_it_decodes(mdrnn):
-    from worldmodels.dream_viewer import record_dream
     from worldmodels.vae import ConvVAE
+    from worldmodels.viewer import record_dream
 
     torch.manual_seed(1)
     vae = ConvVAE(32).eval()

@@ -5,7 +5,9 @@ import csv
 import torch
 from PIL import Image
 
+from worldmodels.curves import main as redraw
 from worldmodels.episodes import list_episodes, read_initial_latents, read_series
+from worldmodels.logs import read_csv
 
 
 def test_five_stages_run_end_to_end(tmp_path, scripts, capsys):
@@ -37,7 +39,20 @@ def test_five_stages_run_end_to_end(tmp_path, scripts, capsys):
     capsys.readouterr()
     train_controller.main(["--evaluate", "2", "--max-steps", "30", "--workers", "1", "--checkpoint-dir", str(ckpt)])
     printed = capsys.readouterr().out
-    assert "on 2 fresh tracks" in printed and "±" in printed
+    assert "on 2 tracks (seeds 30000000..30000001" in printed and "±" in printed
+    rows = read_csv(ckpt / "evaluation.csv")
+    assert [int(r["track_seed"]) for r in rows] == [30000000, 30000001] and all(int(r["steps"]) == 30 for r in rows)
+    for name in ("best", "median", "worst"):  # 30 steps, every second one: the frame, V's and M's pictures side by side
+        gif = Image.open(ckpt / f"drive_{name}.gif")
+        assert gif.n_frames == 15 and gif.size == (3 * 2 * 64 + 2 * 4, 2 * 12 + 2 + 12 + 2 + 2 * 64)
+        assert Image.open(ckpt / f"drive_{name}.png").size == (gif.size[0], 4 * gif.size[1])  # 4 stills
+    curves = (("vae_curves.png", 320), ("mdrnn_curves.png", 320), ("controller_curves.png", 480))
+    for picture, height in curves:
+        assert Image.open(ckpt / picture).size == (1000, height)
+        (ckpt / picture).unlink()
+    redraw(["--", str(ckpt)])  # python -m worldmodels.curves CHECKPOINT_DIR
+    for picture, height in curves:
+        assert Image.open(ckpt / picture).size == (1000, height)
 
     # C trained in M's dream, checked in dreams and on real tracks side by side
     train_controller.main(["--dream", "--restart", "--series-dir", str(series), "--generations", "2", "--population", "4",

@@ -99,6 +99,12 @@ def sample_mixture(
     return chosen_mu + chosen_sigma * normal
 
 
+def most_likely_z(log_pi: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """z [..., Z]: in each dimension the mean of the most probable component [..., Z, K]
+    (what sample_mixture tends to as the temperature goes to 0)."""
+    return mu.gather(-1, log_pi.argmax(-1, keepdim=True)).squeeze(-1)
+
+
 DONE_POS_WEIGHT = 10.0  # episode ends are rare; the original weighted them x10 for its dreams
 
 

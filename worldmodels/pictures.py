@@ -15,14 +15,19 @@ def enlarge(frame: np.ndarray, scale: int) -> np.ndarray:
     return frame.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
-def captioned(frame: np.ndarray, lines: list[str], scale: int = 3) -> np.ndarray:
-    """A frame enlarged ``scale`` times under a black strip with one text line per entry."""
-    image = enlarge(frame, scale)
-    strip = Image.new("RGB", (image.shape[1], CAPTION_LINE * len(lines) + 2))
+def text_strip(width: int, lines: list[str]) -> np.ndarray:
+    """A black strip ``width`` pixels wide with one line of white text per entry."""
+    strip = Image.new("RGB", (width, CAPTION_LINE * len(lines) + 2))
     draw = ImageDraw.Draw(strip)
     for i, line in enumerate(lines):
         draw.text((2, 1 + CAPTION_LINE * i), line, fill=(255, 255, 255))
-    return np.concatenate([np.asarray(strip), image], axis=0)
+    return np.asarray(strip)
+
+
+def captioned(frame: np.ndarray, lines: list[str], scale: int = 3) -> np.ndarray:
+    """A frame enlarged ``scale`` times under a text strip."""
+    image = enlarge(frame, scale)
+    return np.concatenate([text_strip(image.shape[1], lines), image], axis=0)
 
 
 def side_by_side(panels: list[np.ndarray], gap: int = 4) -> np.ndarray:
@@ -33,10 +38,14 @@ def side_by_side(panels: list[np.ndarray], gap: int = 4) -> np.ndarray:
     return np.concatenate(row, axis=1)
 
 
-def save_png(path: str | Path, image: np.ndarray) -> None:
-    """image: uint8 [H, W, 3]."""
+def save_png(path: str | Path, image: np.ndarray, colours: int | None = None) -> None:
+    """image: uint8 [H, W, 3]; ``colours``: reduce to a palette of that many colours (no
+    dithering), a file several times smaller for flat-coloured pictures."""
+    picture = Image.fromarray(image)
+    if colours is not None:
+        picture = picture.quantize(colors=colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     with atomic_open(path) as f:
-        Image.fromarray(image).save(f, format="PNG")
+        picture.save(f, format="PNG", optimize=True)
 
 
 GIF_COLOURS = 64  # one palette for the whole GIF; plenty for CarRacing's flat colours

@@ -69,6 +69,8 @@ class Agent:
         self.controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32), input_size)
         self.state = mdrnn.initial_state(len(params))
         self.predicted_reward = np.zeros(len(params))  # M's reward head on each env's last action
+        self.last_z: torch.Tensor | None = None  # V's z [A, Z] of the active envs' last frames
+        self.last_prediction: dict[str, torch.Tensor] | None = None  # M's head outputs after them (the viewer shows these)
 
     @torch.no_grad()
     def act(self, frames: np.ndarray, active: np.ndarray) -> np.ndarray:
@@ -83,6 +85,7 @@ class Agent:
         out, (h_next, c_next) = self.mdrnn.step(z, actions, (self.state[0][:, index], self.state[1][:, index]))
         self.state[0][:, index], self.state[1][:, index] = h_next, c_next
         self.predicted_reward[active] = out["reward"].numpy()
+        self.last_z, self.last_prediction = z, out
         out = np.zeros((len(active), ACTION_SIZE), dtype=np.float32)
         out[active] = actions.numpy()
         return out

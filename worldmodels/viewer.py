@@ -1,0 +1,147 @@
+"""GIFs of the agent at work, each with a PNG of a few stills beside it.
+
+Driving (``write_drive``): each frame shows the real frame C saw, V's reconstruction of it,
+and M's prediction of it made one step earlier (the most likely z, decoded by V), with the
+step, the return so far and the actions.
+
+Dreaming (``write_dream_vs_real``): the controller drives a real track and a dream that
+starts from V's latent of that track's first frame; each frame shows what C saw on the
+track beside V's decoding of the dreamed z.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from worldmodels.controller import LinearControllers
+from worldmodels.dream import DreamBatch
+from worldmodels.env import make_env
+from worldmodels.frames import frames_to_tensor_layout, preprocess_frame
+from worldmodels.mdrnn import MDNRNN, most_likely_z
+from worldmodels.pictures import GIF_COLOURS, captioned, save_gif, save_png, side_by_side, text_strip
+from worldmodels.rollout import Agent
+from worldmodels.vae import ConvVAE
+
+STILLS = 4  # GIF frames also saved as a PNG, evenly spaced (a README can show them)
+NOTHING_YET = 128  # grey: M has predicted no frame before the first one
+
+
+@dataclass
+class Recording:
+    frames: np.ndarray  # uint8 [T, 64, 64, 3]: what C saw at each step (for a dream, V's decoding of z_t)
+    actions: np.ndarray  # float32 [T, 3]
+    rewards: np.ndarray  # float32 [T]
+    ended: bool  # the episode ended (terminated or the dream's done) before the step limit
+    reconstructions: np.ndarray | None = None  # uint8 [T, 64, 64, 3], real episodes: V's decoding of its z_t
+    predictions: np.ndarray | None = None  # uint8 [T, 64, 64, 3], real episodes: M's z_t predicted at t - 1, decoded
+
+
+def decode(vae: ConvVAE, z: torch.Tensor) -> np.ndarray:
+    """z [T, Z] -> V's decoded frames, uint8 [T, 64, 64, 3]."""
+    with torch.no_grad():
+        return (vae.decode(z).numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
+
+
+@torch.no_grad()
+def record_real(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, steps: int, use_hidden: bool = True,
+                fast_render: bool = True) -> Recording:
+    """Controller ``params`` [P] drives track ``track_seed`` for up to ``steps`` steps; V's
+    reconstruction and M's one-step prediction of every frame are recorded too."""
+    env = make_env(steps, fast_render)
+    agent = Agent(vae, mdrnn, params[None], use_hidden)
+    frames, actions, rewards, terminated = [], [], [], False
+    seen, predicted = [], []  # V's z of each frame; M's most likely z for the frame after it
+    try:
+        frame, _ = env.reset(seed=track_seed)
+        for _ in range(steps):
+            frames.append(preprocess_frame(frame))
+            actions.append(agent.act(frames[-1][None], np.ones(1, dtype=bool))[0])
+            seen.append(agent.last_z[0])
+            predicted.append(most_likely_z(agent.last_prediction["log_pi"], agent.last_prediction["mu"])[0])
+            frame, reward, terminated, truncated, _ = env.step(actions[-1])
+            rewards.append(reward)
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+    first = np.full((1, *frames[0].shape), NOTHING_YET, dtype=np.uint8)
+    predictions = np.concatenate([first, decode(vae, torch.stack(predicted[:-1]))]) if len(predicted) > 1 else first
+    return Recording(np.stack(frames), np.stack(actions), np.asarray(rewards, np.float32), terminated,
+                     decode(vae, torch.stack(seen)), predictions)
+
+
+@torch.no_grad()
+def record_dream(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, z0: np.ndarray, dream_seed: int, temperature: float,
+                 steps: int, use_hidden: bool = True) -> Recording:
+    """Controller ``params`` [P] drives a dream from latent ``z0`` [Z] for up to ``steps`` steps."""
+    dream = DreamBatch(mdrnn, torch.as_tensor(z0, dtype=torch.float32)[None], [dream_seed], temperature)
+    inputs = dream.features.shape[1] if use_hidden else mdrnn.z_size
+    controller = LinearControllers(torch.as_tensor(params, dtype=torch.float32)[None], inputs)
+    latents, actions, rewards, done = [], [], [], False
+    for _ in range(steps):
+        latents.append(dream.z[0].clone())
+        action = controller(dream.features[:, :inputs])
+        reward, ended = dream.step(action)
+        actions.append(action[0].numpy())
+        rewards.append(reward.item())
+        done = bool(ended[0])
+        if done:
+            break
+    return Recording(decode(vae, torch.stack(latents)), np.stack(actions), np.asarray(rewards, np.float32), done)
+
+
+def first_latent(vae: ConvVAE, frame: np.ndarray) -> np.ndarray:
+    """V's mu [Z] of a preprocessed frame [64, 64, 3]: where a dream of that track starts."""
+    with torch.no_grad():
+        return vae.encode(torch.as_tensor(frames_to_tensor_layout(frame[None])))[0][0].numpy()
+
+
+def _status(recording: Recording, t: int) -> tuple[int, list[str]]:
+    """The step shown at GIF frame t (the last one once the episode is over) and its lines."""
+    last = min(t, len(recording.rewards) - 1)
+    steer, gas, brake = recording.actions[last]
+    return last, [f"step {last + 1}  return {recording.rewards[: last + 1].sum():.1f}", f"steer {steer:+.2f} gas {gas:.2f} brake {brake:.2f}"]
+
+
+def _panel(recording: Recording, t: int, title: str, scale: int) -> np.ndarray:
+    last, lines = _status(recording, t)
+    status = " (ended)" if t > last and recording.ended else ""
+    return captioned(recording.frames[last], [f"{title}{status}", *lines], scale)
+
+
+def _save_gif_and_stills(path: str | Path, frames: list[np.ndarray], every: int) -> None:
+    """The GIF at real speed (CarRacing runs at 50 steps/s) and STILLS of its frames stacked
+    as a PNG beside it (same name, .png; the GIF's number of colours)."""
+    save_gif(path, frames, fps=50 / every)
+    stills = np.linspace(0, len(frames) - 1, min(STILLS, len(frames))).round().astype(int)
+    save_png(Path(path).with_suffix(".png"), np.concatenate([frames[i] for i in stills], axis=0), colours=GIF_COLOURS)
+
+
+def write_drive(path: str | Path, recording: Recording, title: str, every: int = 2, scale: int = 2) -> None:
+    """A real episode (from record_real), every ``every``-th step: the frame, V's
+    reconstruction and M's prediction of it side by side under the step, return and actions."""
+    frames = []
+    for t in range(0, len(recording.rewards), every):
+        row = side_by_side([captioned(images[t], [name], scale) for images, name in
+                            ((recording.frames, "what C sees"), (recording.reconstructions, "V's reconstruction"),
+                             (recording.predictions, "M's prediction"))])
+        _, lines = _status(recording, t)
+        frames.append(np.concatenate([text_strip(row.shape[1], [title, "  ".join(lines)]), row]))
+    _save_gif_and_stills(path, frames, every)
+
+
+def write_dream_vs_real(path: str | Path, vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, track_seed: int,
+                        temperature: float, steps: int = 300, every: int = 2, scale: int = 3, use_hidden: bool = True,
+                        fast_render: bool = True) -> tuple[Recording, Recording]:
+    """Drive track ``track_seed`` and a dream from its first frame for ``steps`` steps each,
+    and write every ``every``-th step side by side as a GIF with stills (see
+    _save_gif_and_stills). Returns (real, dream)."""
+    real = record_real(vae, mdrnn, params, track_seed, steps, use_hidden, fast_render)
+    dream = record_dream(vae, mdrnn, params, first_latent(vae, real.frames[0]), track_seed, temperature, steps, use_hidden)
+    length = max(len(real.rewards), len(dream.rewards))
+    frames = [side_by_side([_panel(real, t, f"real track {track_seed}", scale), _panel(dream, t, f"dream, tau {temperature}", scale)])
+              for t in range(0, length, every)]
+    _save_gif_and_stills(path, frames, every)
+    return real, dream
