@@ -72,7 +72,7 @@ def evaluate(vae: ConvVAE, frames: np.ndarray, args: argparse.Namespace, device:
     totals = np.zeros(3)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(args.seed)
-        for start in range(0, len(frames), args.batch_size):
+        for start in tqdm(range(0, len(frames), args.batch_size), desc="held-out frames", leave=False, dynamic_ncols=True):
             x = torch.from_numpy(frames_to_tensor_layout(frames[start : start + args.batch_size])).to(device)
             recon, mu, logvar = vae(x)
             terms = vae_loss(x, recon, mu, logvar, args.kl_tolerance)
