@@ -100,7 +100,7 @@ def held_out_frames(files: list[Path], limit: int, skip_bad: bool) -> np.ndarray
         frames = read_rollout_frames(path)
         return frames[np.linspace(0, len(frames) - 1, min(per_file, len(frames))).astype(int)]
 
-    return np.concatenate(list(map_episodes(files, spread, skip_bad).values()))[:limit]
+    return np.concatenate(list(map_episodes(files, spread, skip_bad, desc="reading held-out frames").values()))[:limit]
 
 
 def main(argv=None) -> None:

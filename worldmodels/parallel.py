@@ -40,6 +40,10 @@ def _init_worker() -> None:
     ignore_ctrl_c()
 
 
+def _stopped(finished: int, total: int, name: str) -> Interrupted:
+    return Interrupted(f"stopped after {finished} of {total} runs of {name}; finished work is saved: re-run to resume")
+
+
 class WorkerPool:
     def __init__(self, workers: int | None = None):
         self.workers = max(1, workers or default_workers())
@@ -61,7 +65,7 @@ class WorkerPool:
                     results[i] = fn(item)
                     bar.update()
                     if stop_requested() and i + 1 < len(items):
-                        raise Interrupted(f"stopped after {i + 1} of {len(items)} runs of {name}; finished work is saved: re-run to resume")
+                        raise _stopped(i + 1, len(items), name)
                 return results
             pickle.dumps(fn)  # fail here, clearly, rather than in the executor's feeder thread
             futures = {self._executor.submit(fn, item): i for i, item in enumerate(items)}
@@ -76,9 +80,7 @@ class WorkerPool:
                         for future in pending:
                             future.cancel()
                         wait(pending)  # the tasks in progress finish (and write what they write)
-                        finished = sum(f.done() and not f.cancelled() for f in futures)
-                        raise Interrupted(f"stopped after {finished} of {len(items)} runs of {name}; finished work is saved: "
-                                          "re-run to resume")
+                        raise _stopped(sum(f.done() and not f.cancelled() for f in futures), len(items), name)
             except BrokenProcessPool:
                 self.close()
                 raise WorkerDied(f"a worker process died while running {name} (killed, or out of "
