@@ -8,12 +8,12 @@ episodes in progress finish and be written, then stops).
 
 import argparse
 from functools import partial
-from pathlib import Path
 
-from worldmodels.atomic import remove_stale_temp_files
-from worldmodels.cli import require_at_least, run_stage
+from worldmodels.atomic import prepare_output
+from worldmodels.cli import require_at_least, require_folders, run_stage
 from worldmodels.env import DATA_SEED_BASE
 from worldmodels.episodes import episode_id, list_episodes
+from worldmodels.frames import FRAME_SIZE
 from worldmodels.interrupt import Interrupted
 from worldmodels.parallel import WorkerPool, default_workers
 from worldmodels.rollout import write_exploration_episode
@@ -35,14 +35,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="draw frames with the fast renderer (same physics and rewards); --no-fast-render draws them the stock way")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "episodes", "max_steps", "workers")
+    require_folders(parser, args, "out_dir")
     return args
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(out_dir)
+    out_dir = prepare_output(args.out_dir, needed_bytes=args.max_steps * FRAME_SIZE * FRAME_SIZE * 3)  # an episode, uncompressed
     existing = {path.stem for path in list_episodes(out_dir)}
     seeds = [DATA_SEED_BASE + i for i in range(args.episodes) if episode_id(DATA_SEED_BASE + i) not in existing]
     print(f"{len(existing)} episodes already in {out_dir}; collecting {len(seeds)} more with {args.workers} workers")

@@ -16,15 +16,25 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.atomic import remove_stale_temp_files
-from worldmodels.checkpoints import VAE_FILE, TrainingProgress, check_finite_loss, default_device, resume_training, save_training
-from worldmodels.cli import require_at_least, run_stage
+from worldmodels.atomic import prepare_output
+from worldmodels.checkpoints import (
+    VAE_FILE,
+    TrainingProgress,
+    check_finite_loss,
+    default_device,
+    refuse_to_replace,
+    resume_training,
+    save_training,
+    training_checkpoint_bytes,
+)
+from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage
 from worldmodels.curves import draw_curves
 from worldmodels.data import split_episodes, stream_frame_batches
-from worldmodels.episodes import SKIP_FLAG, DataError, map_episodes, read_rollout_frames, require_episodes, rollout_length
+from worldmodels.episodes import SKIP_FLAG, map_episodes, read_rollout_frames, require_episodes, rollout_length
+from worldmodels.errors import DataError
 from worldmodels.frames import frames_to_tensor_layout
 from worldmodels.interrupt import Interrupted, stop_requested
-from worldmodels.logs import CsvLog
+from worldmodels.logs import write_csv
 from worldmodels.pictures import enlarge, save_png
 from worldmodels.vae import ConvVAE, vae_loss
 
@@ -45,10 +55,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    parser.add_argument("--lr", type=float, default=LEARNING_RATE)
+    parser.add_argument("--lr", type=finite_float, default=LEARNING_RATE)
     parser.add_argument("--z-size", type=int, default=Z_SIZE)
-    parser.add_argument("--kl-tolerance", type=float, default=KL_TOLERANCE)
-    parser.add_argument("--held-out-fraction", type=float, default=HELD_OUT_FRACTION)
+    parser.add_argument("--kl-tolerance", type=finite_float, default=KL_TOLERANCE)
+    parser.add_argument("--held-out-fraction", type=finite_float, default=HELD_OUT_FRACTION)
     parser.add_argument("--buffer-episodes", type=int, default=BUFFER_EPISODES)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--data-dir", default=DATA_DIR)
@@ -57,6 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(SKIP_FLAG, action="store_true", help="leave out episode files that cannot be read, with a warning")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "epochs", "batch_size", "z_size", "buffer_episodes")
+    require_folders(parser, args, "data_dir", "checkpoint_dir")
     if not 0 <= args.held_out_fraction < 1:
         parser.error("--held-out-fraction must be in [0, 1)")
     if args.lr <= 0 or args.kl_tolerance < 0:
@@ -108,11 +119,14 @@ def main(argv=None) -> None:
     device = default_device()
     torch.manual_seed(args.seed)
     files = require_episodes(args.data_dir, "01_generate_data.py")
-    checkpoint_path = Path(args.checkpoint_dir) / VAE_FILE
-    remove_stale_temp_files(args.checkpoint_dir)
     vae = ConvVAE(args.z_size).to(device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr)
+    checkpoint_path = prepare_output(args.checkpoint_dir, training_checkpoint_bytes(vae)) / VAE_FILE
+    log_path = checkpoint_path.parent / "vae_log.csv"
+    columns = ["epoch", "train_loss", "train_recon", "train_kl", "held_out_loss", "held_out_recon", "held_out_kl", "seconds"]
+    refuse_to_replace(checkpoint_path, [log_path], args.restart)
     progress = resume_training(checkpoint_path, "vae", vae, optimizer, args.restart)
+    write_csv(log_path, columns, progress.log)  # the log as the checkpoint has it
     if progress.epoch >= args.epochs:
         print(f"{checkpoint_path} is already trained for {progress.epoch} epochs; pass --restart or more --epochs to train again")
         print("next: python 03_generate_rnn_data.py")
@@ -123,10 +137,7 @@ def main(argv=None) -> None:
     held_out = held_out_frames(held_out_files or train_files, HELD_OUT_FRAMES, args.skip_bad_files)
     train_frames = sum(lengths[path] for path in train_files)
     print(f"{len(train_files)} training episodes ({train_frames} frames), {len(held_out_files)} held out; device {device}")
-    log = CsvLog(Path(args.checkpoint_dir) / "vae_log.csv",
-                 ["epoch", "train_loss", "train_recon", "train_kl", "held_out_loss", "held_out_recon", "held_out_kl", "seconds"],
-                 keep_rows=progress.epoch)
-    picture = Path(args.checkpoint_dir) / "vae_reconstructions.png"
+    picture = checkpoint_path.parent / "vae_reconstructions.png"
 
     for epoch in range(progress.epoch + 1, args.epochs + 1):
         started = time.time() - progress.seconds
@@ -154,15 +165,16 @@ def main(argv=None) -> None:
             raise DataError(f"{args.data_dir}: fewer training frames than one batch of {args.batch_size}; collect more episodes or lower --batch-size")
         train = {k: progress.sums[k] / progress.sums["frames"] for k in ("loss", "recon", "kl")}
         scores = evaluate(vae, held_out, args, device)
-        progress = TrainingProgress(epoch=epoch)
-        save_training(checkpoint_path, "vae", vae, optimizer, progress, held_out_loss=scores["loss"])
+        row = {"epoch": str(epoch), **{f"train_{k}": f"{v:.3f}" for k, v in train.items()},
+               **{f"held_out_{k}": f"{v:.3f}" for k, v in scores.items()}, "seconds": f"{time.time() - started:.1f}"}
+        progress = TrainingProgress(epoch=epoch, log=progress.log + [row])
+        save_training(checkpoint_path, "vae", vae, optimizer, progress, held_out_loss=float(scores["loss"]))
+        write_csv(log_path, columns, progress.log)
         save_reconstructions(vae, held_out[np.linspace(0, len(held_out) - 1, 8).astype(int)], picture, device)
-        log.append(epoch=epoch, **{f"train_{k}": f"{v:.3f}" for k, v in train.items()},
-                   **{f"held_out_{k}": f"{v:.3f}" for k, v in scores.items()}, seconds=f"{time.time() - started:.1f}")
         print(f"epoch {epoch}: train loss {train['loss']:.2f} (recon {train['recon']:.2f}, KL {train['kl']:.2f}); "
               f"held-out loss {scores['loss']:.2f} (recon {scores['recon']:.2f}, KL {scores['kl']:.2f})")
 
-    print(f"wrote {checkpoint_path}, {log.path}, {picture} and {draw_curves(log.path)}")
+    print(f"wrote {checkpoint_path}, {log_path}, {picture} and {draw_curves(log_path)}")
     print("next: python 03_generate_rnn_data.py")
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldmodels.atomic import remove_stale_temp_files
+from worldmodels.atomic import prepare_output
 from worldmodels.checkpoints import VAE_FILE, default_device, load_model
-from worldmodels.cli import require_at_least, run_stage
+from worldmodels.cli import require_at_least, require_folders, run_stage
 from worldmodels.episodes import (
     INITIAL_LATENTS_FILE,
     SKIP_FLAG,
@@ -46,6 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(SKIP_FLAG, action="store_true", help="leave out episode files that cannot be read, with a warning")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "batch_size")
+    require_folders(parser, args, "rollout_dir", "series_dir", "checkpoint_dir")
     return args
 
 
@@ -66,9 +67,7 @@ def main(argv=None) -> None:
     device = default_device()
     rollouts = require_episodes(args.rollout_dir, "01_generate_data.py")
     vae = load_model(Path(args.checkpoint_dir) / VAE_FILE, "vae").to(device)
-    series_dir = Path(args.series_dir)
-    series_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(series_dir)
+    series_dir = prepare_output(args.series_dir, needed_bytes=2**20)  # a series file of 1000 steps is about 0.2 MB
     todo = [p for p in rollouts if args.overwrite or not (series_dir / p.name).exists()]
     print(f"encoding {len(todo)} of {len(rollouts)} episodes ({len(rollouts) - len(todo)} already in {series_dir})")
 

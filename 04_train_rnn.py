@@ -11,28 +11,30 @@ run resumes where it was (Ctrl-C saves mid-epoch too).
 import argparse
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.atomic import remove_stale_temp_files
+from worldmodels.atomic import prepare_output
 from worldmodels.checkpoints import (
     MDRNN_FILE,
     TrainingProgress,
     check_finite_loss,
     default_device,
+    refuse_to_replace,
     resume_training,
     save_training,
+    training_checkpoint_bytes,
 )
-from worldmodels.cli import require_at_least, run_stage
+from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage
 from worldmodels.curves import draw_curves
 from worldmodels.data import SeriesWindows, split_episodes
 from worldmodels.env import ACTION_SIZE
-from worldmodels.episodes import SKIP_FLAG, DataError, map_episodes, read_series, require_episodes
+from worldmodels.episodes import SKIP_FLAG, map_episodes, read_series, require_episodes
+from worldmodels.errors import DataError
 from worldmodels.interrupt import Interrupted, stop_requested
-from worldmodels.logs import CsvLog
+from worldmodels.logs import write_csv
 from worldmodels.mdrnn import MDNRNN, head_scores, mdrnn_loss
 
 EPOCHS = 200  # passes over the data (the original: 4000 batches of 100 x 1000 steps on 2M steps)
@@ -53,11 +55,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--seq-len", type=int, default=SEQ_LEN)
-    parser.add_argument("--lr", type=float, default=LEARNING_RATE)
-    parser.add_argument("--grad-clip", type=float, default=GRAD_CLIP)
+    parser.add_argument("--lr", type=finite_float, default=LEARNING_RATE)
+    parser.add_argument("--grad-clip", type=finite_float, default=GRAD_CLIP)
     parser.add_argument("--hidden-size", type=int, default=HIDDEN_SIZE)
     parser.add_argument("--gaussians", type=int, default=GAUSSIANS)
-    parser.add_argument("--held-out-fraction", type=float, default=HELD_OUT_FRACTION)
+    parser.add_argument("--held-out-fraction", type=finite_float, default=HELD_OUT_FRACTION)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--series-dir", default=SERIES_DIR)
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
@@ -65,6 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(SKIP_FLAG, action="store_true", help="leave out episode files that cannot be read, with a warning")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "epochs", "batch_size", "seq_len", "hidden_size", "gaussians")
+    require_folders(parser, args, "series_dir", "checkpoint_dir")
     if not 0 <= args.held_out_fraction < 1:
         parser.error("--held-out-fraction must be in [0, 1)")
     if args.lr <= 0 or args.grad_clip <= 0:
@@ -96,8 +99,6 @@ def main(argv=None) -> None:
     device = default_device()
     torch.manual_seed(args.seed)
     episodes = map_episodes(require_episodes(args.series_dir, "03_generate_rnn_data.py"), read_series, args.skip_bad_files)
-    checkpoint_path = Path(args.checkpoint_dir) / MDRNN_FILE
-    remove_stale_temp_files(args.checkpoint_dir)
     first, *_ = episodes
     z_size = episodes[first]["mu"].shape[1]
     for path, episode in episodes.items():
@@ -107,7 +108,13 @@ def main(argv=None) -> None:
     mdrnn = MDNRNN(z_size, ACTION_SIZE, args.hidden_size, args.gaussians).to(device)
     optimizer = torch.optim.Adam(mdrnn.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed)  # windows and z samples; its state is saved with the model
+    checkpoint_path = prepare_output(args.checkpoint_dir, training_checkpoint_bytes(mdrnn)) / MDRNN_FILE
+    log_path = checkpoint_path.parent / "mdrnn_log.csv"
+    columns = (["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")]
+               + ["held_out_tile_accuracy", "held_out_tile_auc", "held_out_ends", "held_out_ends_found", "held_out_false_ends", "seconds"])
+    refuse_to_replace(checkpoint_path, [log_path], args.restart)
     progress = resume_training(checkpoint_path, "mdrnn", mdrnn, optimizer, args.restart, rng)
+    write_csv(log_path, columns, progress.log)  # the log as the checkpoint has it
     train_files, held_out_files = split_episodes(list(episodes), args.held_out_fraction)
     held_out = SeriesWindows([episodes[path] for path in held_out_files or train_files])
     if progress.epoch >= args.epochs:
@@ -120,9 +127,6 @@ def main(argv=None) -> None:
     batches_per_epoch = max(1, math.ceil(train.steps / (args.batch_size * args.seq_len)))
     print(f"{len(train_files)} training episodes ({train.steps} steps, {batches_per_epoch} batches per epoch), "
           f"{len(held_out_files)} held out; device {device}")
-    columns = (["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")]
-               + ["held_out_tile_accuracy", "held_out_tile_auc", "held_out_ends", "held_out_ends_found", "held_out_false_ends", "seconds"])
-    log = CsvLog(Path(args.checkpoint_dir) / "mdrnn_log.csv", columns, keep_rows=progress.epoch)
 
     bar = tqdm(range(progress.epoch + 1, args.epochs + 1), desc="epochs", dynamic_ncols=True)
     for epoch in bar:
@@ -146,18 +150,20 @@ def main(argv=None) -> None:
                 raise Interrupted(f"{checkpoint_path} saved after batch {progress.batch} of epoch {epoch}; re-run to go on from there")
         totals = progress.sums
         scores, heads = evaluate(mdrnn, held_out, args.seed, device)
-        progress = TrainingProgress(epoch=epoch)
-        save_training(checkpoint_path, "mdrnn", mdrnn, optimizer, progress, rng, held_out_loss=scores["loss"])
-        row = {f"train_{k}": f"{v:.4f}" for k, v in totals.items()} | {f"held_out_{k}": f"{v:.4f}" for k, v in scores.items()}
-        row |= {f"held_out_{k}": f"{heads[k]:.4f}" for k in ("tile_accuracy", "tile_auc")} | {f"held_out_{k}": heads[k] for k in ("ends", "ends_found", "false_ends")}
-        log.append(epoch=epoch, seconds=f"{time.time() - started:.1f}", **row)
+        row = {"epoch": str(epoch), **{f"train_{k}": f"{v:.4f}" for k, v in totals.items()},
+               **{f"held_out_{k}": f"{v:.4f}" for k, v in scores.items()},
+               **{f"held_out_{k}": f"{heads[k]:.4f}" for k in ("tile_accuracy", "tile_auc")},
+               **{f"held_out_{k}": str(heads[k]) for k in ("ends", "ends_found", "false_ends")}, "seconds": f"{time.time() - started:.1f}"}
+        progress = TrainingProgress(epoch=epoch, log=progress.log + [row])
+        save_training(checkpoint_path, "mdrnn", mdrnn, optimizer, progress, rng, held_out_loss=float(scores["loss"]))
+        write_csv(log_path, columns, progress.log)
         bar.set_postfix(train=f"{totals['loss']:.3f}", held_out=f"{scores['loss']:.3f}")
         tqdm.write(f"epoch {epoch}: train loss {totals['loss']:.3f} (z NLL {totals['nll']:.3f}, reward {totals['reward']:.3f}, "
                    f"done {totals['done']:.3f}); held-out {scores['loss']:.3f} (z NLL {scores['nll']:.3f}, "
                    f"reward {scores['reward']:.3f}, done {scores['done']:.3f})")
 
     print(f"held-out heads after epoch {args.epochs}: {describe_heads(heads)}")
-    print(f"wrote {checkpoint_path}, {log.path} and {draw_curves(log.path)}")
+    print(f"wrote {checkpoint_path}, {log_path} and {draw_curves(log_path)}")
     print("next: python 05_train_controller.py")
 
 

@@ -4,9 +4,9 @@ Each generation, every candidate drives EPISODES_PER_CANDIDATE tracks (the same 
 for all candidates of a generation); its fitness is the mean return. Every CHECK_EVERY
 generations the CMA mean drives CHECK_EPISODES fixed tracks, and the best-scoring mean is
 saved as checkpoints/controller.pt. The CMA-ES state is saved every generation
-(checkpoints/cma_state.pkl), so an interrupted run resumes (Ctrl-C stops after the episodes
-in progress; the unfinished generation is run again); checkpoints/controller_log.csv has a
-row per generation.
+(checkpoints/cma_state.npz, plain data), so an interrupted run resumes (Ctrl-C or SIGTERM
+stops after the episodes in progress; the unfinished generation is run again);
+checkpoints/controller_log.csv has a row per generation.
 
 --dream trains inside M instead (worldmodels/dream.py): candidates drive dreams that start
 from real first latents (SERIES_DIR/initial_latents.npz) at temperature TEMPERATURE. The
@@ -31,20 +31,20 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from worldmodels.atomic import remove_stale_temp_files, save_torch
-from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, load_checkpoint
-from worldmodels.cli import require_at_least, run_stage
+from worldmodels.atomic import prepare_output
+from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, load_controller, refuse_to_replace, save_controller
+from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage
 from worldmodels.controller import parameter_count
 from worldmodels.curves import draw_curves
 from worldmodels.dream import first_latents, run_dream_episodes
 from worldmodels.env import CHECK_SEED_BASE, MAX_EPISODE_STEPS, TEST_SEED_BASE, TRAIN_SEED_BASE
-from worldmodels.episodes import INITIAL_LATENTS_FILE, DataError, read_initial_latents
-from worldmodels.evolution import load_search, new_search, save_search
+from worldmodels.episodes import INITIAL_LATENTS_FILE, read_initial_latents
+from worldmodels.errors import DataError
+from worldmodels.evolution import STATE_FILE, load_search, new_search, save_search
 from worldmodels.interrupt import Interrupted, stop_requested
-from worldmodels.logs import CsvLog, write_csv
+from worldmodels.logs import write_csv
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.parallel import WorkerPool, default_workers
 from worldmodels.rollout import EpisodeResults, load_agent_models, run_agent_parallel
@@ -77,7 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--generations", type=int, default=GENERATIONS)
     parser.add_argument("--population", type=int, default=POPULATION)
     parser.add_argument("--episodes-per-candidate", type=int, default=EPISODES_PER_CANDIDATE)
-    parser.add_argument("--sigma0", type=float, default=SIGMA0)
+    parser.add_argument("--sigma0", type=finite_float, default=SIGMA0)
     parser.add_argument("--check-every", type=int, default=CHECK_EVERY)
     parser.add_argument("--check-episodes", type=int, default=CHECK_EPISODES)
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS)
@@ -88,34 +88,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fast-render", action=argparse.BooleanOptionalAction, default=FAST_RENDER,
                         help="draw frames with the fast renderer (same physics and rewards); --no-fast-render draws them the stock way")
     parser.add_argument("--dream", action=argparse.BooleanOptionalAction, default=DREAM, help="train inside M instead of the real env")
-    parser.add_argument("--temperature", type=float, default=TEMPERATURE, help="dream sampling temperature")
+    parser.add_argument("--temperature", type=finite_float, default=TEMPERATURE, help="dream sampling temperature")
     parser.add_argument("--series-dir", default=SERIES_DIR, help="folder with initial_latents.npz (for --dream)")
     parser.add_argument("--gif-steps", type=int, default=GIF_STEPS, help="steps shown in the driving and dream GIFs (0: none)")
     parser.add_argument("--init-from", default=INIT_FROM, help="controller.pt whose parameters start the search")
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--restart", action="store_true", help="start a new search even if a saved one exists")
-    parser.add_argument("--evaluate", type=int, nargs="?", const=EVALUATION_EPISODES, metavar="N", default=0,
+    parser.add_argument("--evaluate", type=int, nargs="?", const=EVALUATION_EPISODES, metavar="N", default=None,
                         help=f"only evaluate the saved controller on N fresh tracks (N defaults to {EVALUATION_EPISODES})")
     parser.add_argument("--first-track", type=int, default=FIRST_TEST_TRACK, help="track seed of the first evaluation episode")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "generations", "episodes_per_candidate", "check_every", "check_episodes", "max_steps", "workers")
     require_at_least(parser, args, 2, "population")
-    if args.sigma0 <= 0 or args.temperature <= 0 or args.patience < 0 or args.evaluate < 0 or args.gif_steps < 0:
-        parser.error("--sigma0 and --temperature must be positive; --patience, --evaluate and --gif-steps non-negative")
+    if args.evaluate is not None:
+        require_at_least(parser, args, 1, "evaluate")
+    if args.sigma0 <= 0 or args.temperature <= 0 or args.patience < 0 or args.gif_steps < 0:
+        parser.error("--sigma0 and --temperature must be positive; --patience and --gif-steps non-negative")
+    require_folders(parser, args, "checkpoint_dir", "series_dir")
     return args
-
-
-def save_controller(path: Path, params: np.ndarray, config: dict, **extra) -> None:
-    save_torch(path, {"kind": "controller", "config": config, "params": torch.as_tensor(params, dtype=torch.float32), **extra})
-
-
-def load_controller(path: str, config: dict) -> dict:
-    """A saved controller checkpoint, which must fit this V, M and choice of inputs."""
-    checkpoint = load_checkpoint(path, "controller", "05_train_controller.py")
-    if checkpoint["config"] != config:
-        raise DataError(f"{path}: built for {checkpoint['config']}, not {config}; train one for this V and M "
-                        "with 05_train_controller.py --restart")
-    return checkpoint
 
 
 def evaluate_saved(args: argparse.Namespace, pool: WorkerPool, paths: dict[str, str], config: dict, starts: np.ndarray | None) -> None:
@@ -124,8 +114,11 @@ def evaluate_saved(args: argparse.Namespace, pool: WorkerPool, paths: dict[str, 
     checkpoint = load_controller(paths["controller"], config)
     params = np.repeat(checkpoint["params"].numpy()[None], args.evaluate, axis=0)
     seeds = [args.first_track + i for i in range(args.evaluate)]
-    results = run_agent_parallel(pool, paths["vae"], paths["mdrnn"], params, seeds, args.max_steps,
-                                 use_hidden=config["use_hidden"], fast_render=args.fast_render, desc="evaluation episodes")
+    try:
+        results = run_agent_parallel(pool, paths["vae"], paths["mdrnn"], params, seeds, args.max_steps,
+                                     use_hidden=config["use_hidden"], fast_render=args.fast_render, desc="evaluation episodes")
+    except Interrupted as stop:
+        raise Interrupted(f"the evaluation was stopped unfinished ({stop}); nothing was written: re-run to evaluate") from None
     print(f"controller {paths['controller']} (generation {checkpoint['generation']}, trained in the "
           f"{checkpoint.get('trained_in', 'real')} env) on {args.evaluate} tracks (seeds {seeds[0]}..{seeds[-1]}, "
           f"{'fast' if args.fast_render else 'stock'} renderer): {summary(results.returns)}")
@@ -141,9 +134,12 @@ def evaluate_saved(args: argparse.Namespace, pool: WorkerPool, paths: dict[str, 
                 "m_predicted_return": f"{results.predicted_returns[i]:.2f}",
                 "dream_return": "" if dreamed is None else f"{dreamed[i]:.2f}"} for i, seed in enumerate(seeds)])
     print(f"wrote {table} (one row per episode)")
-    write_drive_gifs(args, paths, checkpoint["params"].numpy(), seeds, results.returns, config["use_hidden"])
-    if starts is not None:
-        write_dream_gif(args, paths, config)
+    try:
+        write_drive_gifs(args, paths, checkpoint["params"].numpy(), seeds, results.returns, config["use_hidden"])
+        if starts is not None:
+            write_dream_gif(args, paths, config)
+    except Interrupted as stop:
+        raise Interrupted(f"{table} is written, but {stop}") from None
 
 
 def write_drive_gifs(args: argparse.Namespace, paths: dict[str, str], params: np.ndarray, seeds: list[int], returns: np.ndarray,
@@ -155,6 +151,8 @@ def write_drive_gifs(args: argparse.Namespace, paths: dict[str, str], params: np
     vae, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])
     order = np.argsort(returns, kind="stable")
     for name, i in tqdm([("best", order[-1]), ("median", order[len(order) // 2]), ("worst", order[0])], desc="drive GIFs"):
+        if stop_requested():
+            raise Interrupted(f"the GIFs were stopped before drive_{name}.gif; re-run --evaluate to make them")
         recording = record_real(vae, mdrnn, params, seeds[i], min(args.gif_steps, args.max_steps), use_hidden, args.fast_render)
         path = Path(args.checkpoint_dir) / f"drive_{name}.gif"
         write_drive(path, recording, f"{name} of {len(returns)}: track {seeds[i]}, return {returns[i]:.1f}")
@@ -176,6 +174,8 @@ def write_dream_gif(args: argparse.Namespace, paths: dict[str, str], config: dic
     """The saved controller in a dream beside the first evaluation track, which it starts from."""
     if args.gif_steps == 0:
         return
+    if stop_requested():
+        raise Interrupted("dream_vs_real.gif was not written; re-run --evaluate --dream to make it")
     vae, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])
     params = load_controller(paths["controller"], config)["params"].numpy()
     path = Path(args.checkpoint_dir) / "dream_vs_real.gif"
@@ -188,10 +188,10 @@ def write_dream_gif(args: argparse.Namespace, paths: dict[str, str], config: dic
 def main(argv=None) -> None:
     args = parse_args(argv)
     directory = Path(args.checkpoint_dir)
-    remove_stale_temp_files(directory)
     paths = {name: str(directory / file) for name, file in
              (("vae", VAE_FILE), ("mdrnn", MDRNN_FILE), ("controller", CONTROLLER_FILE))}
     vae, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])  # fails early with a clear message
+    prepare_output(directory, needed_bytes=2**20)  # a controller, the search state and the log
     input_size = vae.z_size + (mdrnn.hidden_size if args.use_hidden else 0)
     config = {"input_size": input_size, "use_hidden": args.use_hidden, "z_size": vae.z_size, "hidden_size": mdrnn.hidden_size}
     dimension = parameter_count(input_size)
@@ -201,11 +201,13 @@ def main(argv=None) -> None:
         starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size)["mu"].astype(np.float32)
 
     with WorkerPool(args.workers) as pool:
-        if args.evaluate:
+        if args.evaluate is not None:
             evaluate_saved(args, pool, paths, config, starts)
             return
 
-        state_path = directory / "cma_state.pkl"
+        state_path, log_path = directory / STATE_FILE, directory / "controller_log.csv"
+        # a search state of an older version of this code (a pickle, which is never loaded) counts as an output here
+        refuse_to_replace(state_path, [Path(paths["controller"]), log_path, directory / "cma_state.pkl"], args.restart)
         search_config = config | {"population": args.population, "sigma0": args.sigma0, "seed": args.seed}
         if args.dream:
             search_config |= {"world": "dream", "temperature": args.temperature}
@@ -213,6 +215,9 @@ def main(argv=None) -> None:
             search_config |= {"init_from": args.init_from}
         if state_path.exists() and not args.restart:
             state = load_search(state_path, search_config)
+            if state.best_generation > 0 and not Path(paths["controller"]).exists():
+                raise DataError(f"{paths['controller']}: missing, though {state_path} kept one at generation "
+                                f"{state.best_generation}; put it back, or pass --restart to start a new search")
             print(f"resuming the search from {state_path} after generation {state.generation}")
         else:
             x0 = load_controller(args.init_from, config)["params"].numpy() if args.init_from else None
@@ -220,9 +225,9 @@ def main(argv=None) -> None:
         world = f"dreams at temperature {args.temperature}" if args.dream else "the real env"
         print(f"CMA-ES over {dimension} parameters in {world}: population {args.population} x {args.episodes_per_candidate} "
               f"episodes, {args.workers} workers")
-        log = CsvLog(directory / "controller_log.csv",
-                     ["generation", "best", "mean", "worst", "sigma", "check_mean", "check_std", "dream_check_mean",
-                      "dream_check_std", "env_steps", "seconds"], keep_rows=state.generation)
+        columns = ["generation", "best", "mean", "worst", "sigma", "check_mean", "check_std", "dream_check_mean",
+                   "dream_check_std", "env_steps", "seconds"]
+        write_csv(log_path, columns, state.log)  # the log as the search state has it
         check_seeds = [CHECK_SEED_BASE + i for i in range(args.check_episodes)]
 
         def real(params: np.ndarray, seeds: list[int], patience: int, desc: str) -> EpisodeResults:
@@ -243,8 +248,10 @@ def main(argv=None) -> None:
                 else:
                     results = real(params, seeds * len(candidates), args.patience, f"generation {generation}")
                 fitness = results.returns.reshape(len(candidates), len(seeds)).mean(axis=1)
-                state.es.tell(list(candidates), list(-fitness))
-                state.generation = generation
+                if not np.isfinite(fitness).all():
+                    raise DataError(f"generation {generation}: a candidate's return is NaN or inf (V or M of {directory} "
+                                    "misbehaves?); the search is kept as of the generation before")
+                state.tell(candidates, fitness)
                 env_steps = 0 if args.dream else int(results.steps.sum())
 
                 scores = {}  # world -> (mean, std) of the CMA mean's check
@@ -252,22 +259,24 @@ def main(argv=None) -> None:
                     mean = np.asarray(state.es.mean)
                     repeated = np.repeat(mean[None], len(check_seeds), axis=0)
                     check = real(repeated, check_seeds, 0, "checking the CMA mean")
-                    scores["real"] = check.returns.mean(), check.returns.std()
+                    scores["real"] = float(check.returns.mean()), float(check.returns.std())
                     env_steps += int(check.steps.sum())
                     if args.dream:
                         dreamed = run_dreams(mdrnn, repeated, starts, check_seeds, args).returns
-                        scores["dream"] = dreamed.mean(), dreamed.std()
+                        scores["dream"] = float(dreamed.mean()), float(dreamed.std())
                     kept = scores["dream" if args.dream else "real"][0]
                     if kept > state.best_score:
                         state.best_score, state.best_generation = kept, generation
                         save_controller(Path(paths["controller"]), mean, config, generation=generation, check_score=kept,
                                         trained_in="dream" if args.dream else "real")
-                save_search(state_path, state)
-                saved = generation
                 shown = {f"{prefix}check_{stat}": f"{scores[world][i]:.1f}" if world in scores else ""
                          for world, prefix in (("real", ""), ("dream", "dream_")) for i, stat in enumerate(("mean", "std"))}
-                log.append(generation=generation, best=f"{fitness.max():.1f}", mean=f"{fitness.mean():.1f}", worst=f"{fitness.min():.1f}",
-                           sigma=f"{state.es.sigma:.4f}", env_steps=env_steps, seconds=f"{time.time() - started:.1f}", **shown)
+                state.log.append({"generation": str(generation), "best": f"{fitness.max():.1f}", "mean": f"{fitness.mean():.1f}",
+                                  "worst": f"{fitness.min():.1f}", "sigma": f"{state.es.sigma:.4f}", **shown,
+                                  "env_steps": str(env_steps), "seconds": f"{time.time() - started:.1f}"})
+                save_search(state_path, state)
+                write_csv(log_path, columns, state.log)
+                saved = generation
                 checked = "".join(f"; CMA mean on {len(check_seeds)} {'dreams' if world == 'dream' else 'check tracks'} "
                                   f"{m:.1f} ± {sd:.1f}" for world, (m, sd) in scores.items())
                 bar.update()
@@ -282,9 +291,12 @@ def main(argv=None) -> None:
 
     print(f"best CMA mean: {state.best_score:.1f} on the check {'dreams' if args.dream else 'tracks'} "
           f"at generation {state.best_generation}")
-    print(f"wrote {paths['controller']}, {state_path}, {log.path} and {draw_curves(log.path)}")
-    if args.dream and Path(paths["controller"]).exists():
-        write_dream_gif(args, paths, config)
+    print(f"wrote {paths['controller']}, {state_path}, {log_path} and {draw_curves(log_path)}")
+    if args.dream:
+        try:
+            write_dream_gif(args, paths, config)
+        except Interrupted as stop:
+            raise Interrupted(f"the search is done and saved, but {stop}") from None
     print("next: python 05_train_controller.py --evaluate")
 
 

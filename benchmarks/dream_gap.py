@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from worldmodels.checkpoints import MDRNN_FILE, VAE_FILE, load_checkpoint  # noqa: E402
-from worldmodels.cli import run_stage  # noqa: E402
+from worldmodels.cli import finite_float, run_stage  # noqa: E402
 from worldmodels.controller import parameter_count  # noqa: E402
 from worldmodels.dream import first_latents, run_dream_episodes  # noqa: E402
 from worldmodels.env import CHECK_SEED_BASE  # noqa: E402
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--controllers", nargs="*", default=[])
     parser.add_argument("--tracks", type=int, default=8)
     parser.add_argument("--dreams", type=int, default=32)
-    parser.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 1.0, 1.15, 1.3])
+    parser.add_argument("--temperatures", type=finite_float, nargs="+", default=[0.5, 1.0, 1.15, 1.3])
     args = parser.parse_args()
     torch.set_num_threads(1)  # fixed drivers in lockstep batches; one core is plenty
     directory = Path(args.checkpoint_dir)

@@ -18,6 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from worldmodels.checkpoints import MDRNN_FILE, load_model  # noqa: E402
+from worldmodels.cli import finite_float  # noqa: E402
 from worldmodels.controller import parameter_count  # noqa: E402
 from worldmodels.dream import run_dream_episodes  # noqa: E402
 from worldmodels.episodes import INITIAL_LATENTS_FILE, read_initial_latents  # noqa: E402
@@ -29,7 +30,7 @@ def main() -> None:
     parser.add_argument("--series-dir", default="data/small/series")
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--temperature", type=float, default=1.15)
+    parser.add_argument("--temperature", type=finite_float, default=1.15)
     args = parser.parse_args()
     mdrnn = load_model(Path(args.checkpoint_dir) / MDRNN_FILE, "mdrnn")
     starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size)["mu"].astype(np.float32)

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from worldmodels.checkpoints import MDRNN_FILE, VAE_FILE, load_model  # noqa: E402
-from worldmodels.cli import load_stage_script  # noqa: E402
+from worldmodels.cli import finite_float, load_stage_script  # noqa: E402
 from worldmodels.controller import parameter_count  # noqa: E402
 from worldmodels.data import stream_frame_batches  # noqa: E402
 from worldmodels.env import ACTION_SIZE, make_env  # noqa: E402
@@ -224,7 +224,7 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=4, help="tracks per core for the env comparison")
     parser.add_argument("--steps", type=int, default=500, help="steps per episode (env, stage 01 and stage 05)")
     parser.add_argument("--episodes", type=int, default=64, help="episodes for stages 01 and 05")
-    parser.add_argument("--vae-seconds", type=float, default=240,
+    parser.add_argument("--vae-seconds", type=finite_float, default=240,
                         help="stage 02: seconds of training compared (alternating); half as long for its memory")
     args = parser.parse_args()
     checkpoint_dir, rollout_dir = Path(args.checkpoint_dir), Path(args.rollout_dir)

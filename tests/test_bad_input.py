@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import ROOT, save_untrained_models, write_random_rollouts, write_random_series
 
-from worldmodels.atomic import remove_stale_temp_files, save_pickle
+from worldmodels.atomic import remove_stale_temp_files
 from worldmodels.checkpoints import save_model
 from worldmodels.cli import run_stage
 from worldmodels.episodes import list_episodes, read_series, write_initial_latents
@@ -184,12 +184,12 @@ def test_a_controller_or_search_made_for_other_models_is_refused(tmp_path, scrip
     message = stage_error(scripts[TRAIN_C], ["--evaluate", "1", "--checkpoint-dir", str(ckpt)])
     assert "controller.pt: built for" in message and "train one for this V and M with 05_train_controller.py --restart" in message
     message = stage_error(scripts[TRAIN_C], run[:-2] + ["--generations", "2", "--checkpoint-dir", str(ckpt)])
-    assert "cma_state.pkl: started with other settings (hidden_size, input_size); pass --restart" in message
+    assert "cma_state.npz: started with other settings (hidden_size, input_size); pass --restart" in message
 
-    save_pickle(ckpt / "cma_state.pkl", {"not": "a search"})
-    assert "cma_state.pkl: not a CMA-ES state" in stage_error(scripts[TRAIN_C], run)
-    (ckpt / "cma_state.pkl").write_bytes(b"\x80garbage")
-    assert "cma_state.pkl: unreadable CMA-ES state" in stage_error(scripts[TRAIN_C], run)
+    np.savez(ckpt / "cma_state.npz", x=np.zeros(3))
+    assert "cma_state.npz: not a readable CMA-ES state (KeyError); delete it or pass --restart" in stage_error(scripts[TRAIN_C], run)
+    (ckpt / "cma_state.npz").write_bytes(b"\x80garbage")
+    assert "cma_state.npz: not a readable CMA-ES state" in stage_error(scripts[TRAIN_C], run)
 
 
 def test_first_latents_of_another_size_are_refused(tmp_path, scripts):
@@ -232,7 +232,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
 
     monkeypatch.setattr(train_v, "vae_loss", real_loss)
     train_v.main(["--epochs", "2", "--lr", "3e-5"] + argv)  # the fix the message suggests: resume with a lower rate
-    assert torch.load(tmp_path / "ckpt" / "vae.pt", weights_only=False)["optimizer"]["param_groups"][0]["lr"] == 3e-5
+    assert torch.load(tmp_path / "ckpt" / "vae.pt", weights_only=True)["optimizer"]["param_groups"][0]["lr"] == 3e-5
 
 
 # --- flags ------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from worldmodels.data import stream_frame_batches
-from worldmodels.episodes import DataError, write_rollout
+from worldmodels.episodes import write_rollout
+from worldmodels.errors import DataError
 
 
 def write_numbered_episodes(folder, lengths: list[int]) -> list:

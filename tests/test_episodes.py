@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from worldmodels.env import make_env
-from worldmodels.episodes import DataError, read_rollout, read_series, write_rollout, write_series
+from worldmodels.episodes import read_rollout, read_series, write_rollout, write_series
+from worldmodels.errors import DataError
 from worldmodels.exploration import RandomWalkPolicy
 from worldmodels.rollout import collect_exploration_episode
 

@@ -84,7 +84,7 @@ def test_stage_05_stopped_mid_search_continues_where_it_stopped(tmp_path, stop):
     if stop == signal.SIGINT:
         assert process.returncode == INTERRUPTED_EXIT and "Traceback" not in output, output
         saved = len(log_rows(log))
-        assert f"stopped: {ckpt / 'cma_state.pkl'} holds the search after generation {saved}; re-run" in output
+        assert f"stopped: {ckpt / 'cma_state.npz'} holds the search after generation {saved}; re-run" in output
     output = run_stage_process(_search_args(ckpt), tmp_path)
     resumed_after = int(output.split("resuming the search from")[1].split("after generation ")[1].split()[0])
     assert 3 <= resumed_after < 30
@@ -92,7 +92,7 @@ def test_stage_05_stopped_mid_search_continues_where_it_stopped(tmp_path, stop):
 
 
 def _weights(path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=False)["state_dict"]
+    return torch.load(path, weights_only=True)["state_dict"]
 
 
 def _assert_same_weights(a, b) -> None:

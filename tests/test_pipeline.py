@@ -34,7 +34,7 @@ def test_five_stages_run_end_to_end(tmp_path, scripts, capsys):
     with open(ckpt / "controller_log.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 and rows[0]["check_mean"] != ""
-    assert (ckpt / "controller.pt").exists() and (ckpt / "cma_state.pkl").exists()
+    assert (ckpt / "controller.pt").exists() and (ckpt / "cma_state.npz").exists()
 
     capsys.readouterr()
     train_controller.main(["--evaluate", "2", "--max-steps", "30", "--workers", "1", "--checkpoint-dir", str(ckpt)])
@@ -62,7 +62,7 @@ def test_five_stages_run_end_to_end(tmp_path, scripts, capsys):
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and rows[0]["env_steps"] == "0"  # training touched no real env
     assert rows[1]["dream_check_mean"] != "" and rows[1]["check_mean"] != ""
-    assert torch.load(ckpt / "controller.pt", weights_only=False)["trained_in"] == "dream"
+    assert torch.load(ckpt / "controller.pt", weights_only=True)["trained_in"] == "dream"
     assert Image.open(ckpt / "dream_vs_real.gif").n_frames == 5  # 10 steps, every second one shown
     assert Image.open(ckpt / "dream_vs_real.png").size == (2 * 3 * 64 + 4, 4 * (3 * 12 + 2 + 3 * 64))  # 4 stills
 

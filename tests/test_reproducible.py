@@ -34,5 +34,5 @@ def test_a_search_resumed_between_generations_equals_one_run(tmp_path, scripts):
     whole, resumed = log_rows(tmp_path / "whole" / "controller_log.csv"), log_rows(tmp_path / "resumed" / "controller_log.csv")
     assert [[r[c] for c in columns] for r in whole] == [[r[c] for c in columns] for r in resumed]
     assert len(whole) == 4 and len({r["mean"] for r in whole}) > 1  # the candidates did differ
-    load = lambda folder: torch.load(tmp_path / folder / "controller.pt", weights_only=False)["params"]
+    load = lambda folder: torch.load(tmp_path / folder / "controller.pt", weights_only=True)["params"]
     assert torch.equal(load("whole"), load("resumed"))

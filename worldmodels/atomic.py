@@ -3,12 +3,16 @@
 Each writer writes to a temporary file in the destination folder and renames it over the
 final name (rename is atomic within one filesystem). The temporary file's name holds the
 writer's process id and host, so the stages can remove the ones a killed writer left behind.
+A write that fails because the disk is full or the folder is not writable raises a
+one-line DataError naming the folder (in a worker process too); the file it would have
+replaced is kept as it was.
 """
 
+import errno
 import io
 import os
-import pickle
 import re
+import shutil
 import socket
 import tempfile
 from contextlib import contextmanager
@@ -17,6 +21,23 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+
+from worldmodels.errors import DataError
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
+
+
+def _output_error(error: OSError, path: Path) -> Exception:
+    """A DataError that names the folder and the fix for a full disk or an unwritable
+    folder; any other OSError as it is."""
+    if error.errno in _NO_SPACE:
+        return DataError(f"{path.parent}: no space left on its disk (writing {path.name}); free some space and re-run "
+                         "(files already written are whole and kept)")
+    if error.errno in _NOT_WRITABLE:
+        return DataError(f"{path.parent}: cannot write {path.name} there ({os.strerror(error.errno)}); "
+                         "make it a writable folder or choose another, then re-run")
+    return error
 
 
 def _file_mode() -> int:
@@ -30,8 +51,11 @@ def _file_mode() -> int:
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[io.IOBase]:
     """Open a temporary file beside ``path``; on success rename it to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}@{socket.gethostname()}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}@{socket.gethostname()}.", suffix=".tmp")
+    except OSError as error:
+        raise _output_error(error, path) from None
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -39,6 +63,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[io.IOBase
             os.fsync(f.fileno())
         os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise _output_error(error, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -55,6 +82,24 @@ def _process_exists(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def prepare_output(folder: str | os.PathLike, needed_bytes: int = 0) -> Path:
+    """Before long work starts: make ``folder``, remove the temporary files of killed
+    writers, prove that it takes a file and that its disk has ``needed_bytes`` free (what
+    the stage's next write needs), or raise a one-line DataError."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{folder}: a file, not a folder; choose another folder")
+    probe = folder / ".write-check"
+    save_text(probe, "")
+    probe.unlink(missing_ok=True)
+    remove_stale_temp_files(folder)
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise DataError(f"{folder}: {free / 1e6:.1f} MB free on its disk, but the next write needs about "
+                        f"{needed_bytes / 1e6:.1f} MB; free some space and re-run")
+    return folder
 
 
 def remove_stale_temp_files(folder: str | os.PathLike) -> int:
@@ -77,13 +122,11 @@ def save_npz(path: str | os.PathLike, compress: bool = True, **arrays: np.ndarra
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """Tensors and plain values only: what torch.load(weights_only=True) reads back."""
+    buffer = io.BytesIO()  # torch's writer reports a full disk as a RuntimeError; a plain write says ENOSPC
+    torch.save(obj, buffer)
     with atomic_open(path) as f:
-        torch.save(obj, f)
-
-
-def save_pickle(path: str | os.PathLike, obj: Any) -> None:
-    with atomic_open(path) as f:
-        pickle.dump(obj, f)
+        f.write(buffer.getbuffer())
 
 
 def save_text(path: str | os.PathLike, text: str) -> None:

@@ -6,6 +6,7 @@ how far the run got and its random states, so a resumed run continues exactly as
 uninterrupted one would have (on the CPU).
 """
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ import torch
 from torch import nn
 
 from worldmodels.atomic import save_torch
-from worldmodels.episodes import DataError
+from worldmodels.controller import parameter_count
+from worldmodels.errors import DataError
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.vae import ConvVAE
 
@@ -23,6 +25,7 @@ VAE_FILE = "vae.pt"
 MDRNN_FILE = "mdrnn.pt"
 CONTROLLER_FILE = "controller.pt"
 
+CONTROLLER_PRODUCER = "05_train_controller.py"
 _MODELS = {"vae": (ConvVAE, "02_train_vae.py"), "mdrnn": (MDNRNN, "04_train_rnn.py")}
 
 
@@ -37,17 +40,59 @@ def save_model(path: str | Path, kind: str, model: nn.Module, **extra: Any) -> N
 
 
 def load_checkpoint(path: str | Path, kind: str, producer: str) -> dict:
-    """Read a checkpoint dict, or a DataError naming the file and the script that makes it."""
+    """Read a checkpoint dict, or a DataError naming the file and the script that makes it.
+
+    Files are read with ``weights_only=True``: tensors and plain values only, so a crafted
+    file cannot run code; one that holds other objects is refused. The keys its kind needs
+    must be there and every tensor must be finite."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: not found; run {producer} first")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols it reads anyway
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged file
+        if "GLOBAL" in str(error):  # the weights-only unpickler met a class or function
+            raise DataError(f"{path}: refused: it holds Python objects besides tensors and plain values, and loading "
+                            f"those could run code; delete it and re-run {producer}") from None
         raise DataError(f"{path}: unreadable ({type(error).__name__}); delete it and re-run {producer}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("kind") != kind:
         raise DataError(f"{path}: not a {kind} checkpoint; re-run {producer}")
+    missing = [key for key, kinds in _REQUIRED.items() if not isinstance(checkpoint.get(key), kinds.get(kind, object))]
+    if missing:
+        raise DataError(f"{path}: {', '.join(missing)} missing or of the wrong type (written by another version of this code?); "
+                        f"delete it and re-run {producer}")
+    tensors = checkpoint["state_dict"] if "state_dict" in checkpoint else {"params": checkpoint["params"]}
+    for name, tensor in tensors.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise DataError(f"{path}: '{name}' is not a tensor; delete it and re-run {producer}")
+        if not torch.isfinite(tensor).all():
+            raise DataError(f"{path}: '{name}' holds NaN or inf; delete it and re-run {producer}")
     return checkpoint
+
+
+# what each kind of checkpoint must hold, with its type (beyond "kind")
+_REQUIRED = {
+    "config": {"vae": dict, "mdrnn": dict, "controller": dict},
+    "state_dict": {"vae": dict, "mdrnn": dict},
+    "params": {"controller": torch.Tensor},
+    "generation": {"controller": int},
+}
+
+
+def load_weights(model: nn.Module, state_dict: dict, path: Path, fix: str) -> None:
+    """model.load_state_dict, with a one-line DataError when the names or shapes differ (a
+    checkpoint from another version of the code, or of other sizes)."""
+    expected = model.state_dict()
+    missing, unexpected = sorted(expected.keys() - state_dict.keys()), sorted(state_dict.keys() - expected.keys())
+    if missing or unexpected:
+        raise DataError(f"{path}: its weights do not fit this code's model (missing {missing[:3]}, unexpected {unexpected[:3]}; "
+                        f"from another version of the code?); {fix}")
+    wrong = [f"{k} {tuple(state_dict[k].shape)} not {tuple(v.shape)}" for k, v in expected.items() if state_dict[k].shape != v.shape]
+    if wrong:
+        raise DataError(f"{path}: weights of other shapes ({', '.join(wrong[:3])}); {fix}")
+    model.load_state_dict(state_dict)
 
 
 def load_model(path: str | Path, kind: str, **expected_config: Any) -> nn.Module:
@@ -60,9 +105,32 @@ def load_model(path: str | Path, kind: str, **expected_config: Any) -> nn.Module
     for key, value in expected_config.items():
         if config.get(key) != value:
             raise DataError(f"{path}: built with {key}={config.get(key)}, expected {value}; re-run {producer} with matching sizes")
-    model = cls(**config)
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model = cls(**config)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise DataError(f"{path}: its config {config} does not build a {kind} ({type(error).__name__}); "
+                        f"delete it and re-run {producer}") from None
+    load_weights(model, checkpoint["state_dict"], Path(path), f"re-run {producer}")
     return model.eval()
+
+
+def save_controller(path: str | Path, params: np.ndarray, config: dict, generation: int, **extra: Any) -> None:
+    """C's flat parameters [P], the config of the V and M it acts on, and the generation
+    of the search that kept it (plain values only)."""
+    save_torch(path, {"kind": "controller", "config": config, "params": torch.as_tensor(params, dtype=torch.float32),
+                      "generation": int(generation), **extra})
+
+
+def load_controller(path: str | Path, config: dict) -> dict:
+    """A saved controller checkpoint, which must fit this V, M and choice of inputs."""
+    checkpoint = load_checkpoint(path, "controller", CONTROLLER_PRODUCER)
+    if checkpoint["config"] != config:
+        raise DataError(f"{path}: built for {checkpoint['config']}, not {config}; train one for this V and M "
+                        f"with {CONTROLLER_PRODUCER} --restart")
+    if checkpoint["params"].shape != (parameter_count(config["input_size"]),):
+        raise DataError(f"{path}: {tuple(checkpoint['params'].shape)} parameters, expected "
+                        f"({parameter_count(config['input_size'])},); delete it and re-run {CONTROLLER_PRODUCER}")
+    return checkpoint
 
 
 @dataclass
@@ -74,6 +142,7 @@ class TrainingProgress:
     sums: dict[str, float] = field(default_factory=dict)  # loss sums over those batches
     seconds: float = 0.0  # time spent on those batches
     random_state: dict = field(default_factory=dict)
+    log: list[dict[str, str]] = field(default_factory=list)  # the rows of the stage's CSV log, one per epoch done
 
     def add(self, **values: float) -> None:
         for key, value in values.items():
@@ -95,6 +164,12 @@ def restore_random_state(state: dict, rng: np.random.Generator | None = None) ->
         rng.bit_generator.state = state["numpy"]
 
 
+def training_checkpoint_bytes(model: nn.Module) -> int:
+    """About what a training checkpoint of ``model`` takes on disk: its weights and Adam's
+    two moments per weight, plus room for the log and pictures written beside it."""
+    return 3 * sum(p.numel() * p.element_size() for p in model.parameters()) + 2**20
+
+
 def save_training(path: str | Path, kind: str, model: nn.Module, optimizer: torch.optim.Optimizer, progress: TrainingProgress,
                   rng: np.random.Generator | None = None, **extra: Any) -> None:
     """Model, optimizer and progress, with the random states as they are now."""
@@ -112,18 +187,32 @@ def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: to
     checkpoint = load_checkpoint(path, kind, _MODELS[kind][1])
     if checkpoint["config"] != model.config():
         raise DataError(f"{path}: built with {checkpoint['config']}, not {model.config()}; pass --restart to train a new one")
-    if "optimizer" not in checkpoint:
+    if "optimizer" not in checkpoint or "progress" not in checkpoint:
         raise DataError(f"{path}: holds no training state (a model saved for use only); pass --restart to train a new one")
-    model.load_state_dict(checkpoint["state_dict"])
+    load_weights(model, checkpoint["state_dict"], path, "pass --restart to train a new one")
     learning_rates = [group["lr"] for group in optimizer.param_groups]
-    optimizer.load_state_dict(checkpoint["optimizer"])
+    try:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        progress = TrainingProgress(**checkpoint["progress"])
+        restore_random_state(progress.random_state, rng)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise DataError(f"{path}: its training state does not fit this code ({type(error).__name__}: "
+                        f"{str(error).splitlines()[0] if str(error) else ''}); pass --restart to train a new one") from None
     for group, lr in zip(optimizer.param_groups, learning_rates):
         group["lr"] = lr  # the run's --lr, which may differ from the saved run's (e.g. lowered after a NaN loss)
-    progress = TrainingProgress(**checkpoint.get("progress", {"epoch": checkpoint["epoch"]}))
-    restore_random_state(progress.random_state, rng)
     where = f"batch {progress.batch} of epoch {progress.epoch + 1}" if progress.batch else f"epoch {progress.epoch}"
     print(f"resuming from {path} after {where}")
     return progress
+
+
+def refuse_to_replace(state_path: str | Path, outputs: list[Path], restart: bool) -> None:
+    """Outputs of an earlier run whose state is gone cannot be resumed; a new run would
+    replace them, so it needs --restart."""
+    state_path = Path(state_path)
+    found = [path.name for path in outputs if path.exists()]
+    if found and not restart and not state_path.exists():
+        raise DataError(f"{state_path.parent}: holds {', '.join(found)} from an earlier run but no {state_path.name} to resume it "
+                        "from; pass --restart to replace them, or choose another folder")
 
 
 def check_finite_loss(loss: torch.Tensor, path: str | Path, epoch: int) -> None:

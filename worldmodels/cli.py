@@ -1,16 +1,36 @@
-"""What every stage script shares at its edges: flag checks, the exit on bad input or
-Ctrl-C, and loading a stage script as a module (for tests and benchmarks)."""
+"""What every stage script shares at its edges: flag checks, the exit on bad input,
+Ctrl-C or SIGTERM, and loading a stage script as a module (for tests and benchmarks)."""
 
 import argparse
 import importlib.util
+import math
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-from worldmodels.episodes import DataError
-from worldmodels.interrupt import Interrupted, stop_at_safe_points
+from worldmodels.errors import DataError
+from worldmodels.interrupt import Interrupted, stop_at_safe_points, stopped_exit_status
 from worldmodels.parallel import WorkerDied
+
+
+def finite_float(text: str) -> float:
+    """argparse type for every float flag: a number, neither NaN nor infinite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def require_folders(parser: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
+    """parser.error (one line, exit 2) if a named folder flag names something that is not a folder."""
+    for name in names:
+        path = Path(getattr(args, name))
+        if path.exists() and not path.is_dir():
+            parser.error(f"--{name.replace('_', '-')}: {path} is a file, not a folder")
 
 
 def require_at_least(parser: argparse.ArgumentParser, args: argparse.Namespace, minimum: float, *names: str) -> None:
@@ -20,24 +40,25 @@ def require_at_least(parser: argparse.ArgumentParser, args: argparse.Namespace, 
             parser.error(f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(args, name)}")
 
 
-INTERRUPTED_EXIT = 130  # the shell's status for a run ended by Ctrl-C
+INTERRUPTED_EXIT = 130  # the shell's status for a run ended by Ctrl-C (SIGTERM: 143)
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main(); expected failures (bad or missing input, a worker process that
-    died) end with one line and exit status 1 instead of a traceback. The first Ctrl-C
-    stops at the next safe point with the state saved, a second at once; both exit 130."""
-    try:
-        with stop_at_safe_points():
+    """Run a stage's main(); expected failures (bad or missing input, a full disk, a worker
+    process that died) end with one line and exit status 1 instead of a traceback. The
+    first Ctrl-C or SIGTERM stops at the next safe point with the state saved, a second at
+    once; the exit status is 128 + the signal's number (130, 143)."""
+    with stop_at_safe_points():
+        try:
             main()
-    except (DataError, WorkerDied) as error:
-        sys.exit(f"error: {error}")
-    except Interrupted as stop:
-        print(f"stopped: {stop}", file=sys.stderr)
-        sys.exit(INTERRUPTED_EXIT)
-    except KeyboardInterrupt:
-        print("\nstopped at once: the last saved state is kept; re-run to resume", file=sys.stderr)
-        sys.exit(INTERRUPTED_EXIT)
+        except (DataError, WorkerDied) as error:
+            sys.exit(f"error: {error}")
+        except Interrupted as stop:
+            print(f"stopped: {stop}", file=sys.stderr)
+            sys.exit(stopped_exit_status())
+        except KeyboardInterrupt:
+            print("\nstopped at once: the last saved state is kept; re-run to resume", file=sys.stderr)
+            sys.exit(stopped_exit_status())
 
 
 def load_stage_script(name: str) -> ModuleType:

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.episodes import DataError, read_rollout_frames
+from worldmodels.episodes import read_rollout_frames
+from worldmodels.errors import DataError
 from worldmodels.frames import FRAME_SIZE
 
 

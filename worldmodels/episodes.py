@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from worldmodels.atomic import save_npz
 from worldmodels.env import ACTION_SIZE
+from worldmodels.errors import DataError
 from worldmodels.frames import FRAME_SIZE
 from worldmodels.interrupt import Interrupted, stop_requested
 
@@ -39,10 +40,6 @@ INITIAL_LATENTS_FILE = "initial_latents.npz"
 SKIP_FLAG = "--skip-bad-files"  # the stages' flag that leaves unreadable episode files out
 
 T = TypeVar("T")
-
-
-class DataError(Exception):
-    """Bad or missing input data; the message is one line naming the file and the fix."""
 
 
 def episode_id(seed: int) -> str:

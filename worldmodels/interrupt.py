@@ -1,10 +1,11 @@
-"""Ctrl-C as a request to stop at the next safe point.
+"""Ctrl-C and SIGTERM as a request to stop at the next safe point.
 
-While a stage runs under ``run_stage``, the first Ctrl-C only sets a flag. Training loops
+While a stage runs under ``run_stage``, the first Ctrl-C (SIGINT) or SIGTERM (what
+``timeout``, ``docker stop`` and cluster schedulers send) only sets a flag. Training loops
 look at it after each batch or generation, save their state and raise ``Interrupted``;
 ``WorkerPool.map`` lets the episodes in progress finish (each one's file is written) and
-starts no more. A second Ctrl-C stops at once; the last saved state is kept either way.
-Worker processes ignore Ctrl-C: their parent decides when they stop.
+starts no more. A second signal stops at once; the last saved state is kept either way.
+Worker processes ignore both signals: their parent decides when they stop.
 """
 
 import signal
@@ -12,39 +13,54 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 class Interrupted(Exception):
     """The user asked the run to stop; the message says what was saved."""
 
 
-_requested = False
+_requested = 0  # the signal that asked to stop, 0 if none
 
 
-def _on_ctrl_c(signum, frame) -> None:
+def _signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+def _on_stop_signal(signum, frame) -> None:
     global _requested
     if _requested:
         raise KeyboardInterrupt
-    _requested = True
-    print("\nCtrl-C: stopping at the next safe point and saving (press it again to stop at once)", file=sys.stderr, flush=True)
+    _requested = signum
+    print(f"\n{_signal_name(signum)}: stopping at the next safe point and saving (send it again to stop at once)",
+          file=sys.stderr, flush=True)
 
 
 @contextmanager
 def stop_at_safe_points() -> Iterator[None]:
-    """Within this block the first Ctrl-C sets the stop request instead of raising."""
+    """Within this block the first Ctrl-C or SIGTERM sets the stop request instead of raising."""
     global _requested
-    _requested = False
-    previous = signal.signal(signal.SIGINT, _on_ctrl_c)
+    _requested = 0
+    previous = {signum: signal.signal(signum, _on_stop_signal) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        _requested = False
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _requested = 0
 
 
 def stop_requested() -> bool:
-    return _requested
+    return bool(_requested)
 
 
-def ignore_ctrl_c() -> None:
-    """For worker processes, which share the terminal's Ctrl-C with their parent."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def stopped_exit_status() -> int:
+    """The shell's status for a run ended by the signal that stopped it: 130 for Ctrl-C, 143 for SIGTERM."""
+    return 128 + (_requested or signal.SIGINT)
+
+
+def ignore_stop_signals() -> None:
+    """For worker processes, which share the terminal's Ctrl-C (and a process group's
+    SIGTERM) with their parent."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)

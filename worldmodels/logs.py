@@ -1,5 +1,10 @@
-"""CSV files: per-epoch / per-generation logs, rewritten atomically after every row, and
-whole tables such as an evaluation's episodes."""
+"""CSV files: per-epoch / per-generation logs and whole tables such as an evaluation's episodes.
+
+A training log's rows live in the run's saved state (the training checkpoint, the search
+state); the CSV file is rewritten from them after each save and when a run starts, so
+after a kill at any moment the file and the state agree again on the next run: each epoch
+or generation is logged exactly once.
+"""
 
 import csv
 import io
@@ -19,15 +24,3 @@ def write_csv(path: str | Path, columns: list[str], rows: list[dict]) -> None:
 def read_csv(path: str | Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
-
-
-class CsvLog:
-    """Rows of a CSV file; ``keep_rows`` of an earlier run are kept when resuming."""
-
-    def __init__(self, path: str | Path, columns: list[str], keep_rows: int = 0):
-        self.path, self.columns = Path(path), columns
-        self.rows: list[dict] = read_csv(self.path)[:keep_rows] if keep_rows and self.path.exists() else []
-
-    def append(self, **row) -> None:
-        self.rows.append(row)
-        write_csv(self.path, self.columns, self.rows)

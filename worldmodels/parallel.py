@@ -6,9 +6,9 @@ With one worker it runs in this process; with more it uses processes started wit
 limited to one torch thread so the workers share the cores instead of fighting over them.
 A worker's exception reaches the caller with its traceback; a worker that dies (killed,
 out of memory, a crash in native code) makes the map raise ``WorkerDied`` instead of
-hanging: the stages stop with one line and resume when re-run. A first Ctrl-C
+hanging: the stages stop with one line and resume when re-run. A first Ctrl-C or SIGTERM
 (worldmodels/interrupt.py) lets the tasks in progress finish, starts no more and raises
-``Interrupted``; a second one terminates the workers at once.
+``Interrupted`` (the caller says what was kept); a second one kills the workers at once.
 """
 
 import multiprocessing
@@ -21,7 +21,7 @@ from typing import Callable, Iterable, TypeVar
 import torch
 from tqdm import tqdm
 
-from worldmodels.interrupt import Interrupted, ignore_ctrl_c, stop_requested
+from worldmodels.interrupt import Interrupted, ignore_stop_signals, stop_requested
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -37,11 +37,12 @@ def default_workers() -> int:
 
 def _init_worker() -> None:
     torch.set_num_threads(1)
-    ignore_ctrl_c()
+    ignore_stop_signals()
 
 
 def _stopped(finished: int, total: int, name: str) -> Interrupted:
-    return Interrupted(f"stopped after {finished} of {total} runs of {name}; finished work is saved: re-run to resume")
+    """What the map did before it stopped; the caller says what of it was kept."""
+    return Interrupted(f"{finished} of {total} runs of {name} had finished")
 
 
 class WorkerPool:
@@ -95,10 +96,11 @@ class WorkerPool:
             return results
 
     def _terminate(self) -> None:
-        """Stop the workers mid-task (a second Ctrl-C). ProcessPoolExecutor has no public way
-        to do this before Python 3.14, hence its private process table."""
+        """Stop the workers mid-task (a second Ctrl-C; they ignore SIGTERM, hence SIGKILL).
+        ProcessPoolExecutor has no public way to do this before Python 3.14, hence its
+        private process table."""
         for process in list(getattr(self._executor, "_processes", {}).values()):
-            process.terminate()
+            process.kill()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._executor = None
 

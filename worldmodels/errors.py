@@ -1,0 +1,6 @@
+"""The one error every stage turns into a single line (worldmodels/cli.py run_stage)."""
+
+
+class DataError(Exception):
+    """Bad or missing input, or an output that cannot be written; the message is one line
+    naming the file or folder and the fix."""
