@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from worldmodels.checkpoints import save_model
+from worldmodels.cli import run_stage
 from worldmodels.episodes import episode_id, write_rollout, write_series
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.vae import ConvVAE
@@ -47,21 +49,35 @@ def save_untrained_models(folder: Path, z_size: int = 32, hidden_size: int = 32)
     save_model(folder / "mdrnn.pt", "mdrnn", MDNRNN(z_size=z_size, hidden_size=hidden_size))
 
 
-def start_stage(args: list[str], cwd: Path) -> subprocess.Popen:
+def stage_error(script, argv: list[str]) -> str:
+    """The one line a stage exits with (run_stage turns expected errors into it)."""
+    with pytest.raises(SystemExit) as stopped:
+        run_stage(lambda: script.main(argv))
+    message = str(stopped.value.code)
+    assert message.startswith("error: ") and "\n" not in message, message
+    return message
+
+
+def start_stage(args: list[str], cwd: Path, **env: str) -> subprocess.Popen:
     """A stage script as a process in a session of its own, so a signal to its process group
-    reaches the stage and all its workers at once, as a terminal's Ctrl-C would."""
+    reaches the stage and all its workers at once, as a terminal's Ctrl-C would. ``env``
+    adds to its environment."""
     return subprocess.Popen([sys.executable, str(ROOT / args[0]), *args[1:]], cwd=cwd, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ | env)
 
 
-def signal_when(process: subprocess.Popen, ready, signal_number: int, timeout: float = 120) -> str:
-    """Send the signal to the stage's process group as soon as ready() holds; returns its output."""
+def signal_when(process: subprocess.Popen, ready, signal_number: int, timeout: float = 120, group: bool = True) -> str:
+    """Send the signal to the stage's process group (or, with ``group=False``, to the stage
+    alone, as ``timeout`` does) as soon as ready() holds; returns its output."""
     deadline = time.monotonic() + timeout
     while not ready():
         assert process.poll() is None, f"finished before the signal:\n{process.communicate()[0]}"
         assert time.monotonic() < deadline, "never got ready"
         time.sleep(0.05)
-    os.killpg(process.pid, signal_number)
+    if group:
+        os.killpg(process.pid, signal_number)
+    else:
+        process.send_signal(signal_number)
     return process.communicate(timeout=timeout)[0]
 
 

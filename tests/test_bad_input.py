@@ -1,5 +1,6 @@
 """Bad input: every stage stops with one line naming the file and the fix, and a non-zero exit."""
 
+import argparse
 import os
 import shutil
 import socket
@@ -9,25 +10,16 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, save_untrained_models, write_random_rollouts, write_random_series
+from helpers import ROOT, save_untrained_models, stage_error, write_random_rollouts, write_random_series
 
 from worldmodels.atomic import remove_stale_temp_files
 from worldmodels.checkpoints import save_model
-from worldmodels.cli import run_stage
+from worldmodels.cli import finite_float
 from worldmodels.episodes import list_episodes, read_series, write_initial_latents
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.vae import ConvVAE
 
 COLLECT, TRAIN_V, ENCODE, TRAIN_M, TRAIN_C = range(5)
-
-
-def stage_error(script, argv: list[str]) -> str:
-    """The one line a stage exits with (run_stage turns expected errors into it)."""
-    with pytest.raises(SystemExit) as stopped:
-        run_stage(lambda: script.main(argv))
-    message = str(stopped.value.code)
-    assert message.startswith("error: ") and "\n" not in message, message
-    return message
 
 
 # --- a previous stage has not run ---------------------------------------------------------
@@ -246,12 +238,58 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
     (TRAIN_C, ["--population", "1"], "--population must be at least 2"),
     (TRAIN_C, ["--temperature", "0"], "--temperature must be positive"),
     (TRAIN_C, ["--generations", "ten"], "argument --generations: invalid int value: 'ten'"),
+    (TRAIN_C, ["--evaluate", "0"], "--evaluate must be at least 1, got 0"),
+    (TRAIN_C, ["--sigma0", "nan"], "argument --sigma0: must be a finite number, got nan"),
+    (TRAIN_C, ["--temperature", "warm"], "argument --temperature: not a number: 'warm'"),
 ])
 def test_an_invalid_flag_value_is_refused_with_one_line(scripts, capsys, stage, argv, expected):
     with pytest.raises(SystemExit) as stopped:
         scripts[stage].parse_args(argv)
     assert stopped.value.code == 2
     assert expected in capsys.readouterr().err.splitlines()[-1]
+
+
+def _parser(script, monkeypatch) -> argparse.ArgumentParser:
+    """The stage's argument parser, caught as its parse_args() is called."""
+    caught = []
+
+    def catch(parser, args=None, namespace=None):
+        caught.append(parser)
+        raise LookupError
+    with monkeypatch.context() as patch:
+        patch.setattr(argparse.ArgumentParser, "parse_args", catch)
+        with pytest.raises(LookupError):
+            script.parse_args([])
+    return caught[0]
+
+
+STAGES = [COLLECT, TRAIN_V, ENCODE, TRAIN_M, TRAIN_C]
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=["01", "02", "03", "04", "05"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_every_float_flag_refuses_nan_and_infinity(scripts, capsys, monkeypatch, stage, value):
+    actions = _parser(scripts[stage], monkeypatch)._actions
+    assert not [a.dest for a in actions if a.type is float], "float flags take type=finite_float"
+    for action in actions:
+        if action.type is finite_float:
+            with pytest.raises(SystemExit) as stopped:
+                scripts[stage].parse_args([f"{action.option_strings[0]}={value}"])  # "=": "-inf" alone reads as a flag
+            assert stopped.value.code == 2
+            assert f"argument {action.option_strings[0]}: must be a finite number, got {value}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=["01", "02", "03", "04", "05"])
+def test_every_folder_flag_refuses_a_file(tmp_path, scripts, capsys, monkeypatch, stage):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    folders = [a for a in _parser(scripts[stage], monkeypatch)._actions if a.dest.endswith("_dir")]
+    assert folders
+    for action in folders:
+        with pytest.raises(SystemExit) as stopped:
+            scripts[stage].parse_args([action.option_strings[0], str(a_file)])
+        assert stopped.value.code == 2
+        assert f"{action.option_strings[0]}: {a_file} is a file, not a folder" in capsys.readouterr().err
 
 
 # --- as the user sees it ----------------------------------------------------------------------

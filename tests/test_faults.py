@@ -74,15 +74,16 @@ def _search_args(ckpt) -> list[str]:
             "--max-steps", "20", "--check-every", "5", "--check-episodes", "1", "--workers", "2", "--checkpoint-dir", str(ckpt)]
 
 
-@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
-def test_stage_05_stopped_mid_search_continues_where_it_stopped(tmp_path, stop):
+@pytest.mark.parametrize("stop, group", [(signal.SIGKILL, True), (signal.SIGINT, True), (signal.SIGTERM, True), (signal.SIGTERM, False)],
+                         ids=["killed", "ctrl-c", "sigterm", "sigterm-to-the-stage-alone"])
+def test_stage_05_stopped_mid_search_continues_where_it_stopped(tmp_path, stop, group):
     ckpt = tmp_path / "ckpt"
     save_untrained_models(ckpt)  # the search's bookkeeping is under test, not its driving
     log = ckpt / "controller_log.csv"
     process = start_stage(_search_args(ckpt), tmp_path)
-    output = signal_when(process, lambda: len(log_rows(log)) >= 3, stop)
-    if stop == signal.SIGINT:
-        assert process.returncode == INTERRUPTED_EXIT and "Traceback" not in output, output
+    output = signal_when(process, lambda: len(log_rows(log)) >= 3, stop, group=group)
+    if stop != signal.SIGKILL:
+        assert process.returncode == 128 + stop and "Traceback" not in output, output
         saved = len(log_rows(log))
         assert f"stopped: {ckpt / 'cma_state.npz'} holds the search after generation {saved}; re-run" in output
     output = run_stage_process(_search_args(ckpt), tmp_path)
@@ -101,14 +102,15 @@ def _assert_same_weights(a, b) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
-def test_ctrl_c_mid_epoch_saves_v_and_the_resumed_run_ends_as_an_uninterrupted_one(tmp_path, scripts):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_mid_epoch_saves_v_and_the_resumed_run_ends_as_an_uninterrupted_one(tmp_path, scripts, stop):
     write_random_rollouts(tmp_path / "rollout", episodes=4, steps=100)
     args = lambda ckpt: ["02_train_vae.py", "--epochs", "3", "--batch-size", "20", "--buffer-episodes", "2",
                          "--data-dir", str(tmp_path / "rollout"), "--checkpoint-dir", str(ckpt)]
     scripts[1].main(args(tmp_path / "whole")[1:])  # uninterrupted, in this process
     process = start_stage(args(tmp_path / "stopped"), tmp_path)
-    output = signal_when(process, lambda: len(log_rows(tmp_path / "stopped" / "vae_log.csv")) >= 1, signal.SIGINT)
-    assert process.returncode == INTERRUPTED_EXIT and "Traceback" not in output, output
+    output = signal_when(process, lambda: len(log_rows(tmp_path / "stopped" / "vae_log.csv")) >= 1, stop)
+    assert process.returncode == 128 + stop and "Traceback" not in output, output
     assert "saved after batch" in output
     output = run_stage_process(args(tmp_path / "stopped"), tmp_path)
     assert "resuming from" in output
