@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.atomic import prepare_output
+from worldmodels.atomic import prepare_output, require_free_space
 from worldmodels.checkpoints import (
     VAE_FILE,
     TrainingProgress,
@@ -121,7 +121,8 @@ def main(argv=None) -> None:
     files = require_episodes(args.data_dir, "01_generate_data.py")
     vae = ConvVAE(args.z_size).to(device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr)
-    checkpoint_path = prepare_output(args.checkpoint_dir, training_checkpoint_bytes(vae)) / VAE_FILE
+    checkpoint_bytes = training_checkpoint_bytes(vae)
+    checkpoint_path = prepare_output(args.checkpoint_dir, checkpoint_bytes) / VAE_FILE
     log_path = checkpoint_path.parent / "vae_log.csv"
     columns = ["epoch", "train_loss", "train_recon", "train_kl", "held_out_loss", "held_out_recon", "held_out_kl", "seconds"]
     refuse_to_replace(checkpoint_path, [log_path], args.restart)
@@ -140,6 +141,7 @@ def main(argv=None) -> None:
     picture = checkpoint_path.parent / "vae_reconstructions.png"
 
     for epoch in range(progress.epoch + 1, args.epochs + 1):
+        require_free_space(checkpoint_path.parent, checkpoint_bytes)  # not an epoch of training that cannot be saved
         started = time.time() - progress.seconds
         batches = stream_frame_batches(train_files, args.batch_size, args.buffer_episodes, seed=args.seed + epoch,
                                        skip_bad=args.skip_bad_files)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.atomic import prepare_output
+from worldmodels.atomic import prepare_output, require_free_space
 from worldmodels.checkpoints import (
     MDRNN_FILE,
     TrainingProgress,
@@ -108,7 +108,8 @@ def main(argv=None) -> None:
     mdrnn = MDNRNN(z_size, ACTION_SIZE, args.hidden_size, args.gaussians).to(device)
     optimizer = torch.optim.Adam(mdrnn.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed)  # windows and z samples; its state is saved with the model
-    checkpoint_path = prepare_output(args.checkpoint_dir, training_checkpoint_bytes(mdrnn)) / MDRNN_FILE
+    checkpoint_bytes = training_checkpoint_bytes(mdrnn)
+    checkpoint_path = prepare_output(args.checkpoint_dir, checkpoint_bytes) / MDRNN_FILE
     log_path = checkpoint_path.parent / "mdrnn_log.csv"
     columns = (["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")]
                + ["held_out_tile_accuracy", "held_out_tile_auc", "held_out_ends", "held_out_ends_found", "held_out_false_ends", "seconds"])
@@ -130,6 +131,7 @@ def main(argv=None) -> None:
 
     bar = tqdm(range(progress.epoch + 1, args.epochs + 1), desc="epochs", dynamic_ncols=True)
     for epoch in bar:
+        require_free_space(checkpoint_path.parent, checkpoint_bytes)  # not an epoch of training that cannot be saved
         started = time.time() - progress.seconds
         batches = tqdm(range(progress.batch, batches_per_epoch), initial=progress.batch, total=batches_per_epoch,
                        desc=f"epoch {epoch} batches", leave=False, dynamic_ncols=True, disable=batches_per_epoch < 2)

@@ -85,6 +85,21 @@ def test_a_disk_without_room_for_the_checkpoint_stops_before_training(tmp_path, 
     assert not (tmp_path / "ckpt" / "vae.pt").exists()
 
 
+def test_stage_02_does_not_train_an_epoch_it_could_not_save(tmp_path, scripts, monkeypatch):
+    write_random_rollouts(tmp_path / "rollout", episodes=2, steps=10)
+    usage = namedtuple("usage", "total used free")
+    checkpoint = tmp_path / "ckpt" / "vae.pt"
+    # the first epoch's checkpoint fills the disk
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**10, 0, 10**6 if checkpoint.exists() else 10**10))
+    epochs_started = []
+    real_batches = scripts[TRAIN_V].stream_frame_batches
+    monkeypatch.setattr(scripts[TRAIN_V], "stream_frame_batches", lambda *a, **k: epochs_started.append(1) or real_batches(*a, **k))
+    message = stage_error(scripts[TRAIN_V], _v_args(tmp_path, 2))
+    assert f"{tmp_path / 'ckpt'}: 1.0 MB free on its disk, but the next write needs about" in message
+    assert len(epochs_started) == 1
+    assert [row["epoch"] for row in log_rows(tmp_path / "ckpt" / "vae_log.csv")] == ["1"]
+
+
 def test_an_unwritable_output_folder_is_named_before_work_starts(tmp_path, scripts, monkeypatch):
     write_random_rollouts(tmp_path / "rollout", episodes=2, steps=10)
     save_untrained_models(tmp_path / "ckpt")

@@ -95,11 +95,17 @@ def prepare_output(folder: str | os.PathLike, needed_bytes: int = 0) -> Path:
     save_text(probe, "")
     probe.unlink(missing_ok=True)
     remove_stale_temp_files(folder)
+    require_free_space(folder, needed_bytes)
+    return folder
+
+
+def require_free_space(folder: str | os.PathLike, needed_bytes: int) -> None:
+    """A one-line DataError unless ``folder``'s disk has ``needed_bytes`` free: checked
+    before work whose result could not be saved (an epoch of training)."""
     free = shutil.disk_usage(folder).free
     if free < needed_bytes:
         raise DataError(f"{folder}: {free / 1e6:.1f} MB free on its disk, but the next write needs about "
                         f"{needed_bytes / 1e6:.1f} MB; free some space and re-run")
-    return folder
 
 
 def remove_stale_temp_files(folder: str | os.PathLike) -> int:
