@@ -129,11 +129,12 @@ def evaluate_saved(args: argparse.Namespace, pool: WorkerPool, paths: dict[str, 
         dreamed = run_dreams(mdrnn, params, starts, seeds, args).returns
         print(f"in {args.evaluate} dreams at temperature {args.temperature}: {summary(dreamed)}")
     table = Path(args.checkpoint_dir) / "evaluation.csv"
+    replaced = " (it replaces the earlier evaluation's)" if table.exists() else ""
     write_csv(table, ["episode", "track_seed", "return", "steps", "m_predicted_return", "dream_return"],
               [{"episode": i, "track_seed": seed, "return": f"{results.returns[i]:.2f}", "steps": int(results.steps[i]),
                 "m_predicted_return": f"{results.predicted_returns[i]:.2f}",
                 "dream_return": "" if dreamed is None else f"{dreamed[i]:.2f}"} for i, seed in enumerate(seeds)])
-    print(f"wrote {table} (one row per episode)")
+    print(f"wrote {table}, one row per episode{replaced}")
     try:
         write_drive_gifs(args, paths, checkpoint["params"].numpy(), seeds, results.returns, config["use_hidden"])
         if starts is not None:

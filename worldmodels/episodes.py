@@ -75,7 +75,7 @@ def _check_steps(path: Path, arrays: dict[str, np.ndarray]) -> int:
 
 def _load(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:  # an object array would be a pickle: never loaded
             missing = [k for k in keys if k not in data.files]
             if missing:
                 raise DataError(
