@@ -3,7 +3,7 @@
 Frames are streamed from disk (bounded memory at any dataset size). The last
 HELD_OUT_FRACTION of the sorted episode files is held out. After every epoch the model,
 optimizer and random state are saved to checkpoints/vae.pt, so an interrupted run resumes
-where it was (Ctrl-C saves mid-epoch too), and a PNG grid of held-out frames (top) over
+where it was (Ctrl-C or SIGTERM saves mid-epoch too), and a PNG grid of held-out frames (top) over
 their reconstructions (bottom) is written.
 """
 
@@ -126,7 +126,7 @@ def main(argv=None) -> None:
     log_path = checkpoint_path.parent / "vae_log.csv"
     columns = ["epoch", "train_loss", "train_recon", "train_kl", "held_out_loss", "held_out_recon", "held_out_kl", "seconds"]
     refuse_to_replace(checkpoint_path, [log_path], args.restart)
-    progress = resume_training(checkpoint_path, "vae", vae, optimizer, args.restart)
+    progress = resume_training(checkpoint_path, "vae", vae, optimizer, args.restart, columns)
     write_csv(log_path, columns, progress.log)  # the log as the checkpoint has it
     if progress.epoch >= args.epochs:
         print(f"{checkpoint_path} is already trained for {progress.epoch} epochs; pass --restart or more --epochs to train again")

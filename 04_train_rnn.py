@@ -5,7 +5,7 @@ every batch. M learns z_{t+1} (a mixture of GAUSSIANS per latent dimension), the
 of each action and whether the episode ended. The last HELD_OUT_FRACTION of the sorted
 files is held out and scored on whole episodes after every epoch. The model, optimizer
 and random states are saved to checkpoints/mdrnn.pt after every epoch, so an interrupted
-run resumes where it was (Ctrl-C saves mid-epoch too).
+run resumes where it was (Ctrl-C or SIGTERM saves mid-epoch too).
 """
 
 import argparse
@@ -114,7 +114,7 @@ def main(argv=None) -> None:
     columns = (["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")]
                + ["held_out_tile_accuracy", "held_out_tile_auc", "held_out_ends", "held_out_ends_found", "held_out_false_ends", "seconds"])
     refuse_to_replace(checkpoint_path, [log_path], args.restart)
-    progress = resume_training(checkpoint_path, "mdrnn", mdrnn, optimizer, args.restart, rng)
+    progress = resume_training(checkpoint_path, "mdrnn", mdrnn, optimizer, args.restart, columns, rng)
     write_csv(log_path, columns, progress.log)  # the log as the checkpoint has it
     train_files, held_out_files = split_episodes(list(episodes), args.held_out_fraction)
     held_out = SeriesWindows([episodes[path] for path in held_out_files or train_files])

@@ -207,6 +207,8 @@ def main(argv=None) -> None:
             return
 
         state_path, log_path = directory / STATE_FILE, directory / "controller_log.csv"
+        columns = ["generation", "best", "mean", "worst", "sigma", "check_mean", "check_std", "dream_check_mean",
+                   "dream_check_std", "env_steps", "seconds"]
         # a search state of an older version of this code (a pickle, which is never loaded) counts as an output here
         refuse_to_replace(state_path, [Path(paths["controller"]), log_path, directory / "cma_state.pkl"], args.restart)
         search_config = config | {"population": args.population, "sigma0": args.sigma0, "seed": args.seed}
@@ -215,7 +217,7 @@ def main(argv=None) -> None:
         if args.init_from:
             search_config |= {"init_from": args.init_from}
         if state_path.exists() and not args.restart:
-            state = load_search(state_path, search_config)
+            state = load_search(state_path, search_config, columns)
             if state.best_generation > 0 and not Path(paths["controller"]).exists():
                 raise DataError(f"{paths['controller']}: missing, though {state_path} kept one at generation "
                                 f"{state.best_generation}; put it back, or pass --restart to start a new search")
@@ -226,8 +228,6 @@ def main(argv=None) -> None:
         world = f"dreams at temperature {args.temperature}" if args.dream else "the real env"
         print(f"CMA-ES over {dimension} parameters in {world}: population {args.population} x {args.episodes_per_candidate} "
               f"episodes, {args.workers} workers")
-        columns = ["generation", "best", "mean", "worst", "sigma", "check_mean", "check_std", "dream_check_mean",
-                   "dream_check_std", "env_steps", "seconds"]
         write_csv(log_path, columns, state.log)  # the log as the search state has it
         check_seeds = [CHECK_SEED_BASE + i for i in range(args.check_episodes)]
 
@@ -284,7 +284,7 @@ def main(argv=None) -> None:
                 tqdm.write(f"generation {generation}: best {fitness.max():.1f}, mean {fitness.mean():.1f}, worst {fitness.min():.1f}, "
                            f"sigma {state.es.sigma:.3f}{checked}")
                 if stop_requested() and generation < args.generations:
-                    raise Interrupted("Ctrl-C")
+                    raise Interrupted("stop requested")
         except Interrupted:
             raise Interrupted(f"{state_path} holds the search after generation {saved}; re-run to go on from there") from None
         finally:

@@ -46,7 +46,7 @@ def main() -> None:
         save_search(path, state)
         saved = time.perf_counter() - started
         started = time.perf_counter()
-        loaded = load_search(path, config)
+        loaded = load_search(path, config, ["generation"])
         replayed = time.perf_counter() - started
         size = path.stat().st_size
     assert np.array_equal(loaded.es.mean, state.es.mean) and loaded.generation == state.generation

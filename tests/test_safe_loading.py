@@ -112,7 +112,7 @@ DAMAGE = {
     "renamed-keys": (_rename_a_weight, "mdrnn.pt: its weights do not fit this code's model (missing ['lstm.weight_ih_l0'], "
                                        "unexpected ['lstm.weight_ih']; from another version of the code?)"),
     "nan-weights": (_nan_weight, "mdrnn.pt: 'lstm.weight_ih_l0' holds NaN or inf; delete it and re-run 04_train_rnn.py"),
-    "config-of-strings": (lambda c: c.update(config={"z_size": "32"}), "mdrnn.pt: built with z_size=32, expected 32"),
+    "config-of-strings": (lambda c: c.update(config={"z_size": "32"}), "mdrnn.pt: built with z_size='32', expected 32"),
     "bad-config-keys": (lambda c: c.update(config={"z_size": 32, "layers": 2}), "mdrnn.pt: its config {'z_size': 32, 'layers': 2} "
                                                                                 "does not build a mdrnn (TypeError); delete it"),
 }
@@ -134,6 +134,7 @@ def test_a_damaged_model_checkpoint_is_named_with_what_is_wrong(tmp_path, script
     ("other-optimizer", "vae.pt: its training state does not fit this code (ValueError"),
     ("damaged-progress", "vae.pt: its training state does not fit this code (TypeError"),
     ("no-progress", "vae.pt: holds no training state (a model saved for use only); pass --restart"),
+    ("log-of-other-columns", "vae.pt: its log does not fit its 1 epochs or this code's columns; pass --restart"),
 ])
 def test_a_damaged_training_checkpoint_asks_for_restart(tmp_path, scripts, damage, expected):
     write_random_rollouts(tmp_path / "rollout", episodes=2, steps=10)
@@ -147,6 +148,8 @@ def test_a_damaged_training_checkpoint_asks_for_restart(tmp_path, scripts, damag
         checkpoint["optimizer"]["param_groups"][0]["params"] = [0]
     elif damage == "damaged-progress":
         checkpoint["progress"]["epochs_done"] = checkpoint["progress"].pop("epoch")
+    elif damage == "log-of-other-columns":
+        checkpoint["progress"]["log"][0]["loss"] = checkpoint["progress"]["log"][0].pop("train_loss")
     else:
         del checkpoint["progress"]
     torch.save(checkpoint, path)

@@ -89,8 +89,6 @@ def prepare_output(folder: str | os.PathLike, needed_bytes: int = 0) -> Path:
     writers, prove that it takes a file and that its disk has ``needed_bytes`` free (what
     the stage's next write needs), or raise a one-line DataError."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise DataError(f"{folder}: a file, not a folder; choose another folder")
     probe = folder / ".write-check"
     save_text(probe, "")
     probe.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from torch import nn
 from worldmodels.atomic import save_torch
 from worldmodels.controller import parameter_count
 from worldmodels.errors import DataError
+from worldmodels.logs import log_fits
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.vae import ConvVAE
 
@@ -104,7 +105,7 @@ def load_model(path: str | Path, kind: str, **expected_config: Any) -> nn.Module
     config = checkpoint["config"]
     for key, value in expected_config.items():
         if config.get(key) != value:
-            raise DataError(f"{path}: built with {key}={config.get(key)}, expected {value}; re-run {producer} with matching sizes")
+            raise DataError(f"{path}: built with {key}={config.get(key)!r}, expected {value!r}; re-run {producer} with matching sizes")
     try:
         model = cls(**config)
     except (TypeError, ValueError, RuntimeError) as error:
@@ -178,9 +179,10 @@ def save_training(path: str | Path, kind: str, model: nn.Module, optimizer: torc
 
 
 def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: torch.optim.Optimizer, restart: bool,
-                    rng: np.random.Generator | None = None) -> TrainingProgress:
-    """Load model, optimizer, progress and random states from a training checkpoint; a new
-    TrainingProgress when there is none or ``restart`` is set."""
+                    log_columns: list[str], rng: np.random.Generator | None = None) -> TrainingProgress:
+    """Load model, optimizer, progress (with its log, whose rows have ``log_columns``) and
+    random states from a training checkpoint; a new TrainingProgress when there is none or
+    ``restart`` is set."""
     path = Path(path)
     if restart or not path.exists():
         return TrainingProgress()
@@ -198,6 +200,9 @@ def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: to
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise DataError(f"{path}: its training state does not fit this code ({type(error).__name__}: "
                         f"{str(error).splitlines()[0] if str(error) else ''}); pass --restart to train a new one") from None
+    if not log_fits(progress.log, log_columns, progress.epoch):
+        raise DataError(f"{path}: its log does not fit its {progress.epoch} epochs or this code's columns; pass --restart "
+                        "to train a new one")
     for group, lr in zip(optimizer.param_groups, learning_rates):
         group["lr"] = lr  # the run's --lr, which may differ from the saved run's (e.g. lowered after a NaN loss)
     where = f"batch {progress.batch} of epoch {progress.epoch + 1}" if progress.batch else f"epoch {progress.epoch}"

@@ -9,7 +9,8 @@ The state file (.npz, read with allow_pickle=False) records how the search start
 sigma0, population, seed) and the fitnesses told in every generation. Loading rebuilds the
 strategy by replaying ask and tell, which `cma` does deterministically (the search draws
 from a random stream of its own), and checks the result against the saved mean and step
-size. Replaying costs about 28 ms a generation for 867 parameters and population 64.
+size. Replaying costs about 27 ms a generation for 867 parameters and population 64
+(benchmarks/search_state.py).
 """
 
 import json
@@ -28,6 +29,7 @@ with warnings.catch_warnings():
 
 from worldmodels.atomic import save_npz
 from worldmodels.errors import DataError
+from worldmodels.logs import log_fits
 
 STATE_FILE = "cma_state.npz"
 _FIX = "delete it or pass --restart"
@@ -79,9 +81,10 @@ def save_search(path: str | Path, state: SearchState) -> None:
              sigma=np.array(state.es.sigma))
 
 
-def load_search(path: str | Path, config: dict) -> SearchState:
+def load_search(path: str | Path, config: dict, log_columns: list[str]) -> SearchState:
     """A saved search rebuilt by replaying it, or a DataError if the file is unreadable, was
-    started with other settings, or does not replay to the state it saved."""
+    started with other settings, or does not replay to the state it saved (its log rows
+    must have ``log_columns``)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in ("meta", "x0", "told", "mean", "sigma")}
@@ -95,7 +98,7 @@ def load_search(path: str | Path, config: dict) -> SearchState:
         raise DataError(f"{path}: started with other settings ({', '.join(changed)}); pass --restart to start a new search")
     x0, told = arrays["x0"], arrays["told"]
     if (x0.dtype != np.float64 or x0.ndim != 1 or told.dtype != np.float64 or told.ndim != 2 or told.shape[1] != population
-            or not (np.isfinite(x0).all() and np.isfinite(told).all()) or not isinstance(log, list) or len(log) != len(told)):
+            or not (np.isfinite(x0).all() and np.isfinite(told).all()) or not log_fits(log, log_columns, len(told))):
         raise DataError(f"{path}: damaged CMA-ES state (its arrays or log do not fit together); {_FIX}")
     try:
         state = SearchState(_strategy(x0, sigma0, population, seed), x0, sigma0, seed, saved_config,

@@ -24,3 +24,10 @@ def write_csv(path: str | Path, columns: list[str], rows: list[dict]) -> None:
 def read_csv(path: str | Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def log_fits(rows: object, columns: list[str], count: int) -> bool:
+    """Whether a saved state's log is ``count`` rows of strings under exactly these columns."""
+    return (isinstance(rows, list) and len(rows) == count
+            and all(isinstance(row, dict) and set(row) == set(columns) and all(isinstance(v, str) for v in row.values())
+                    for row in rows))
