@@ -61,6 +61,30 @@ def _full_disk_for(monkeypatch, name: str) -> None:
     monkeypatch.setattr(os, "fsync", fsync)
 
 
+@pytest.mark.parametrize("stage, argv, output", [
+    (COLLECT, ["--episodes", "1", "--max-steps", "5", "--workers", "1", "--out-dir", "{tmp}/out"], "ep00000000.npz"),
+    (TRAIN_V, ["--epochs", "1", "--batch-size", "5", "--data-dir", "{tmp}/rollout", "--checkpoint-dir", "{tmp}/out"], "vae.pt"),
+    (ENCODE, ["--rollout-dir", "{tmp}/rollout", "--series-dir", "{tmp}/out", "--checkpoint-dir", "{tmp}/ckpt"], "ep00000000.npz"),
+    (ENCODE, ["--rollout-dir", "{tmp}/rollout", "--series-dir", "{tmp}/out", "--checkpoint-dir", "{tmp}/ckpt", "--skip-bad-files"],
+     "ep00000000.npz"),  # a full disk is no reason to skip the file being encoded
+    (TRAIN_M, ["--epochs", "1", "--batch-size", "2", "--seq-len", "5", "--series-dir", "{tmp}/series", "--checkpoint-dir", "{tmp}/out"],
+     "mdrnn.pt"),
+    (TRAIN_C, _search_args("{tmp}/ckpt"), "controller.pt"),
+    (TRAIN_C, _search_args("{tmp}/ckpt"), "cma_state.npz"),
+], ids=["01", "02", "03", "03-skip-bad-files", "04", "05-controller", "05-state"])
+def test_a_full_disk_ends_every_stage_with_one_line(tmp_path, scripts, monkeypatch, stage, argv, output):
+    write_random_rollouts(tmp_path / "rollout", episodes=2, steps=10)
+    write_random_series(tmp_path / "series", episodes=2, steps=10)
+    save_untrained_models(tmp_path / "ckpt")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    folder = tmp_path / ("ckpt" if stage == TRAIN_C else "out")
+    _full_disk_for(monkeypatch, output)
+    message = stage_error(scripts[stage], argv)
+    assert message == f"error: {folder}: no space left on its disk (writing {output}); free some space and re-run " \
+                      "(files already written are whole and kept)"
+    assert not list(folder.glob(".*.tmp"))
+
+
 def test_a_full_disk_at_the_end_of_an_epoch_keeps_the_last_checkpoint(tmp_path, scripts, monkeypatch):
     write_random_rollouts(tmp_path / "rollout", episodes=2, steps=10)
     scripts[TRAIN_V].main(_v_args(tmp_path, 1))

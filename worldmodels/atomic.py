@@ -4,7 +4,7 @@ Each writer writes to a temporary file in the destination folder and renames it 
 final name (rename is atomic within one filesystem). The temporary file's name holds the
 writer's process id and host, so the stages can remove the ones a killed writer left behind.
 A write that fails because the disk is full or the folder is not writable raises a
-one-line DataError naming the folder (in a worker process too); the file it would have
+one-line OutputError naming the folder (in a worker process too); the file it would have
 replaced is kept as it was.
 """
 
@@ -22,20 +22,20 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from worldmodels.errors import DataError
+from worldmodels.errors import OutputError
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 _NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
 
 
 def _output_error(error: OSError, path: Path) -> Exception:
-    """A DataError that names the folder and the fix for a full disk or an unwritable
+    """An OutputError that names the folder and the fix for a full disk or an unwritable
     folder; any other OSError as it is."""
     if error.errno in _NO_SPACE:
-        return DataError(f"{path.parent}: no space left on its disk (writing {path.name}); free some space and re-run "
+        return OutputError(f"{path.parent}: no space left on its disk (writing {path.name}); free some space and re-run "
                          "(files already written are whole and kept)")
     if error.errno in _NOT_WRITABLE:
-        return DataError(f"{path.parent}: cannot write {path.name} there ({os.strerror(error.errno)}); "
+        return OutputError(f"{path.parent}: cannot write {path.name} there ({os.strerror(error.errno)}); "
                          "make it a writable folder or choose another, then re-run")
     return error
 
@@ -87,7 +87,7 @@ def _process_exists(pid: int) -> bool:
 def prepare_output(folder: str | os.PathLike, needed_bytes: int = 0) -> Path:
     """Before long work starts: make ``folder``, remove the temporary files of killed
     writers, prove that it takes a file and that its disk has ``needed_bytes`` free (what
-    the stage's next write needs), or raise a one-line DataError."""
+    the stage's next write needs), or raise a one-line OutputError."""
     folder = Path(folder)
     probe = folder / ".write-check"
     save_text(probe, "")
@@ -98,11 +98,11 @@ def prepare_output(folder: str | os.PathLike, needed_bytes: int = 0) -> Path:
 
 
 def require_free_space(folder: str | os.PathLike, needed_bytes: int) -> None:
-    """A one-line DataError unless ``folder``'s disk has ``needed_bytes`` free: checked
+    """A one-line OutputError unless ``folder``'s disk has ``needed_bytes`` free: checked
     before work whose result could not be saved (an epoch of training)."""
     free = shutil.disk_usage(folder).free
     if free < needed_bytes:
-        raise DataError(f"{folder}: {free / 1e6:.1f} MB free on its disk, but the next write needs about "
+        raise OutputError(f"{folder}: {free / 1e6:.1f} MB free on its disk, but the next write needs about "
                         f"{needed_bytes / 1e6:.1f} MB; free some space and re-run")
 
 

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from worldmodels.atomic import save_npz
 from worldmodels.env import ACTION_SIZE
-from worldmodels.errors import DataError
+from worldmodels.errors import DataError, OutputError
 from worldmodels.frames import FRAME_SIZE
 from worldmodels.interrupt import Interrupted, stop_requested
 
@@ -218,15 +218,17 @@ def require_episodes(folder: str | Path, previous_stage: str) -> list[Path]:
 
 
 def map_episodes(files: list[Path], fn: Callable[[Path], T], skip_bad: bool, desc: str = "checking episode files") -> dict[Path, T]:
-    """fn(path) for every file, in order. A file that cannot be used (fn raises DataError)
-    stops the stage with that error or, with ``skip_bad``, is left out with a warning and
-    counted. A Ctrl-C stops between files."""
+    """fn(path) for every file, in order. A file that cannot be used (fn raises a DataError
+    other than an OutputError) stops the stage with that error or, with ``skip_bad``, is
+    left out with a warning and counted. A Ctrl-C stops between files."""
     results, skipped = {}, 0
     for count, path in enumerate(tqdm(files, desc=desc, dynamic_ncols=True)):
         if stop_requested():
             raise Interrupted(f"stopped after {count} of {len(files)} files ({desc}); what is written is kept: re-run to go on")
         try:
             results[path] = fn(path)
+        except OutputError:
+            raise  # a full disk is not the file's fault: no file is skipped for it
         except DataError as error:
             if not skip_bad:
                 raise DataError(f"{error} (or pass {SKIP_FLAG} to leave such files out)") from None
