@@ -126,7 +126,7 @@ def main(argv=None) -> None:
     log_path = checkpoint_path.parent / "vae_log.csv"
     columns = ["epoch", "train_loss", "train_recon", "train_kl", "held_out_loss", "held_out_recon", "held_out_kl", "seconds"]
     refuse_to_replace(checkpoint_path, [log_path], args.restart)
-    progress = resume_training(checkpoint_path, "vae", vae, optimizer, args.restart, columns)
+    progress = resume_training(checkpoint_path, "vae", vae, optimizer, args.restart, columns, made_from={})
     write_csv(log_path, columns, progress.log)  # the log as the checkpoint has it
     if progress.epoch >= args.epochs:
         print(f"{checkpoint_path} is already trained for {progress.epoch} epochs; pass --restart or more --epochs to train again")

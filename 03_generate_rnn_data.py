@@ -1,9 +1,10 @@
 """Stage 03: encode every rollout with V into data/series (the MDN-RNN's training data).
 
 For each data/rollout/<id>.npz writes data/series/<id>.npz with V's mu and logvar per
-frame (float16) and the episode's actions, rewards and done flags, skipping episodes
-already encoded; then data/series/initial_latents.npz with every episode's first latent
-(dreams start from these).
+frame (float16), the episode's actions, rewards and done flags, and V's fingerprint;
+episodes already encoded by this V are skipped, and those another V encoded (V was
+retrained since) are encoded again. Then data/series/initial_latents.npz with every
+episode's first latent (dreams start from these).
 """
 
 import argparse
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 
 from worldmodels.atomic import prepare_output
-from worldmodels.checkpoints import VAE_FILE, default_device, load_model
+from worldmodels.checkpoints import VAE_FILE, default_device, fingerprint, load_model
 from worldmodels.cli import require_at_least, require_folders, run_stage
 from worldmodels.episodes import (
     INITIAL_LATENTS_FILE,
@@ -24,6 +25,7 @@ from worldmodels.episodes import (
     read_rollout,
     read_series,
     require_episodes,
+    series_vae,
     write_initial_latents,
     write_series,
 )
@@ -68,26 +70,31 @@ def main(argv=None) -> None:
     rollouts = require_episodes(args.rollout_dir, "01_generate_data.py")
     vae = load_model(Path(args.checkpoint_dir) / VAE_FILE, "vae").to(device)
     series_dir = prepare_output(args.series_dir, needed_bytes=2**20)  # a series file of 1000 steps is about 0.2 MB
-    todo = [p for p in rollouts if args.overwrite or not (series_dir / p.name).exists()]
-    print(f"encoding {len(todo)} of {len(rollouts)} episodes ({len(rollouts) - len(todo)} already in {series_dir})")
+    vae_id = fingerprint(vae)
+    encoded_by = {p: series_vae(series_dir / p.name) for p in rollouts}
+    todo = [p for p in rollouts if args.overwrite or encoded_by[p] != vae_id]
+    stale = sum(encoded_by[p] is not None and encoded_by[p] != vae_id for p in rollouts)
+    print(f"encoding {len(todo)} of {len(rollouts)} episodes with V {vae_id} ({len(rollouts) - len(todo)} already encoded by it in "
+          f"{series_dir}; {stale} encoded by another V are encoded again)")
 
     def encode(path: Path) -> None:
         episode = read_rollout(path)
         mu, logvar = encode_frames(vae, episode["obs"], args.batch_size, device)
-        write_series(series_dir / path.name, mu, logvar, episode["action"], episode["reward"], episode["terminated"], episode["done"])
+        write_series(series_dir / path.name, mu, logvar, episode["action"], episode["reward"], episode["terminated"], episode["done"],
+                     vae_id)
 
     written = len(map_episodes(todo, encode, args.skip_bad_files, desc="encoding episodes"))
 
     def first_latent(path: Path) -> tuple[np.ndarray, np.ndarray]:
         series = read_series(path)
-        if series["mu"].shape[1] != vae.z_size:
-            raise DataError(f"{path}: encoded by a V with z of size {series['mu'].shape[1]}, not this V's {vae.z_size}; "
-                            "re-run with --overwrite")
+        if series["vae"] != vae_id:
+            raise DataError(f"{path}: encoded by V {series['vae']}, not this V ({vae_id}), and its rollout is not in "
+                            f"{args.rollout_dir}; delete it or re-run with that --rollout-dir")
         return series["mu"][0], series["logvar"][0]
 
     firsts = map_episodes(list_episodes(series_dir), first_latent, args.skip_bad_files)
     write_initial_latents(series_dir / INITIAL_LATENTS_FILE, [p.stem for p in firsts],
-                          np.stack([mu for mu, _ in firsts.values()]), np.stack([logvar for _, logvar in firsts.values()]))
+                          np.stack([mu for mu, _ in firsts.values()]), np.stack([logvar for _, logvar in firsts.values()]), vae_id)
     print(f"wrote {written} series files and {INITIAL_LATENTS_FILE} to {series_dir}/")
     print("next: python 04_train_rnn.py")
 

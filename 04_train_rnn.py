@@ -1,16 +1,19 @@
 """Stage 04: train M, the MDN-RNN, on the encoded episodes in data/series.
 
-Each batch holds random windows of SEQ_LEN steps; z is resampled from V's mu and logvar
-every batch. M learns z_{t+1} (a mixture of GAUSSIANS per latent dimension), the reward
-of each action and whether the episode ended. The last HELD_OUT_FRACTION of the sorted
-files is held out and scored on whole episodes after every epoch. The model, optimizer
-and random states are saved to checkpoints/mdrnn.pt after every epoch, so an interrupted
-run resumes where it was (Ctrl-C or SIGTERM saves mid-epoch too).
+An epoch is one pass over the training episodes: BATCH_SIZE whole episodes at a time, from
+their first step, cut into chunks of SEQ_LEN steps through which M carries its hidden
+state (one optimizer step per chunk), so every step counts once, with the history it has
+in a dream; z is resampled from V's mu and logvar every batch. M learns z_{t+1} (a mixture
+of GAUSSIANS per latent dimension), the reward of each action and whether the episode
+ended. The last HELD_OUT_FRACTION of the sorted files is held out and scored on whole
+episodes after every epoch (and on their first 100 steps, where every dream starts). The
+model, optimizer and random states are saved to checkpoints/mdrnn.pt after every epoch, so
+an interrupted run resumes where it was (Ctrl-C or SIGTERM saves after the batch in hand).
 """
 
 import argparse
-import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,9 +22,12 @@ from tqdm import tqdm
 from worldmodels.atomic import prepare_output, require_free_space
 from worldmodels.checkpoints import (
     MDRNN_FILE,
+    VAE_FILE,
     TrainingProgress,
     check_finite_loss,
     default_device,
+    fingerprint,
+    load_model,
     refuse_to_replace,
     resume_training,
     save_training,
@@ -29,7 +35,7 @@ from worldmodels.checkpoints import (
 )
 from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage
 from worldmodels.curves import draw_curves
-from worldmodels.data import SeriesWindows, split_episodes
+from worldmodels.data import SeriesEpisodes, split_episodes, time_chunks
 from worldmodels.env import ACTION_SIZE
 from worldmodels.episodes import SKIP_FLAG, map_episodes, read_series, require_episodes
 from worldmodels.errors import DataError
@@ -38,8 +44,8 @@ from worldmodels.logs import write_csv
 from worldmodels.mdrnn import MDNRNN, head_scores, mdrnn_loss
 
 EPOCHS = 200  # passes over the data (the original: 4000 batches of 100 x 1000 steps on 2M steps)
-BATCH_SIZE = 100  # windows per batch
-SEQ_LEN = 1000  # steps per window (the original trained on whole episodes)
+BATCH_SIZE = 100  # episodes per batch
+SEQ_LEN = 1000  # steps per chunk (backpropagation through time); h is carried across chunks
 LEARNING_RATE = 1e-3  # Adam
 GRAD_CLIP = 1.0  # max gradient norm
 HIDDEN_SIZE = 256  # LSTM units
@@ -76,16 +82,42 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 @torch.no_grad()
-def evaluate(mdrnn: MDNRNN, data: SeriesWindows, seed: int, device: torch.device) -> tuple[dict[str, float], dict[str, float]]:
-    """Losses and head scores (worldmodels.mdrnn.head_scores) on whole held-out episodes,
-    from M's zero state, with fixed z samples."""
+def evaluate(mdrnn: MDNRNN, data: SeriesEpisodes, seed: int, device: torch.device) -> tuple[dict[str, float], dict[str, float]]:
+    """Losses on whole held-out episodes from M's zero state, with fixed z samples, plus
+    'nll_first_100' (the z NLL on their first 100 steps, where dreams start), and head
+    scores (worldmodels.mdrnn.head_scores)."""
     mdrnn.eval()
-    rng = np.random.default_rng(seed)
-    batch = data.batch(0, int(data.lengths.max()), rng, episodes=np.arange(len(data.lengths)))
+    batch = data.sample(np.arange(len(data.lengths)), np.random.default_rng(seed))
     batch = {k: v.to(device) for k, v in batch.items()}
     out, _ = mdrnn(batch["z"], batch["action"])
     mdrnn.train()
-    return {k: v.item() for k, v in mdrnn_loss(out, batch).items()}, head_scores(out, batch)
+    first = batch | {"next_mask": batch["next_mask"] * (torch.arange(batch["next_mask"].shape[1], device=device) < 100)}
+    losses = {k: v.item() for k, v in mdrnn_loss(out, batch).items()}
+    return losses | {"nll_first_100": mdrnn_loss(out, first)["nll"].item()}, head_scores(out, batch)
+
+
+def train_on_episodes(mdrnn: MDNRNN, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], seq_len: int,
+                      grad_clip: float, checkpoint_path: Path, epoch: int) -> dict[str, float]:
+    """One optimizer step per chunk of ``seq_len`` steps of a batch of whole episodes
+    (SeriesEpisodes.sample), carrying M's hidden state from chunk to chunk (truncated
+    backpropagation through time). Each chunk's loss is weighted by its share of real
+    steps, so every step weighs the same, padded ones nothing. Returns the losses summed
+    over steps and the number of steps."""
+    sums, state = {"loss": 0.0, "nll": 0.0, "reward": 0.0, "done": 0.0, "steps": 0.0}, None
+    for chunk in time_chunks(batch, seq_len):
+        out, state = mdrnn(chunk["z"], chunk["action"], state)
+        state = tuple(s.detach() for s in state)
+        losses = mdrnn_loss(out, chunk)
+        check_finite_loss(losses["loss"], checkpoint_path, epoch)
+        steps = chunk["step_mask"].sum().item()
+        optimizer.zero_grad()
+        (losses["loss"] * steps / chunk["step_mask"].numel()).backward()
+        torch.nn.utils.clip_grad_norm_(mdrnn.parameters(), grad_clip)
+        optimizer.step()
+        for key in ("loss", "nll", "reward", "done"):
+            sums[key] += losses[key].item() * steps
+        sums["steps"] += steps
+    return sums
 
 
 def describe_heads(scores: dict[str, float]) -> str:
@@ -100,69 +132,68 @@ def main(argv=None) -> None:
     torch.manual_seed(args.seed)
     episodes = map_episodes(require_episodes(args.series_dir, "03_generate_rnn_data.py"), read_series, args.skip_bad_files)
     first, *_ = episodes
-    z_size = episodes[first]["mu"].shape[1]
+    z_size, vae_id = episodes[first]["mu"].shape[1], episodes[first]["vae"]
     for path, episode in episodes.items():
-        if episode["mu"].shape[1] != z_size:
-            raise DataError(f"{path}: z of size {episode['mu'].shape[1]}, but {first.name} has {z_size}: the series come from "
-                            "different Vs; re-run 03_generate_rnn_data.py --overwrite")
+        if episode["vae"] != vae_id:
+            raise DataError(f"{path}: encoded by V {episode['vae']}, but {first.name} by V {vae_id}: the series come from "
+                            "different Vs; re-run 03_generate_rnn_data.py, which encodes again what another V encoded")
+    vae_path = Path(args.checkpoint_dir) / VAE_FILE
+    if vae_path.exists() and fingerprint(load_model(vae_path, "vae")) != vae_id:
+        raise DataError(f"{args.series_dir}: encoded by V {vae_id}, but {vae_path} is another V; re-run 03_generate_rnn_data.py "
+                        "with it first")
     mdrnn = MDNRNN(z_size, ACTION_SIZE, args.hidden_size, args.gaussians).to(device)
     optimizer = torch.optim.Adam(mdrnn.parameters(), lr=args.lr)
-    rng = np.random.default_rng(args.seed)  # windows and z samples; its state is saved with the model
+    rng = np.random.default_rng(args.seed)  # z samples; its state is saved with the model
     checkpoint_bytes = training_checkpoint_bytes(mdrnn)
     checkpoint_path = prepare_output(args.checkpoint_dir, checkpoint_bytes) / MDRNN_FILE
     log_path = checkpoint_path.parent / "mdrnn_log.csv"
     columns = (["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")]
-               + ["held_out_tile_accuracy", "held_out_tile_auc", "held_out_ends", "held_out_ends_found", "held_out_false_ends", "seconds"])
+               + ["held_out_nll_first_100", "held_out_tile_accuracy", "held_out_tile_auc", "held_out_ends", "held_out_ends_found", "held_out_false_ends", "seconds"])
     refuse_to_replace(checkpoint_path, [log_path], args.restart)
-    progress = resume_training(checkpoint_path, "mdrnn", mdrnn, optimizer, args.restart, columns, rng)
+    progress = resume_training(checkpoint_path, "mdrnn", mdrnn, optimizer, args.restart, columns, {"vae": vae_id}, rng)
     write_csv(log_path, columns, progress.log)  # the log as the checkpoint has it
     train_files, held_out_files = split_episodes(list(episodes), args.held_out_fraction)
-    held_out = SeriesWindows([episodes[path] for path in held_out_files or train_files])
+    held_out = SeriesEpisodes([episodes[path] for path in held_out_files or train_files])
     if progress.epoch >= args.epochs:
         print(f"{checkpoint_path} is already trained for {progress.epoch} epochs; pass --restart or more --epochs to train again")
         print(f"held-out heads: {describe_heads(evaluate(mdrnn, held_out, args.seed, device)[1])}")
         print("next: python 05_train_controller.py")
         return
 
-    train = SeriesWindows([episodes[path] for path in train_files])
-    batches_per_epoch = max(1, math.ceil(train.steps / (args.batch_size * args.seq_len)))
-    print(f"{len(train_files)} training episodes ({train.steps} steps, {batches_per_epoch} batches per epoch), "
-          f"{len(held_out_files)} held out; device {device}")
+    train = SeriesEpisodes([episodes[path] for path in train_files])
+    batches_per_epoch = len(train.epoch_batches(args.batch_size, args.seed))
+    print(f"{len(train_files)} training episodes ({train.steps} steps; {batches_per_epoch} batches of up to {args.batch_size} "
+          f"whole episodes per epoch, in chunks of {args.seq_len} steps), {len(held_out_files)} held out; device {device}")
 
     bar = tqdm(range(progress.epoch + 1, args.epochs + 1), desc="epochs", dynamic_ncols=True)
     for epoch in bar:
         require_free_space(checkpoint_path.parent, checkpoint_bytes)  # not an epoch of training that cannot be saved
         started = time.time() - progress.seconds
-        batches = tqdm(range(progress.batch, batches_per_epoch), initial=progress.batch, total=batches_per_epoch,
-                       desc=f"epoch {epoch} batches", leave=False, dynamic_ncols=True, disable=batches_per_epoch < 2)
-        for _ in batches:
-            batch = {k: v.to(device) for k, v in train.batch(args.batch_size, args.seq_len, rng).items()}
-            out, _ = mdrnn(batch["z"], batch["action"])
-            losses = mdrnn_loss(out, batch)
-            check_finite_loss(losses["loss"], checkpoint_path, epoch)
-            optimizer.zero_grad()
-            losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(mdrnn.parameters(), args.grad_clip)
-            optimizer.step()
+        order = train.epoch_batches(args.batch_size, seed=args.seed + epoch)
+        batches = tqdm(order[progress.batch :], initial=progress.batch, total=len(order), desc=f"epoch {epoch} batches",
+                       leave=False, dynamic_ncols=True, disable=len(order) < 2)
+        for episode_batch in batches:  # after a stop: the epoch's order, from where it stopped
+            batch = {k: v.to(device) for k, v in train.sample(episode_batch, rng).items()}
+            progress.add(**train_on_episodes(mdrnn, optimizer, batch, args.seq_len, args.grad_clip, checkpoint_path, epoch))
             progress.batch += 1
-            progress.add(**{k: losses[k].item() / batches_per_epoch for k in ("loss", "nll", "reward", "done")})
             if stop_requested():
                 progress.seconds = time.time() - started
-                save_training(checkpoint_path, "mdrnn", mdrnn, optimizer, progress, rng)
+                save_training(checkpoint_path, "mdrnn", mdrnn, optimizer, progress, rng, made_from={"vae": vae_id})
                 raise Interrupted(f"{checkpoint_path} saved after batch {progress.batch} of epoch {epoch}; re-run to go on from there")
-        totals = progress.sums
+        totals = {k: progress.sums[k] / progress.sums["steps"] for k in ("loss", "nll", "reward", "done")}
         scores, heads = evaluate(mdrnn, held_out, args.seed, device)
         row = {"epoch": str(epoch), **{f"train_{k}": f"{v:.4f}" for k, v in totals.items()},
                **{f"held_out_{k}": f"{v:.4f}" for k, v in scores.items()},
                **{f"held_out_{k}": f"{heads[k]:.4f}" for k in ("tile_accuracy", "tile_auc")},
                **{f"held_out_{k}": str(heads[k]) for k in ("ends", "ends_found", "false_ends")}, "seconds": f"{time.time() - started:.1f}"}
         progress = TrainingProgress(epoch=epoch, log=progress.log + [row])
-        save_training(checkpoint_path, "mdrnn", mdrnn, optimizer, progress, rng, held_out_loss=float(scores["loss"]))
+        save_training(checkpoint_path, "mdrnn", mdrnn, optimizer, progress, rng, made_from={"vae": vae_id},
+                      held_out_loss=float(scores["loss"]))
         write_csv(log_path, columns, progress.log)
         bar.set_postfix(train=f"{totals['loss']:.3f}", held_out=f"{scores['loss']:.3f}")
         tqdm.write(f"epoch {epoch}: train loss {totals['loss']:.3f} (z NLL {totals['nll']:.3f}, reward {totals['reward']:.3f}, "
                    f"done {totals['done']:.3f}); held-out {scores['loss']:.3f} (z NLL {scores['nll']:.3f}, "
-                   f"reward {scores['reward']:.3f}, done {scores['done']:.3f})")
+                   f"reward {scores['reward']:.3f}, done {scores['done']:.3f}; z NLL on the first 100 steps {scores['nll_first_100']:.3f})")
 
     print(f"held-out heads after epoch {args.epochs}: {describe_heads(heads)}")
     print(f"wrote {checkpoint_path}, {log_path} and {draw_curves(log_path)}")

@@ -34,7 +34,15 @@ import numpy as np
 from tqdm import tqdm
 
 from worldmodels.atomic import prepare_output
-from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, load_controller, refuse_to_replace, save_controller
+from worldmodels.checkpoints import (
+    CONTROLLER_FILE,
+    MDRNN_FILE,
+    VAE_FILE,
+    fingerprint,
+    load_controller,
+    refuse_to_replace,
+    save_controller,
+)
 from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage
 from worldmodels.controller import parameter_count
 from worldmodels.curves import draw_curves
@@ -194,12 +202,13 @@ def main(argv=None) -> None:
     vae, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])  # fails early with a clear message
     prepare_output(directory, needed_bytes=2**20)  # a controller, the search state and the log
     input_size = vae.z_size + (mdrnn.hidden_size if args.use_hidden else 0)
-    config = {"input_size": input_size, "use_hidden": args.use_hidden, "z_size": vae.z_size, "hidden_size": mdrnn.hidden_size}
+    config = {"input_size": input_size, "use_hidden": args.use_hidden, "z_size": vae.z_size, "hidden_size": mdrnn.hidden_size,
+              "vae": fingerprint(vae), "mdrnn": fingerprint(mdrnn)}  # C belongs with this V and M
     dimension = parameter_count(input_size)
 
     starts = None  # dreams start from real first latents
     if args.dream:
-        starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size)["mu"].astype(np.float32)
+        starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size, config["vae"])["mu"].astype(np.float32)
 
     with WorkerPool(args.workers) as pool:
         if args.evaluate is not None:
@@ -223,7 +232,7 @@ def main(argv=None) -> None:
                                 f"{state.best_generation}; put it back, or pass --restart to start a new search")
             print(f"resuming the search from {state_path} after generation {state.generation}")
         else:
-            x0 = load_controller(args.init_from, config)["params"].numpy() if args.init_from else None
+            x0 = load_controller(args.init_from, config, same_models=False)["params"].numpy() if args.init_from else None
             state = new_search(dimension, args.sigma0, args.population, args.seed, search_config, x0)
         world = f"dreams at temperature {args.temperature}" if args.dream else "the real env"
         print(f"CMA-ES over {dimension} parameters in {world}: population {args.population} x {args.episodes_per_candidate} "

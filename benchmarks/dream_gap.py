@@ -57,7 +57,7 @@ def main() -> None:
     torch.set_num_threads(1)  # fixed drivers in lockstep batches; one core is plenty
     directory = Path(args.checkpoint_dir)
     vae, mdrnn = load_agent_models(str(directory / VAE_FILE), str(directory / MDRNN_FILE))
-    starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size)["mu"].astype(np.float32)
+    starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size, mdrnn.made_from.get("vae"))["mu"].astype(np.float32)
     drivers = fixed_drivers(vae.z_size + mdrnn.hidden_size)
     for path in args.controllers:
         drivers[path] = load_checkpoint(path, "controller", "05_train_controller.py")["params"].numpy()

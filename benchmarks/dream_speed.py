@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--temperature", type=finite_float, default=1.15)
     args = parser.parse_args()
     mdrnn = load_model(Path(args.checkpoint_dir) / MDRNN_FILE, "mdrnn")
-    starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size)["mu"].astype(np.float32)
+    starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size, mdrnn.made_from.get("vae"))["mu"].astype(np.float32)
     rng = np.random.default_rng(0)
     z0 = starts[rng.integers(len(starts), size=args.batch)]
     params = rng.normal(0, 0.1, (args.batch, parameter_count(mdrnn.z_size + mdrnn.hidden_size))).astype(np.float32)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from worldmodels.checkpoints import save_model
+from worldmodels.checkpoints import fingerprint, save_model
 from worldmodels.cli import run_stage
 from worldmodels.episodes import episode_id, write_rollout, write_series
 from worldmodels.mdrnn import MDNRNN
@@ -35,18 +36,30 @@ def write_random_rollouts(folder: Path, episodes: int, steps: int, seed: int = 0
     return paths
 
 
-def write_random_series(folder: Path, episodes: int, steps: int, z_size: int = 32, seed: int = 0) -> list[Path]:
+def untrained_vae(z_size: int = 32) -> ConvVAE:
+    """A V with random weights, the same ones every time."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return ConvVAE(z_size)
+
+
+def write_random_series(folder: Path, episodes: int, steps: int, z_size: int = 32, seed: int = 0, vae: str | None = None) -> list[Path]:
+    """Series files of random latents, as if the untrained V encoded them (or the V whose
+    fingerprint ``vae`` is)."""
     rng = np.random.default_rng(seed)
+    vae = vae or fingerprint(untrained_vae(z_size))
     paths = [folder / f"{episode_id(i)}.npz" for i in range(episodes)]
     for path in paths:
-        write_series(path, rng.normal(size=(steps, z_size)), rng.normal(-2, 0.1, (steps, z_size)), **_steps(rng, steps))
+        write_series(path, rng.normal(size=(steps, z_size)), rng.normal(-2, 0.1, (steps, z_size)), **_steps(rng, steps), vae=vae)
     return paths
 
 
 def save_untrained_models(folder: Path, z_size: int = 32, hidden_size: int = 32) -> None:
-    """V and M with random weights: enough when a test is about bookkeeping, not driving."""
-    save_model(folder / "vae.pt", "vae", ConvVAE(z_size))
-    save_model(folder / "mdrnn.pt", "mdrnn", MDNRNN(z_size=z_size, hidden_size=hidden_size))
+    """The untrained V and an M with random weights made for it: enough when a test is
+    about bookkeeping, not driving."""
+    vae = untrained_vae(z_size)
+    save_model(folder / "vae.pt", "vae", vae)
+    save_model(folder / "mdrnn.pt", "mdrnn", MDNRNN(z_size=z_size, hidden_size=hidden_size), made_from={"vae": fingerprint(vae)})
 
 
 def stage_error(script, argv: list[str]) -> str:

@@ -1,10 +1,15 @@
-"""Streaming V's frames: every frame once per epoch, in an order fixed by the seed."""
+"""Feeding V and M: every frame (V) and every step of every episode (M) once per epoch, in an
+order fixed by the seed."""
+
+import os
+import signal
 
 import numpy as np
 import pytest
 
+from worldmodels.cli import run_stage
 from worldmodels.data import stream_frame_batches
-from worldmodels.episodes import write_rollout
+from worldmodels.episodes import write_rollout, write_series
 from worldmodels.errors import DataError
 
 
@@ -55,3 +60,70 @@ def test_a_corrupt_file_stops_the_stream_with_its_name(episodes):
     episodes[2].write_bytes(b"not a zip file")
     with pytest.raises(DataError, match=episodes[2].name):
         list(stream_frame_batches(episodes, 4, 1, seed=0))
+
+
+# --- M's data: whole episodes, every step once per epoch ------------------------------------
+
+def write_labelled_series(folder, lengths: list[int]) -> None:
+    """Series whose actions name their own step: action[t] = (episode, t / 1000, 0)."""
+    for e, length in enumerate(lengths):
+        action = np.stack([np.full(length, e), np.arange(length) / 1000, np.zeros(length)], axis=1)
+        done = np.zeros(length, dtype=bool)
+        done[-1] = True
+        write_series(folder / f"ep{e:08d}.npz", np.zeros((length, 4)), np.full((length, 4), -4.0), action, np.zeros(length),
+                     np.zeros(length, dtype=bool), done, vae="labelled")
+
+
+def trained_steps(batches: list[dict]) -> list[tuple[int, int]]:
+    """(episode, step) of every real step M was trained on, from the batches train_on_episodes got."""
+    steps = []
+    for batch in batches:
+        real = batch["step_mask"].bool()
+        episode, t = batch["action"][..., 0][real], batch["action"][..., 1][real]
+        steps += list(zip(episode.round().int().tolist(), (t * 1000).round().int().tolist()))
+    return steps
+
+
+LENGTHS = [30, 7, 55, 1, 42, 18, 60]  # 7 episodes, 2 held out (the last two by name), 5 for training
+
+
+def _capture_training(monkeypatch, train_rnn) -> list[dict]:
+    batches, real = [], train_rnn.train_on_episodes
+    monkeypatch.setattr(train_rnn, "train_on_episodes", lambda mdrnn, opt, batch, *a: batches.append(batch) or real(mdrnn, opt, batch, *a))
+    return batches
+
+
+def test_an_epoch_of_m_trains_every_step_of_every_episode_once(tmp_path, scripts, monkeypatch):
+    """Random windows cut at the episode's end weighed step t by min(t + 1, seq_len): the
+    first steps, where every dream starts, were almost never trained."""
+    write_labelled_series(tmp_path / "series", LENGTHS)
+    batches = _capture_training(monkeypatch, scripts[3])
+    scripts[3].main(["--epochs", "3", "--batch-size", "2", "--seq-len", "8", "--hidden-size", "8", "--held-out-fraction", "0.3",
+                     "--series-dir", str(tmp_path / "series"), "--checkpoint-dir", str(tmp_path / "ckpt")])
+    every_step = sorted((e, t) for e, length in enumerate(LENGTHS[:5]) for t in range(length))
+    per_epoch = len(batches) // 3
+    for epoch in range(3):
+        assert sorted(trained_steps(batches[epoch * per_epoch : (epoch + 1) * per_epoch])) == every_step
+    first = [[e for e, t in trained_steps([b]) if t == 0] for b in batches[:per_epoch]]
+    assert sorted(sum(first, [])) == [0, 1, 2, 3, 4]  # each batch holds whole episodes, from their first step
+    assert trained_steps(batches[:per_epoch]) != trained_steps(batches[per_epoch : 2 * per_epoch])  # a new order each epoch
+
+
+def test_an_epoch_resumed_after_a_stop_still_trains_every_step_once(tmp_path, scripts, monkeypatch, capsys):
+    write_labelled_series(tmp_path / "series", LENGTHS)
+    argv = ["--epochs", "1", "--batch-size", "2", "--seq-len", "8", "--hidden-size", "8", "--held-out-fraction", "0.3",
+            "--series-dir", str(tmp_path / "series"), "--checkpoint-dir", str(tmp_path / "ckpt")]
+    batches, real = [], scripts[3].train_on_episodes
+
+    def record(mdrnn, optimizer, batch, *rest):
+        batches.append(batch)
+        if len(batches) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the first batch of the epoch
+        return real(mdrnn, optimizer, batch, *rest)
+    monkeypatch.setattr(scripts[3], "train_on_episodes", record)
+    with pytest.raises(SystemExit):
+        run_stage(lambda: scripts[3].main(argv))
+    assert "saved after batch 1 of epoch 1" in capsys.readouterr().err and len(batches) == 1
+    scripts[3].main(argv)
+    assert len(batches) == 3
+    assert sorted(trained_steps(batches)) == sorted((e, t) for e, length in enumerate(LENGTHS[:5]) for t in range(length))

@@ -50,9 +50,9 @@ def test_series_roundtrip_stores_latents_as_float16(tmp_path):
     path = tmp_path / "ep00000001.npz"
     steps = 6
     write_series(path, np.zeros((steps, 32)), np.ones((steps, 32)), np.zeros((steps, 3)), np.zeros(steps),
-                 np.zeros(steps, bool), np.eye(steps, dtype=bool)[-1])
+                 np.zeros(steps, bool), np.eye(steps, dtype=bool)[-1], vae="0123456789ab")
     loaded = read_series(path)
-    assert loaded["mu"].dtype == np.float16 and loaded["mu"].shape == (steps, 32)
+    assert loaded["mu"].dtype == np.float16 and loaded["mu"].shape == (steps, 32) and loaded["vae"] == "0123456789ab"
     assert loaded["done"][-1]
 
 

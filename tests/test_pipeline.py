@@ -24,7 +24,7 @@ def test_five_stages_run_end_to_end(tmp_path, scripts, capsys):
     encode.main(["--rollout-dir", str(rollout), "--series-dir", str(series), "--checkpoint-dir", str(ckpt)])
     first = read_series(series / "ep00000000.npz")
     assert first["mu"].shape == (50, 32)
-    assert read_initial_latents(series / "initial_latents.npz", 32)["mu"].shape == (3, 32)
+    assert read_initial_latents(series / "initial_latents.npz", 32, first["vae"])["mu"].shape == (3, 32)
 
     train_rnn.main(["--epochs", "1", "--batch-size", "4", "--seq-len", "20", "--series-dir", str(series), "--checkpoint-dir", str(ckpt)])
     assert (ckpt / "mdrnn.pt").exists()

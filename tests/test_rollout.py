@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodels.checkpoints import save_model
+from worldmodels.checkpoints import fingerprint, save_model
 from worldmodels.controller import parameter_count
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.parallel import WorkerPool
@@ -32,7 +32,7 @@ def test_batched_episodes_equal_one_at_a_time(models, fast_render):
 def test_episodes_spread_over_worker_processes_equal_one_batch(models, tmp_path):
     vae, mdrnn = models
     save_model(tmp_path / "vae.pt", "vae", vae)
-    save_model(tmp_path / "mdrnn.pt", "mdrnn", mdrnn)
+    save_model(tmp_path / "mdrnn.pt", "mdrnn", mdrnn, made_from={"vae": fingerprint(vae)})
     params = np.random.default_rng(1).normal(0, 0.1, (4, parameter_count(288))).astype(np.float32)
     seeds = [21, 22, 23, 24]
     batched = run_agent_episodes(vae, mdrnn, params, seeds, max_steps=25, fast_render=True)

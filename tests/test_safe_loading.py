@@ -8,13 +8,18 @@ import pytest
 import torch
 from helpers import save_untrained_models, stage_error, write_random_rollouts, write_random_series
 
-from worldmodels.checkpoints import load_checkpoint, save_controller, save_model
+from worldmodels.checkpoints import fingerprint, load_checkpoint, load_model, save_controller, save_model
 from worldmodels.controller import parameter_count
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.vae import ConvVAE
 
 COLLECT, TRAIN_V, ENCODE, TRAIN_M, TRAIN_C = range(5)
-CONFIG = {"input_size": 32 + 32, "use_hidden": True, "z_size": 32, "hidden_size": 32}  # save_untrained_models' V and M
+
+
+def _config(ckpt) -> dict:
+    """The config of a controller for save_untrained_models' V and M."""
+    vae, mdrnn = load_model(ckpt / "vae.pt", "vae"), load_model(ckpt / "mdrnn.pt", "mdrnn")
+    return {"input_size": 32 + 32, "use_hidden": True, "z_size": 32, "hidden_size": 32, "vae": fingerprint(vae), "mdrnn": fingerprint(mdrnn)}
 
 
 class RunsCode:
@@ -167,7 +172,7 @@ def test_a_damaged_controller_is_named(tmp_path, scripts, damage, expected):
     save_untrained_models(ckpt)
     params = np.zeros(10 if damage == "wrong-length" else parameter_count(64))
     params[0] = np.inf if damage == "inf-params" else 0
-    save_controller(ckpt / "controller.pt", params, CONFIG, generation=3)
+    save_controller(ckpt / "controller.pt", params, _config(ckpt), generation=3)
     if damage == "no-generation":
         checkpoint = torch.load(ckpt / "controller.pt", weights_only=True)
         del checkpoint["generation"]

@@ -6,6 +6,7 @@ how far the run got and its random states, so a resumed run continues exactly as
 uninterrupted one would have (on the CPU).
 """
 
+import hashlib
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,9 +36,22 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def save_model(path: str | Path, kind: str, model: nn.Module, **extra: Any) -> None:
+def fingerprint(model: nn.Module) -> str:
+    """12 hex digits of the SHA-256 of a model's weights: the same weights give the same
+    fingerprint whatever file holds them, and anything made from a model (series files,
+    M, C) records its fingerprint to say which model it belongs with."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def save_model(path: str | Path, kind: str, model: nn.Module, made_from: dict[str, str] | None = None, **extra: Any) -> None:
+    """The weights, the config that rebuilds the model and the fingerprints of the models it
+    was made from (M: V's)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_torch(path, {"kind": kind, "config": model.config(), "state_dict": state, **extra})
+    save_torch(path, {"kind": kind, "config": model.config(), "state_dict": state, "made_from": made_from or {}, **extra})
 
 
 def load_checkpoint(path: str | Path, kind: str, producer: str) -> dict:
@@ -99,7 +113,9 @@ def load_weights(model: nn.Module, state_dict: dict, path: Path, fix: str) -> No
 def load_model(path: str | Path, kind: str, **expected_config: Any) -> nn.Module:
     """Rebuild a model from its checkpoint in eval mode on the CPU.
 
-    ``expected_config`` (e.g. z_size=32) must match what the checkpoint was built with."""
+    ``expected_config`` (e.g. z_size=32) must match what the checkpoint was built with. The
+    model carries ``made_from``: the fingerprints of the models it was made from, as its
+    checkpoint records them (M: {"vae": ...}; V: {})."""
     cls, producer = _MODELS[kind]
     checkpoint = load_checkpoint(path, kind, producer)
     config = checkpoint["config"]
@@ -112,7 +128,16 @@ def load_model(path: str | Path, kind: str, **expected_config: Any) -> nn.Module
         raise DataError(f"{path}: its config {config} does not build a {kind} ({type(error).__name__}); "
                         f"delete it and re-run {producer}") from None
     load_weights(model, checkpoint["state_dict"], Path(path), f"re-run {producer}")
+    model.made_from = _made_from(checkpoint, path, f"delete it and re-run {producer}")
     return model.eval()
+
+
+def _made_from(checkpoint: dict, path: str | Path, fix: str) -> dict[str, str]:
+    """The fingerprints a checkpoint records of the models it was made from ({} if none)."""
+    made_from = checkpoint.get("made_from", {})
+    if not (isinstance(made_from, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in made_from.items())):
+        raise DataError(f"{path}: 'made_from' is not a table of model fingerprints; {fix}")
+    return made_from
 
 
 def save_controller(path: str | Path, params: np.ndarray, config: dict, generation: int, **extra: Any) -> None:
@@ -122,12 +147,22 @@ def save_controller(path: str | Path, params: np.ndarray, config: dict, generati
                       "generation": int(generation), **extra})
 
 
-def load_controller(path: str | Path, config: dict) -> dict:
-    """A saved controller checkpoint, which must fit this V, M and choice of inputs."""
+MODEL_KEYS = ("vae", "mdrnn")  # a controller config's fingerprints of the V and M it was made for
+
+
+def load_controller(path: str | Path, config: dict, same_models: bool = True) -> dict:
+    """A saved controller checkpoint, which must fit this choice of inputs and, with
+    ``same_models``, have been made for the very V and M whose fingerprints ``config`` holds
+    (without: of their sizes, e.g. to start a search from it)."""
     checkpoint = load_checkpoint(path, "controller", CONTROLLER_PRODUCER)
-    if checkpoint["config"] != config:
-        raise DataError(f"{path}: built for {checkpoint['config']}, not {config}; train one for this V and M "
+    sizes = lambda c: {k: v for k, v in c.items() if k not in MODEL_KEYS}
+    if sizes(checkpoint["config"]) != sizes(config):
+        raise DataError(f"{path}: built for {sizes(checkpoint['config'])}, not {sizes(config)}; train one for this V and M "
                         f"with {CONTROLLER_PRODUCER} --restart")
+    if same_models and checkpoint["config"] != config:
+        raise DataError(f"{path}: made for other models than these "
+                        f"({_differences({k: checkpoint['config'].get(k) for k in MODEL_KEYS}, {k: config[k] for k in MODEL_KEYS})}); "
+                        f"train one for this V and M with {CONTROLLER_PRODUCER} --restart")
     if checkpoint["params"].shape != (parameter_count(config["input_size"]),):
         raise DataError(f"{path}: {tuple(checkpoint['params'].shape)} parameters, expected "
                         f"({parameter_count(config['input_size'])},); delete it and re-run {CONTROLLER_PRODUCER}")
@@ -179,9 +214,10 @@ def save_training(path: str | Path, kind: str, model: nn.Module, optimizer: torc
 
 
 def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: torch.optim.Optimizer, restart: bool,
-                    log_columns: list[str], rng: np.random.Generator | None = None) -> TrainingProgress:
+                    log_columns: list[str], made_from: dict[str, str], rng: np.random.Generator | None = None) -> TrainingProgress:
     """Load model, optimizer, progress (with its log, whose rows have ``log_columns``) and
-    random states from a training checkpoint; a new TrainingProgress when there is none or
+    random states from a training checkpoint, which must have been made from the models
+    ``made_from`` names (fingerprints); a new TrainingProgress when there is none or
     ``restart`` is set."""
     path = Path(path)
     if restart or not path.exists():
@@ -191,6 +227,10 @@ def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: to
         raise DataError(f"{path}: built with {checkpoint['config']}, not {model.config()}; pass --restart to train a new one")
     if "optimizer" not in checkpoint or "progress" not in checkpoint:
         raise DataError(f"{path}: holds no training state (a model saved for use only); pass --restart to train a new one")
+    recorded = _made_from(checkpoint, path, "pass --restart to train a new one")
+    if recorded != made_from:
+        raise DataError(f"{path}: trained on data from other models ({_differences(recorded, made_from)}); "
+                        "pass --restart to train a new one on this data")
     load_weights(model, checkpoint["state_dict"], path, "pass --restart to train a new one")
     learning_rates = [group["lr"] for group in optimizer.param_groups]
     try:
@@ -208,6 +248,19 @@ def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: to
     where = f"batch {progress.batch} of epoch {progress.epoch + 1}" if progress.batch else f"epoch {progress.epoch}"
     print(f"resuming from {path} after {where}")
     return progress
+
+
+def _differences(recorded: dict[str, str], expected: dict[str, str]) -> str:
+    """'vae 1a2b.. not 3c4d..' for each model whose fingerprint differs."""
+    return ", ".join(f"{k} {recorded.get(k)} not {expected.get(k)}" for k in sorted(set(recorded) | set(expected))
+                     if recorded.get(k) != expected.get(k))
+
+
+def require_made_from(path: str | Path, model: nn.Module, expected: dict[str, str], fix: str) -> None:
+    """A one-line DataError unless the model loaded from ``path`` was made from the models
+    whose fingerprints ``expected`` gives."""
+    if model.made_from != expected:
+        raise DataError(f"{path}: made from other models than these ({_differences(model.made_from, expected)}); {fix}")
 
 
 def refuse_to_replace(state_path: str | Path, outputs: list[Path], restart: bool) -> None:

@@ -1,4 +1,4 @@
-"""Feeding V and M: streamed frames for V, sequence windows for M.
+"""Feeding V and M: streamed frames for V, whole encoded episodes for M.
 
 V's data (2M frames, 24.6 GB as uint8 at paper scale) never sits in memory whole: each
 epoch visits the episodes in a seeded random order, in groups of ``buffer_episodes``; a
@@ -95,13 +95,19 @@ def stream_frame_batches(
         yield carry
 
 
-class SeriesWindows:
+class SeriesEpisodes:
     """Encoded episodes (the arrays of series files) in memory (small: 2M steps are about
-    0.3 GB) and random windows of ``seq_len`` steps for M.
+    0.3 GB), served to M as whole episodes from their first step.
 
-    A window starting at t0 gives, for s in [0, seq_len):
-      z_t = mu + sigma * eps at t0 + s (resampled on every call), action, reward, terminated,
-      next z = the same at t0 + s + 1 and two masks: ``step_mask`` (the step exists) and
+    An epoch is one pass: the episodes in a seeded random order, ``batch_size`` at a time
+    (``epoch_batches``); each batch is cut along time into chunks of ``seq_len`` steps
+    (``time_chunks``) through which M carries its hidden state, so every step of every
+    episode is trained once per epoch, with the history it has in a dream, the first step
+    included.
+
+    A batch of episodes (``sample``) gives, for t in [0, T) (T the longest of them):
+      z_t = mu + sigma * eps (sampled on every call), action, reward, terminated,
+      next z = the same at t + 1, and two masks: ``step_mask`` (the step exists) and
       ``next_mask`` (its next frame exists; the last step of an episode has none).
     """
 
@@ -116,27 +122,35 @@ class SeriesWindows:
     def steps(self) -> int:
         return int(self.lengths.sum())
 
-    def batch(self, batch_size: int, seq_len: int, rng: np.random.Generator, episodes: np.ndarray | None = None) -> dict[str, torch.Tensor]:
-        """Random windows (or, with ``episodes``, windows from the start of those episodes)."""
-        if episodes is None:
-            episodes = rng.integers(len(self.lengths), size=batch_size)
-            starts = rng.integers(0, np.maximum(self.lengths[episodes] - 1, 1))
-        else:
-            starts = np.zeros(len(episodes), dtype=np.int64)
-        batch = len(episodes)
-        z = np.zeros((batch, seq_len + 1, self.z_size), dtype=np.float32)
-        out = {k: np.zeros((batch, seq_len) + shape, dtype=np.float32) for k, shape in
+    def epoch_batches(self, batch_size: int, seed: int) -> list[np.ndarray]:
+        """The episode indices of each batch of an epoch: all episodes once, in an order
+        fixed by ``seed``."""
+        order = np.random.default_rng(seed).permutation(len(self.lengths))
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+    def sample(self, episodes: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """Whole episodes, padded to the longest (see the class docstring): z, next_z
+        [B, T, Z]; action [B, T, 3]; reward, terminated, step_mask, next_mask [B, T]."""
+        batch, steps = len(episodes), int(self.lengths[episodes].max())
+        z = np.zeros((batch, steps, self.z_size), dtype=np.float32)
+        out = {k: np.zeros((batch, steps) + shape, dtype=np.float32) for k, shape in
                (("action", (3,)), ("reward", ()), ("terminated", ()), ("step_mask", ()), ("next_mask", ()))}
-        for row, (e, t0) in enumerate(zip(episodes, starts)):
-            n = min(seq_len + 1, self.lengths[e] - t0)
-            mu, logvar = self.mu[e][t0 : t0 + n], self.logvar[e][t0 : t0 + n]
-            z[row, :n] = mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape, dtype=np.float32)
-            m = min(seq_len, n)
-            out["action"][row, :m] = self.action[e][t0 : t0 + m]
-            out["reward"][row, :m] = self.reward[e][t0 : t0 + m]
-            out["terminated"][row, :m] = self.terminated[e][t0 : t0 + m]
-            out["step_mask"][row, :m] = 1
+        for row, e in enumerate(episodes):
+            n = self.lengths[e]
+            z[row, :n] = self.mu[e] + np.exp(0.5 * self.logvar[e]) * rng.standard_normal(self.mu[e].shape, dtype=np.float32)
+            out["action"][row, :n] = self.action[e]
+            out["reward"][row, :n] = self.reward[e]
+            out["terminated"][row, :n] = self.terminated[e]
+            out["step_mask"][row, :n] = 1
             out["next_mask"][row, : n - 1] = 1
         tensors = {k: torch.from_numpy(v) for k, v in out.items()}
-        tensors["z"], tensors["next_z"] = torch.from_numpy(z[:, :-1]), torch.from_numpy(z[:, 1:])
+        tensors["z"] = torch.from_numpy(z)
+        tensors["next_z"] = torch.from_numpy(np.concatenate([z[:, 1:], np.zeros_like(z[:, :1])], axis=1))
         return tensors
+
+
+def time_chunks(batch: dict[str, torch.Tensor], seq_len: int) -> list[dict[str, torch.Tensor]]:
+    """A batch of whole episodes [B, T, ...] cut along time into chunks of ``seq_len`` steps
+    (the last one shorter), in order."""
+    steps = batch["step_mask"].shape[1]
+    return [{k: v[:, start : start + seq_len] for k, v in batch.items()} for start in range(0, steps, seq_len)]

@@ -15,10 +15,11 @@ The frame after the last action is not stored: the last step has no next-frame t
 Series files, ``data/series/<id>.npz`` (stage 03), the same episode encoded by V:
 
     mu, logvar float16 [T, Z]  V's posterior for obs[t]
-    action, reward, terminated, done as above.
+    action, reward, terminated, done as above
+    vae        str []          the fingerprint of the V that encoded it (worldmodels.checkpoints)
 
 ``data/series/initial_latents.npz`` holds mu and logvar [N, Z] of every episode's first
-frame (dreams start from these) and ``ids`` [N].
+frame (dreams start from these), ``ids`` [N] and ``vae``, as above.
 """
 
 import sys
@@ -89,7 +90,7 @@ def _load(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
 
 
 ROLLOUT_KEYS = ("obs", "action", "reward", "terminated", "done")
-SERIES_KEYS = ("mu", "logvar", "action", "reward", "terminated", "done")
+SERIES_KEYS = ("mu", "logvar", "action", "reward", "terminated", "done", "vae")
 
 
 def write_rollout(path: str | Path, obs, action, reward, terminated, done) -> None:
@@ -153,8 +154,9 @@ def rollout_length(path: str | Path) -> int:
     return steps
 
 
-def write_series(path: str | Path, mu, logvar, action, reward, terminated, done) -> None:
+def write_series(path: str | Path, mu, logvar, action, reward, terminated, done, vae: str) -> None:
     arrays = dict(
+        vae=np.array(vae),
         mu=np.asarray(mu, dtype=np.float16),
         logvar=np.asarray(logvar, dtype=np.float16),
         action=np.asarray(action, dtype=np.float32),
@@ -168,6 +170,8 @@ def write_series(path: str | Path, mu, logvar, action, reward, terminated, done)
 
 def _check_series(path: Path, arrays: dict[str, np.ndarray]) -> None:
     steps = _check_steps(path, arrays)
+    if arrays["vae"].dtype.kind != "U" or arrays["vae"].shape != ():
+        raise DataError(f"{path}: 'vae' is not the fingerprint of a V; delete the file and re-run 03_generate_rnn_data.py")
     z_size = arrays["mu"].shape[-1] if arrays["mu"].ndim == 2 else -1
     for key in ("mu", "logvar"):
         if arrays[key].dtype != np.float16 or arrays[key].shape != (steps, z_size):
@@ -180,23 +184,35 @@ def _check_series(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def read_series(path: str | Path) -> dict[str, np.ndarray]:
-    """Load and validate one series file."""
+    """Load and validate one series file ("vae" comes back as a str)."""
     path = Path(path)
     arrays = _load(path, SERIES_KEYS)
     _check_series(path, arrays)
-    return arrays
+    return arrays | {"vae": str(arrays["vae"])}
 
 
-def write_initial_latents(path: str | Path, ids: list[str], mu: np.ndarray, logvar: np.ndarray) -> None:
-    save_npz(path, compress=False, ids=np.asarray(ids), mu=mu.astype(np.float16), logvar=logvar.astype(np.float16))
+def series_vae(path: str | Path) -> str | None:
+    """The fingerprint of the V that encoded a series file, without reading its arrays; None
+    if the file is missing, unreadable or records none (written by an earlier version)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return str(data["vae"]) if "vae" in data.files else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
 
 
-def read_initial_latents(path: str | Path, z_size: int) -> dict[str, np.ndarray]:
-    """The first latents dreams start from; they must have M's latent size."""
+def write_initial_latents(path: str | Path, ids: list[str], mu: np.ndarray, logvar: np.ndarray, vae: str) -> None:
+    save_npz(path, compress=False, ids=np.asarray(ids), mu=mu.astype(np.float16), logvar=logvar.astype(np.float16),
+             vae=np.array(vae))
+
+
+def read_initial_latents(path: str | Path, z_size: int, vae: str) -> dict[str, np.ndarray]:
+    """The first latents dreams start from; they must have M's latent size and come from
+    the V whose fingerprint is ``vae`` (the one M was trained on)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: not found; run 03_generate_rnn_data.py first (or pass --series-dir)")
-    arrays = _load(path, ("ids", "mu", "logvar"))
+    arrays = _load(path, ("ids", "mu", "logvar", "vae"))
     for key in ("mu", "logvar"):
         if arrays[key].ndim != 2 or len(arrays[key]) == 0 or not np.isfinite(arrays[key]).all():
             raise DataError(f"{path}: '{key}' is {arrays[key].dtype} {arrays[key].shape} or holds NaN or inf, expected finite [N, Z]; "
@@ -204,6 +220,9 @@ def read_initial_latents(path: str | Path, z_size: int) -> dict[str, np.ndarray]
     if arrays["mu"].shape[1] != z_size:
         raise DataError(f"{path}: latents of size {arrays['mu'].shape[1]}, but M models z of size {z_size}; "
                         "re-run 03_generate_rnn_data.py --overwrite with the V that M was trained on")
+    if str(arrays["vae"]) != vae:
+        raise DataError(f"{path}: encoded by V {arrays['vae']}, but M was trained on V {vae}'s latents; "
+                        "re-run 03_generate_rnn_data.py with the V that M was trained on")
     return arrays
 
 

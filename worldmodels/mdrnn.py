@@ -109,7 +109,7 @@ DONE_POS_WEIGHT = 10.0  # episode ends are rare; the original weighted them x10 
 
 
 def mdrnn_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], done_pos_weight: float = DONE_POS_WEIGHT) -> dict[str, torch.Tensor]:
-    """Losses of M on a batch of windows (see worldmodels.data.SeriesWindows), each a scalar:
+    """Losses of M on a batch of episodes or time chunks of them (worldmodels.data.SeriesEpisodes), each a scalar:
     'nll' (mixture NLL of z_{t+1} per latent dimension), 'reward' (MSE), 'done' (weighted BCE)
     and their sum 'loss'."""
     next_mask, step_mask = batch["next_mask"], batch["step_mask"]

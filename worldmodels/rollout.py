@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldmodels.checkpoints import load_model
+from worldmodels.checkpoints import fingerprint, load_model, require_made_from
 from worldmodels.controller import LinearControllers
 from worldmodels.env import ACTION_SIZE, make_env
 from worldmodels.episodes import episode_id, write_rollout
@@ -139,7 +139,8 @@ def run_agent_episodes(
 
 def load_agent_models(vae_path: str, mdrnn_path: str) -> tuple[ConvVAE, MDNRNN]:
     """V and M from their checkpoints, loaded once per process and version of the files
-    (workers reuse them; a checkpoint rewritten since is loaded again)."""
+    (workers reuse them; a checkpoint rewritten since is loaded again); M must have been
+    trained on this V's latents."""
     return _load_agent_models(vae_path, mdrnn_path, _file_version(vae_path), _file_version(mdrnn_path))
 
 
@@ -155,7 +156,10 @@ def _file_version(path: str) -> tuple[int, int] | None:
 @lru_cache(maxsize=2)
 def _load_agent_models(vae_path: str, mdrnn_path: str, *versions) -> tuple[ConvVAE, MDNRNN]:
     vae = load_model(vae_path, "vae")
-    return vae, load_model(mdrnn_path, "mdrnn", z_size=vae.z_size)
+    mdrnn = load_model(mdrnn_path, "mdrnn", z_size=vae.z_size)
+    require_made_from(mdrnn_path, mdrnn, {"vae": fingerprint(vae)},
+                      f"M was trained on another V's latents: re-run 03_generate_rnn_data.py and 04_train_rnn.py with {vae_path}")
+    return vae, mdrnn
 
 
 @dataclass(frozen=True)
