@@ -1,28 +1,37 @@
-"""Stage 01: collect CarRacing-v3 episodes with the exploration policy.
+"""Stage 01: collect CarRacing-v3 episodes with the exploration policy, or with a saved agent.
 
-Writes one file per episode, data/rollout/ep<seed>.npz (format: worldmodels/episodes.py).
-Episode i runs on track seed i with a policy seeded by i, so any episode can be
-regenerated alone. A re-run writes only the episodes that are missing (Ctrl-C lets the
-episodes in progress finish and be written, then stops).
+Writes one file per episode, data/rollout/ep<seed>.npz (format: worldmodels/episodes.py),
+which records what drove it. Episode i runs on track seed FIRST_SEED + i with a policy
+seeded by that seed, so any episode can be regenerated alone (rounds of collection take
+disjoint FIRST_SEEDs and add to one folder). A re-run writes only the episodes that are
+missing (Ctrl-C lets the episodes in progress finish and be written, then stops).
+
+--policy DIR drives with the V, M and C of DIR instead of the exploration walk; each
+episode adds Gaussian noise of std POLICY_NOISE to C's parameters, drawn from its seed
+(the way CMA-ES samples candidates around its mean: the data covers where the search's
+candidates drive, and each episode drives consistently).
 """
 
 import argparse
 from functools import partial
 
 from worldmodels.atomic import prepare_output
-from worldmodels.cli import require_at_least, require_folders, run_stage
-from worldmodels.env import DATA_SEED_BASE
+from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage
+from worldmodels.env import DATA_SEED_BASE, TRAIN_SEED_BASE
 from worldmodels.episodes import episode_id, list_episodes
 from worldmodels.frames import FRAME_SIZE
 from worldmodels.interrupt import Interrupted
 from worldmodels.parallel import WorkerPool, default_workers
-from worldmodels.rollout import write_exploration_episode
+from worldmodels.rollout import load_agent_policy, write_episode
 
 EPISODES = 2000  # the paper's 10,000 for CarRacing was cut to 2000 in its code; 2000 here
 MAX_STEPS = 1000  # CarRacing-v3's time limit
 OUT_DIR = "data/rollout"  # one .npz per episode
 WORKERS = default_workers()  # one process per core
 FAST_RENDER = True  # worldmodels.fast_env: stock physics and rewards, 12x faster frames (--no-fast-render: stock)
+FIRST_SEED = DATA_SEED_BASE  # track seed of episode 0 (and its file name)
+POLICY = ""  # a folder with vae.pt, mdrnn.pt and controller.pt to drive with ("": the exploration walk)
+POLICY_NOISE = 0.1  # std of the noise on C's parameters, per episode (CMA-ES's starting step size)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,25 +42,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=WORKERS, help="parallel processes")
     parser.add_argument("--fast-render", action=argparse.BooleanOptionalAction, default=FAST_RENDER,
                         help="draw frames with the fast renderer (same physics and rewards); --no-fast-render draws them the stock way")
+    parser.add_argument("--first-seed", type=int, default=FIRST_SEED, help="track seed of the first episode")
+    parser.add_argument("--policy", default=POLICY, help="folder of the V, M and C to drive with (default: the exploration walk)")
+    parser.add_argument("--policy-noise", type=finite_float, default=POLICY_NOISE, help="std of the noise on C's parameters")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "episodes", "max_steps", "workers")
-    require_folders(parser, args, "out_dir")
+    require_at_least(parser, args, 0, "first_seed", "policy_noise")
+    if args.first_seed + args.episodes > TRAIN_SEED_BASE:
+        parser.error(f"--first-seed + --episodes must stay below {TRAIN_SEED_BASE} (the seeds above are other stages' tracks)")
+    require_folders(parser, args, "out_dir", "policy")
     return args
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     out_dir = prepare_output(args.out_dir, needed_bytes=args.max_steps * FRAME_SIZE * FRAME_SIZE * 3)  # an episode, uncompressed
+    agent = load_agent_policy(args.policy, args.policy_noise) if args.policy else None  # fails early with a clear message
+    wanted = {episode_id(args.first_seed + i): args.first_seed + i for i in range(args.episodes)}
     existing = {path.stem for path in list_episodes(out_dir)}
-    seeds = [DATA_SEED_BASE + i for i in range(args.episodes) if episode_id(DATA_SEED_BASE + i) not in existing]
-    print(f"{len(existing)} episodes already in {out_dir}; collecting {len(seeds)} more with {args.workers} workers")
+    seeds = [seed for name, seed in wanted.items() if name not in existing]
+    print(f"{len(wanted) - len(seeds)} of these {args.episodes} episodes already in {out_dir} ({len(existing)} episodes in all); "
+          f"collecting {len(seeds)} with {agent.source if agent else 'the exploration walk'}, {args.workers} workers")
     with WorkerPool(args.workers) as pool:
         try:
-            steps = pool.map(partial(write_exploration_episode, out_dir=str(out_dir), max_steps=args.max_steps,
-                                     fast_render=args.fast_render), seeds, desc="episodes")
+            steps = pool.map(partial(write_episode, out_dir=str(out_dir), max_steps=args.max_steps, fast_render=args.fast_render,
+                                     agent=agent), seeds, desc="episodes")
         except Interrupted:
-            raise Interrupted(f"{len(list_episodes(out_dir))} of {args.episodes} episodes are in {out_dir}; "
-                              "re-run to collect the rest") from None
+            done = len(wanted.keys() & {path.stem for path in list_episodes(out_dir)})
+            raise Interrupted(f"{done} of {args.episodes} episodes are in {out_dir}; re-run to collect the rest") from None
     print(f"wrote {len(seeds)} episodes ({sum(steps)} frames) to {out_dir}/")
     print("next: python 02_train_vae.py")
 

@@ -38,7 +38,7 @@ from worldmodels.checkpoints import (
     CONTROLLER_FILE,
     MDRNN_FILE,
     VAE_FILE,
-    fingerprint,
+    controller_config,
     load_controller,
     refuse_to_replace,
     save_controller,
@@ -201,10 +201,8 @@ def main(argv=None) -> None:
              (("vae", VAE_FILE), ("mdrnn", MDRNN_FILE), ("controller", CONTROLLER_FILE))}
     vae, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])  # fails early with a clear message
     prepare_output(directory, needed_bytes=2**20)  # a controller, the search state and the log
-    input_size = vae.z_size + (mdrnn.hidden_size if args.use_hidden else 0)
-    config = {"input_size": input_size, "use_hidden": args.use_hidden, "z_size": vae.z_size, "hidden_size": mdrnn.hidden_size,
-              "vae": fingerprint(vae), "mdrnn": fingerprint(mdrnn)}  # C belongs with this V and M
-    dimension = parameter_count(input_size)
+    config = controller_config(vae, mdrnn, args.use_hidden)  # C belongs with this V and M
+    dimension = parameter_count(config["input_size"])
 
     starts = None  # dreams start from real first latents
     if args.dream:

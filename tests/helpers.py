@@ -32,7 +32,7 @@ def write_random_rollouts(folder: Path, episodes: int, steps: int, seed: int = 0
     rng = np.random.default_rng(seed)
     paths = [folder / f"{episode_id(i)}.npz" for i in range(episodes)]
     for path in paths:
-        write_rollout(path, rng.integers(0, 256, (steps, 64, 64, 3), dtype=np.uint8), **_steps(rng, steps))
+        write_rollout(path, rng.integers(0, 256, (steps, 64, 64, 3), dtype=np.uint8), **_steps(rng, steps), source="random (a test's)")
     return paths
 
 

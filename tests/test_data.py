@@ -24,7 +24,7 @@ def write_numbered_episodes(folder, lengths: list[int]) -> list:
         done = np.zeros(length, dtype=bool)
         done[-1] = True
         path = folder / f"ep{e:08d}.npz"
-        write_rollout(path, obs, np.zeros((length, 3)), np.zeros(length), np.zeros(length, dtype=bool), done)
+        write_rollout(path, obs, np.zeros((length, 3)), np.zeros(length), np.zeros(length, dtype=bool), done, source="numbered")
         paths.append(path)
     return paths
 

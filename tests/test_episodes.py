@@ -15,7 +15,7 @@ def episode():
 
 def test_exploration_episode_has_the_rollout_format(episode, tmp_path):
     path = tmp_path / "ep00000005.npz"
-    write_rollout(path, **episode)
+    write_rollout(path, **episode, source="exploration")
     loaded = read_rollout(path)
     assert loaded["obs"].shape == (40, 64, 64, 3) and loaded["obs"].dtype == np.uint8
     assert loaded["action"].shape == (40, 3) and loaded["action"].dtype == np.float32
@@ -58,7 +58,7 @@ def test_series_roundtrip_stores_latents_as_float16(tmp_path):
 
 def test_corrupt_or_wrong_files_raise_one_clear_error(tmp_path, episode):
     truncated = tmp_path / "ep00000001.npz"
-    write_rollout(truncated, **episode)
+    write_rollout(truncated, **episode, source="exploration")
     truncated.write_bytes(truncated.read_bytes()[:1000])
     with pytest.raises(DataError, match="ep00000001.npz: unreadable"):
         read_rollout(truncated)
@@ -69,7 +69,7 @@ def test_corrupt_or_wrong_files_raise_one_clear_error(tmp_path, episode):
     bad_reward = dict(episode, reward=episode["reward"].copy())
     bad_reward["reward"][3] = np.nan
     with pytest.raises(DataError, match="NaN"):
-        write_rollout(tmp_path / "ep00000003.npz", **bad_reward)
+        write_rollout(tmp_path / "ep00000003.npz", **bad_reward, source="exploration")
 
 
 def test_exploration_policy_stops_and_sprints_now_and_then():

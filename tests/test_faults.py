@@ -43,7 +43,7 @@ def _assert_dataset_completes(out, tmp_path, kept: set[str]) -> None:
     for path in list_episodes(out):
         read_rollout(path)  # whatever a stopped run left under a final name is whole
     output = run_stage_process(_collect_args(out), tmp_path)
-    assert f"{len(kept)} episodes already" in output
+    assert f"{len(kept)} of these 12 episodes already" in output
     assert [p.name for p in list_episodes(out)] == [f"ep{i:08d}.npz" for i in range(12)]
     for path in list_episodes(out):
         assert len(read_rollout(path)["action"]) == 150

@@ -36,12 +36,12 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def fingerprint(model: nn.Module) -> str:
-    """12 hex digits of the SHA-256 of a model's weights: the same weights give the same
-    fingerprint whatever file holds them, and anything made from a model (series files,
-    M, C) records its fingerprint to say which model it belongs with."""
+def fingerprint(model: nn.Module | dict[str, torch.Tensor]) -> str:
+    """12 hex digits of the SHA-256 of a model's weights (or of named tensors): the same
+    weights give the same fingerprint whatever file holds them, and anything made from a
+    model (series files, M, C) records its fingerprint to say which model it belongs with."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted((model.state_dict() if isinstance(model, nn.Module) else model).items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:12]
@@ -148,6 +148,13 @@ def save_controller(path: str | Path, params: np.ndarray, config: dict, generati
 
 
 MODEL_KEYS = ("vae", "mdrnn")  # a controller config's fingerprints of the V and M it was made for
+
+
+def controller_config(vae: nn.Module, mdrnn: nn.Module, use_hidden: bool) -> dict:
+    """What a controller for this V and M records, and must match: its inputs' sizes and
+    the fingerprints of the V and M it belongs with."""
+    return {"input_size": vae.z_size + (mdrnn.hidden_size if use_hidden else 0), "use_hidden": use_hidden, "z_size": vae.z_size,
+            "hidden_size": mdrnn.hidden_size, "vae": fingerprint(vae), "mdrnn": fingerprint(mdrnn)}
 
 
 def load_controller(path: str | Path, config: dict, same_models: bool = True) -> dict:

@@ -8,6 +8,8 @@ Rollout files, ``data/rollout/<id>.npz`` (stage 01), one per episode of T steps:
     terminated bool    [T]             the env ended the episode after action t
                                        (lap finished, or car left the playfield)
     done       bool    [T]             terminated or truncated (time limit) after action t
+    source     str     []              what drove: "exploration", or the agent (its folder and
+                                       fingerprints) and the noise on its parameters
 
 so step t is (obs[t], action[t]) -> (reward[t], done[t]) and obs[t+1] is the next frame.
 The frame after the last action is not stored: the last step has no next-frame target.
@@ -93,8 +95,9 @@ ROLLOUT_KEYS = ("obs", "action", "reward", "terminated", "done")
 SERIES_KEYS = ("mu", "logvar", "action", "reward", "terminated", "done", "vae")
 
 
-def write_rollout(path: str | Path, obs, action, reward, terminated, done) -> None:
+def write_rollout(path: str | Path, obs, action, reward, terminated, done, source: str) -> None:
     arrays = dict(
+        source=np.array(source),
         obs=np.asarray(obs, dtype=np.uint8),
         action=np.asarray(action, dtype=np.float32),
         reward=np.asarray(reward, dtype=np.float32),
@@ -121,6 +124,16 @@ def read_rollout(path: str | Path) -> dict[str, np.ndarray]:
     arrays = _load(path, ROLLOUT_KEYS)
     _check_rollout(path, arrays)
     return arrays
+
+
+def read_rollout_source(path: str | Path) -> str:
+    """What drove the episode of a rollout file (files written before sources were
+    recorded say so)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return str(data["source"]) if "source" in data.files else "not recorded"
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise DataError(f"{path}: unreadable ({type(error).__name__}); delete the file and re-run 01_generate_data.py") from None
 
 
 def read_rollout_frames(path: str | Path) -> np.ndarray:

@@ -10,11 +10,23 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from worldmodels.checkpoints import fingerprint, load_model, require_made_from
+from worldmodels.checkpoints import (
+    CONTROLLER_FILE,
+    CONTROLLER_PRODUCER,
+    MDRNN_FILE,
+    VAE_FILE,
+    controller_config,
+    fingerprint,
+    load_checkpoint,
+    load_controller,
+    load_model,
+    require_made_from,
+)
 from worldmodels.controller import LinearControllers
 from worldmodels.env import ACTION_SIZE, make_env
 from worldmodels.episodes import episode_id, write_rollout
@@ -25,19 +37,19 @@ from worldmodels.parallel import WorkerPool
 from worldmodels.vae import ConvVAE
 
 
-def collect_exploration_episode(seed: int, max_steps: int, fast_render: bool = False) -> dict[str, np.ndarray]:
-    """One episode on track ``seed`` driven by the exploration policy seeded with ``seed``.
+def collect_episode(seed: int, max_steps: int, fast_render: bool, act: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+    """One episode on track ``seed``, each action chosen by ``act`` from the preprocessed
+    frame (uint8 [64, 64, 3] -> float32 [3]).
 
-    returns the arrays of a rollout file (see worldmodels.episodes)."""
+    returns the arrays of a rollout file but its source (see worldmodels.episodes)."""
     env = make_env(max_steps, fast_render)
-    policy = RandomWalkPolicy(np.random.default_rng(seed))
     frame, _ = env.reset(seed=seed)
     obs, actions, rewards, terminateds, dones = [], [], [], [], []
     try:
         done = False
         while not done:
             obs.append(preprocess_frame(frame))
-            action = policy()
+            action = act(obs[-1])
             frame, reward, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
             actions.append(action)
@@ -50,10 +62,53 @@ def collect_exploration_episode(seed: int, max_steps: int, fast_render: bool = F
                 terminated=np.asarray(terminateds), done=np.asarray(dones))
 
 
-def write_exploration_episode(seed: int, out_dir: str, max_steps: int, fast_render: bool = False) -> int:
-    """Collect episode ``seed`` and write it to ``out_dir``; returns its number of steps."""
-    episode = collect_exploration_episode(seed, max_steps, fast_render)
-    write_rollout(Path(out_dir) / f"{episode_id(seed)}.npz", **episode)
+def collect_exploration_episode(seed: int, max_steps: int, fast_render: bool = False) -> dict[str, np.ndarray]:
+    """One episode on track ``seed`` driven by the exploration walk seeded with ``seed``."""
+    walk = RandomWalkPolicy(np.random.default_rng(seed))
+    return collect_episode(seed, max_steps, fast_render, lambda frame: walk())
+
+
+@dataclass(frozen=True)
+class AgentPolicy:
+    """A saved agent that stage 01 collects with: V and M from their files and C's
+    parameters, to which each episode adds Gaussian noise of std ``noise`` drawn from its
+    seed (the way CMA-ES samples candidates around its mean, so the data covers where the
+    search's candidates will drive; noise on the weights keeps an episode's driving
+    consistent, where noise on each action would average out in the car's inertia)."""
+    vae_path: str
+    mdrnn_path: str
+    params: np.ndarray  # float32 [P], C's parameters
+    use_hidden: bool
+    noise: float
+    source: str  # what the episode files record as their source
+
+    def collect(self, seed: int, max_steps: int, fast_render: bool = False) -> dict[str, np.ndarray]:
+        vae, mdrnn = load_agent_models(self.vae_path, self.mdrnn_path)
+        params = self.params + np.random.default_rng(seed).normal(0, self.noise, self.params.shape).astype(np.float32)
+        agent, active = Agent(vae, mdrnn, params[None], self.use_hidden), np.ones(1, dtype=bool)
+        return collect_episode(seed, max_steps, fast_render, lambda frame: agent.act(frame[None], active)[0])
+
+
+def load_agent_policy(folder: str | Path, noise: float) -> AgentPolicy:
+    """The V, M and C of ``folder`` (which must belong together) as a collection policy."""
+    paths = [str(Path(folder) / name) for name in (VAE_FILE, MDRNN_FILE, CONTROLLER_FILE)]
+    vae, mdrnn = load_agent_models(*paths[:2])
+    use_hidden = load_checkpoint(paths[2], "controller", CONTROLLER_PRODUCER)["config"].get("use_hidden") is not False
+    config = controller_config(vae, mdrnn, use_hidden)
+    params = load_controller(paths[2], config)["params"].numpy()
+    source = (f"agent: controller {fingerprint({'params': torch.as_tensor(params)})} of {folder} (V {config['vae']}, "
+              f"M {config['mdrnn']}), parameter noise {noise}")
+    return AgentPolicy(*paths[:2], params, use_hidden, noise, source)
+
+
+def write_episode(seed: int, out_dir: str, max_steps: int, fast_render: bool = False, agent: AgentPolicy | None = None) -> int:
+    """Collect episode ``seed`` with the exploration walk (or ``agent``) and write it to
+    ``out_dir`` with its source; returns its number of steps."""
+    if agent is None:
+        episode, source = collect_exploration_episode(seed, max_steps, fast_render), "exploration"
+    else:
+        episode, source = agent.collect(seed, max_steps, fast_render), agent.source
+    write_rollout(Path(out_dir) / f"{episode_id(seed)}.npz", **episode, source=source)
     return len(episode["action"])
 
 

@@ -1,0 +1,74 @@
+"""Stage 01 collects with the exploration walk or with a saved agent, records in every file
+what drove it, and adds a new round of episodes beside the old ones without touching them."""
+
+import numpy as np
+import pytest
+import torch
+from helpers import save_untrained_models, stage_error
+
+from worldmodels.checkpoints import controller_config, fingerprint, load_model, save_controller
+from worldmodels.controller import parameter_count
+from worldmodels.episodes import list_episodes, read_rollout, read_rollout_source
+
+COLLECT = 0
+
+
+def _agent_folder(folder, bias_gas: float = 1.0):
+    """The untrained V and M with a controller that steers a little and gives gas."""
+    save_untrained_models(folder)
+    vae, mdrnn = load_model(folder / "vae.pt", "vae"), load_model(folder / "mdrnn.pt", "mdrnn")
+    config = controller_config(vae, mdrnn, use_hidden=True)
+    params = np.zeros(parameter_count(config["input_size"]), dtype=np.float32)
+    params[-3:] = (0.2, bias_gas, -1.0)
+    save_controller(folder / "controller.pt", params, config, generation=1)
+    return params
+
+
+def _collect(scripts, out, *flags: str) -> None:
+    scripts[COLLECT].main(["--episodes", "2", "--max-steps", "15", "--workers", "1", "--out-dir", str(out), *flags])
+
+
+def test_a_round_collected_with_an_agent_is_added_beside_the_first_and_says_what_drove_it(tmp_path, scripts):
+    params = _agent_folder(tmp_path / "agent")
+    out = tmp_path / "rollout"
+    _collect(scripts, out)  # round one: the exploration walk, seeds 0 and 1
+    first_round = {path.name: path.read_bytes() for path in list_episodes(out)}
+    _collect(scripts, out, "--first-seed", "100", "--policy", str(tmp_path / "agent"), "--policy-noise", "0.05")
+    assert [p.name for p in list_episodes(out)] == ["ep00000000.npz", "ep00000001.npz", "ep00000100.npz", "ep00000101.npz"]
+    assert {name: (out / name).read_bytes() for name in first_round} == first_round  # round one untouched
+    assert read_rollout_source(out / "ep00000000.npz") == "exploration"
+    source = read_rollout_source(out / "ep00000100.npz")
+    assert source.startswith(f"agent: controller {fingerprint({'params': torch.as_tensor(params)})} of {tmp_path / 'agent'}")
+    assert f"(V {fingerprint(load_model(tmp_path / 'agent' / 'vae.pt', 'vae'))}, M " in source and source.endswith("parameter noise 0.05")
+    driven = read_rollout(out / "ep00000100.npz")["action"]
+    assert driven.shape == (15, 3) and (driven[:, 1] > 0.5).all()  # the agent's gas, not the walk's 0.3
+
+
+def test_agent_episodes_are_reproducible_and_the_noise_is_drawn_per_episode(tmp_path, scripts):
+    _agent_folder(tmp_path / "agent")
+    runs = {}
+    for name, noise in (("a", "0.5"), ("b", "0.5"), ("still", "0")):
+        _collect(scripts, tmp_path / name, "--policy", str(tmp_path / "agent"), "--policy-noise", noise)
+        runs[name] = [read_rollout(path)["action"] for path in list_episodes(tmp_path / name)]
+    for a, b in zip(runs["a"], runs["b"]):
+        np.testing.assert_array_equal(a, b)  # the same seeds: the same noise, the same episodes
+    assert not np.allclose(runs["a"][0], runs["a"][1][: len(runs["a"][0])])  # each episode draws its own noise
+    assert not np.allclose(runs["a"][0], runs["still"][0])
+
+
+def test_an_agent_whose_models_do_not_belong_together_is_refused(tmp_path, scripts):
+    _agent_folder(tmp_path / "agent")
+    save_untrained_models(tmp_path / "other", hidden_size=16)
+    (tmp_path / "agent" / "mdrnn.pt").write_bytes((tmp_path / "other" / "mdrnn.pt").read_bytes())
+    message = stage_error(scripts[COLLECT], ["--episodes", "1", "--out-dir", str(tmp_path / "out"), "--policy", str(tmp_path / "agent")])
+    assert "controller.pt: built for" in message and "train one for this V and M" in message
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--first-seed", "9999999", "--episodes", "2"], "--first-seed + --episodes must stay below 10000000"),
+    (["--policy-noise", "-0.1"], "--policy-noise must be at least 0"),
+])
+def test_collection_flags_are_checked(scripts, capsys, argv, expected):
+    with pytest.raises(SystemExit):
+        scripts[COLLECT].parse_args(argv)
+    assert expected in capsys.readouterr().err
