@@ -46,6 +46,7 @@ KL_TOLERANCE = 0.5  # KL floored at KL_TOLERANCE * Z_SIZE nats per image (free b
 HELD_OUT_FRACTION = 0.05  # last 5% of the sorted episode files, never trained on
 HELD_OUT_FRAMES = 10_000  # held-out frames scored after each epoch (at most)
 BUFFER_EPISODES = 50  # episodes shuffled together in memory (~0.6 GB at 1000 frames each)
+INIT_FROM = ""  # a vae.pt whose weights a new run starts from ("": random weights)
 SEED = 0  # model initialisation, sampling and data order
 DATA_DIR = "data/rollout"
 CHECKPOINT_DIR = "checkpoints"
@@ -64,6 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=DATA_DIR)
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and train from scratch")
+    parser.add_argument("--init-from", default=INIT_FROM, help="a vae.pt whose weights a new run starts from (e.g. the last round's V)")
     parser.add_argument(SKIP_FLAG, action="store_true", help="leave out episode files that cannot be read, with a warning")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "epochs", "batch_size", "z_size", "buffer_episodes")
@@ -126,7 +128,7 @@ def main(argv=None) -> None:
     log_path = checkpoint_path.parent / "vae_log.csv"
     columns = ["epoch", "train_loss", "train_recon", "train_kl", "held_out_loss", "held_out_recon", "held_out_kl", "seconds"]
     refuse_to_replace(checkpoint_path, [log_path], args.restart)
-    progress = resume_training(checkpoint_path, "vae", vae, optimizer, args.restart, columns, made_from={})
+    progress = resume_training(checkpoint_path, "vae", vae, optimizer, args.restart, columns, made_from={}, init_from=args.init_from)
     write_csv(log_path, columns, progress.log)  # the log as the checkpoint has it
     if progress.epoch >= args.epochs:
         print(f"{checkpoint_path} is already trained for {progress.epoch} epochs; pass --restart or more --epochs to train again")

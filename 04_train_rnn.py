@@ -51,6 +51,7 @@ GRAD_CLIP = 1.0  # max gradient norm
 HIDDEN_SIZE = 256  # LSTM units
 GAUSSIANS = 5  # mixture components per latent dimension
 HELD_OUT_FRACTION = 0.05  # last 5% of the sorted episode files
+INIT_FROM = ""  # an mdrnn.pt whose weights a new run starts from ("": random weights)
 SEED = 0
 SERIES_DIR = "data/series"
 CHECKPOINT_DIR = "checkpoints"
@@ -70,6 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--series-dir", default=SERIES_DIR)
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and train from scratch")
+    parser.add_argument("--init-from", default=INIT_FROM,
+                        help="an mdrnn.pt whose weights a new run starts from (e.g. the last round's M, trained on another V's latents)")
     parser.add_argument(SKIP_FLAG, action="store_true", help="leave out episode files that cannot be read, with a warning")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "epochs", "batch_size", "seq_len", "hidden_size", "gaussians")
@@ -150,7 +153,8 @@ def main(argv=None) -> None:
     columns = (["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")]
                + ["held_out_nll_first_100", "held_out_tile_accuracy", "held_out_tile_auc", "held_out_ends", "held_out_ends_found", "held_out_false_ends", "seconds"])
     refuse_to_replace(checkpoint_path, [log_path], args.restart)
-    progress = resume_training(checkpoint_path, "mdrnn", mdrnn, optimizer, args.restart, columns, {"vae": vae_id}, rng)
+    progress = resume_training(checkpoint_path, "mdrnn", mdrnn, optimizer, args.restart, columns, {"vae": vae_id}, rng,
+                               init_from=args.init_from)
     write_csv(log_path, columns, progress.log)  # the log as the checkpoint has it
     train_files, held_out_files = split_episodes(list(episodes), args.held_out_fraction)
     held_out = SeriesEpisodes([episodes[path] for path in held_out_files or train_files])

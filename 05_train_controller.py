@@ -15,6 +15,12 @@ log; the kept controller is the one with the best dream check, so reality never 
 dream-trained search. --init-from starts the search from a saved controller (for example a
 dream-trained one, fine-tuned in the real env).
 
+--curiosity W (real env only) ranks candidates, and checks the CMA mean, by return + W x
+M's surprise: the NLL M gives each new frame's z, predicted one step earlier, summed over
+the episode (the log's "surprise" column is its mean). A controller searched this way
+drives where M predicts badly; collecting with it (01_generate_data.py --policy) shows M
+what it has not learned yet.
+
 --evaluate [N] runs the saved controller on N tracks never used in training (default
 EVALUATION_EPISODES, seeds from --first-track) and prints mean ± std, min and max, and what
 M's reward head predicted for the same episodes (what a dream would have paid for them).
@@ -71,6 +77,7 @@ SEED = 0  # CMA-ES sampling
 WORKERS = default_workers()  # one process per core
 DREAM = False  # train in the dream (M) instead of the real env
 TEMPERATURE = 1.15  # dream sampling temperature tau (the paper's best for its Doom dream)
+CURIOSITY = 0.0  # weight of M's surprise (summed NLL of each new z) added to a real episode's return (0: off)
 SERIES_DIR = "data/series"  # where dreams find their real first latents
 INIT_FROM = ""  # a controller.pt to start the search from ("" : the zero controller)
 EVALUATION_EPISODES = 100  # --evaluate with no N: the paper's protocol, 100 tracks
@@ -97,6 +104,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="draw frames with the fast renderer (same physics and rewards); --no-fast-render draws them the stock way")
     parser.add_argument("--dream", action=argparse.BooleanOptionalAction, default=DREAM, help="train inside M instead of the real env")
     parser.add_argument("--temperature", type=finite_float, default=TEMPERATURE, help="dream sampling temperature")
+    parser.add_argument("--curiosity", type=finite_float, default=CURIOSITY,
+                        help="in the real env, rank candidates by return + CURIOSITY x M's surprise (its NLL of every new z)")
     parser.add_argument("--series-dir", default=SERIES_DIR, help="folder with initial_latents.npz (for --dream)")
     parser.add_argument("--gif-steps", type=int, default=GIF_STEPS, help="steps shown in the driving and dream GIFs (0: none)")
     parser.add_argument("--init-from", default=INIT_FROM, help="controller.pt whose parameters start the search")
@@ -112,6 +121,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         require_at_least(parser, args, 1, "evaluate")
     if args.sigma0 <= 0 or args.temperature <= 0 or args.patience < 0 or args.gif_steps < 0:
         parser.error("--sigma0 and --temperature must be positive; --patience and --gif-steps non-negative")
+    if args.curiosity and args.dream:
+        parser.error("--curiosity rewards M's surprise at real frames; a dream has none (drop --dream or --curiosity)")
     require_folders(parser, args, "checkpoint_dir", "series_dir")
     return args
 
@@ -175,6 +186,12 @@ def run_dreams(mdrnn: MDNRNN, params: np.ndarray, starts: np.ndarray, seeds: lis
                               args.use_hidden)
 
 
+def objective(results: EpisodeResults, curiosity: float) -> np.ndarray:
+    """What a real episode scores in the search: its return, plus ``curiosity`` x M's
+    surprise along it (curiosity: a reward for going where M predicts badly)."""
+    return results.returns + curiosity * results.surprise if curiosity else results.returns
+
+
 def summary(returns: np.ndarray) -> str:
     return f"{returns.mean():.1f} ± {returns.std():.1f} (min {returns.min():.1f}, max {returns.max():.1f})"
 
@@ -215,7 +232,7 @@ def main(argv=None) -> None:
 
         state_path, log_path = directory / STATE_FILE, directory / "controller_log.csv"
         columns = ["generation", "best", "mean", "worst", "sigma", "check_mean", "check_std", "dream_check_mean",
-                   "dream_check_std", "env_steps", "seconds"]
+                   "dream_check_std", "surprise", "env_steps", "seconds"]
         # a search state of an older version of this code (a pickle, which is never loaded) counts as an output here
         refuse_to_replace(state_path, [Path(paths["controller"]), log_path, directory / "cma_state.pkl"], args.restart)
         search_config = config | {"population": args.population, "sigma0": args.sigma0, "seed": args.seed}
@@ -223,6 +240,8 @@ def main(argv=None) -> None:
             search_config |= {"world": "dream", "temperature": args.temperature}
         if args.init_from:
             search_config |= {"init_from": args.init_from}
+        if args.curiosity:
+            search_config |= {"curiosity": args.curiosity}
         if state_path.exists() and not args.restart:
             state = load_search(state_path, search_config, columns)
             if state.best_generation > 0 and not Path(paths["controller"]).exists():
@@ -255,7 +274,7 @@ def main(argv=None) -> None:
                     results = run_dreams(mdrnn, params, starts, seeds * len(candidates), args)
                 else:
                     results = real(params, seeds * len(candidates), args.patience, f"generation {generation}")
-                fitness = results.returns.reshape(len(candidates), len(seeds)).mean(axis=1)
+                fitness = objective(results, args.curiosity).reshape(len(candidates), len(seeds)).mean(axis=1)
                 if not np.isfinite(fitness).all():
                     raise DataError(f"generation {generation}: a candidate's return is NaN or inf (V or M of {directory} "
                                     "misbehaves?); the search is kept as of the generation before")
@@ -267,7 +286,8 @@ def main(argv=None) -> None:
                     mean = np.asarray(state.es.mean)
                     repeated = np.repeat(mean[None], len(check_seeds), axis=0)
                     check = real(repeated, check_seeds, 0, "checking the CMA mean")
-                    scores["real"] = float(check.returns.mean()), float(check.returns.std())
+                    check_scores = objective(check, args.curiosity)
+                    scores["real"] = float(check_scores.mean()), float(check_scores.std())
                     env_steps += int(check.steps.sum())
                     if args.dream:
                         dreamed = run_dreams(mdrnn, repeated, starts, check_seeds, args).returns
@@ -281,6 +301,7 @@ def main(argv=None) -> None:
                          for world, prefix in (("real", ""), ("dream", "dream_")) for i, stat in enumerate(("mean", "std"))}
                 state.log.append({"generation": str(generation), "best": f"{fitness.max():.1f}", "mean": f"{fitness.mean():.1f}",
                                   "worst": f"{fitness.min():.1f}", "sigma": f"{state.es.sigma:.4f}", **shown,
+                                  "surprise": "" if args.dream else f"{results.surprise.mean():.1f}",
                                   "env_steps": str(env_steps), "seconds": f"{time.time() - started:.1f}"})
                 save_search(state_path, state)
                 write_csv(log_path, columns, state.log)

@@ -239,6 +239,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
     (TRAIN_C, ["--temperature", "0"], "--temperature must be positive"),
     (TRAIN_C, ["--generations", "ten"], "argument --generations: invalid int value: 'ten'"),
     (TRAIN_C, ["--evaluate", "0"], "--evaluate must be at least 1, got 0"),
+    (TRAIN_C, ["--dream", "--curiosity", "0.1"], "--curiosity rewards M's surprise at real frames; a dream has none"),
     (TRAIN_C, ["--sigma0", "nan"], "argument --sigma0: must be a finite number, got nan"),
     (TRAIN_C, ["--temperature", "warm"], "argument --temperature: not a number: 'warm'"),
 ])

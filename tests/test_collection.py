@@ -4,7 +4,7 @@ what drove it, and adds a new round of episodes beside the old ones without touc
 import numpy as np
 import pytest
 import torch
-from helpers import save_untrained_models, stage_error
+from helpers import log_rows, save_untrained_models, stage_error
 
 from worldmodels.checkpoints import controller_config, fingerprint, load_model, save_controller
 from worldmodels.controller import parameter_count
@@ -72,3 +72,14 @@ def test_collection_flags_are_checked(scripts, capsys, argv, expected):
     with pytest.raises(SystemExit):
         scripts[COLLECT].parse_args(argv)
     assert expected in capsys.readouterr().err
+
+
+def test_a_search_with_curiosity_ranks_by_return_plus_surprise_and_keeps_its_weight(tmp_path, scripts):
+    save_untrained_models(tmp_path / "ckpt")
+    run = ["--generations", "2", "--population", "2", "--episodes-per-candidate", "1", "--max-steps", "10", "--check-every", "1",
+           "--check-episodes", "1", "--workers", "1", "--checkpoint-dir", str(tmp_path / "ckpt")]
+    scripts[4].main(run + ["--curiosity", "2.0"])
+    rows = log_rows(tmp_path / "ckpt" / "controller_log.csv")
+    assert len(rows) == 2 and all(float(row["surprise"]) > 0 for row in rows)
+    message = stage_error(scripts[4], run[:1] + ["3"] + run[2:] + ["--curiosity", "1.0"])  # 3 generations, another weight
+    assert "cma_state.npz: started with other settings (curiosity)" in message

@@ -105,3 +105,17 @@ def test_dreams_refuse_first_latents_of_another_v(tmp_path, scripts):
     message = stage_error(scripts[TRAIN_C], _search_args(ckpt) + ["--dream", "--series-dir", str(tmp_path / "series")])
     assert f"initial_latents.npz: encoded by V {fingerprint(_another_vae())}, but M was trained on V " \
            f"{fingerprint(untrained_vae())}'s latents; re-run 03_generate_rnn_data.py with the V that M was trained on" in message
+
+
+def test_a_new_m_can_start_from_an_m_of_another_vs_latents(tmp_path, scripts, capsys):
+    argv = lambda series, ckpt: ["--epochs", "1", "--batch-size", "2", "--seq-len", "5", "--hidden-size", "8",
+                                 "--series-dir", str(tmp_path / series), "--checkpoint-dir", str(tmp_path / ckpt)]
+    write_random_series(tmp_path / "old", episodes=2, steps=10, vae="aaaaaaaaaaaa")
+    write_random_series(tmp_path / "new", episodes=2, steps=10, vae="bbbbbbbbbbbb")
+    scripts[TRAIN_M].main(argv("old", "round1"))
+    scripts[TRAIN_M].main(argv("new", "round2") + ["--init-from", str(tmp_path / "round1" / "mdrnn.pt")])
+    assert f"starting from the weights of {tmp_path / 'round1' / 'mdrnn.pt'}" in capsys.readouterr().out
+    assert load_model(tmp_path / "round2" / "mdrnn.pt", "mdrnn").made_from == {"vae": "bbbbbbbbbbbb"}
+    other_size = [a.replace("8", "16") if a == "8" else a for a in argv("new", "round3")]  # --hidden-size 16
+    message = stage_error(scripts[TRAIN_M], other_size + ["--init-from", str(tmp_path / "round1" / "mdrnn.pt")])
+    assert "round1/mdrnn.pt: built with" in message and "choose a --init-from of these sizes" in message

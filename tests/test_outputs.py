@@ -257,3 +257,12 @@ def test_ctrl_c_while_the_gifs_are_written_stops_after_the_gif_in_hand(tmp_path,
                     "re-run --evaluate to make them")
     assert len(log_rows(ckpt / "evaluation.csv")) == 3
     assert (ckpt / "drive_best.gif").exists() and not (ckpt / "drive_median.gif").exists()
+
+
+def test_a_stop_that_comes_after_the_last_safe_point_still_ends_the_stage_as_stopped(capsys):
+    """A profile that runs the stages one after another must stop too, even when the stage
+    in hand had already done its work."""
+    with pytest.raises(SystemExit) as stopped:
+        run_stage(lambda: os.kill(os.getpid(), signal.SIGINT))
+    assert stopped.value.code == INTERRUPTED_EXIT
+    assert "stopped: the stage finished and saved its work before the stop could take effect" in capsys.readouterr().err

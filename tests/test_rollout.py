@@ -3,10 +3,11 @@ import pytest
 import torch
 
 from worldmodels.checkpoints import fingerprint, save_model
-from worldmodels.controller import parameter_count
-from worldmodels.mdrnn import MDNRNN
+from worldmodels.controller import LinearControllers, parameter_count
+from worldmodels.frames import frames_to_tensor_layout
+from worldmodels.mdrnn import MDNRNN, mixture_nll
 from worldmodels.parallel import WorkerPool
-from worldmodels.rollout import run_agent_episodes, run_agent_parallel
+from worldmodels.rollout import Agent, run_agent_episodes, run_agent_parallel
 from worldmodels.vae import ConvVAE
 
 
@@ -72,3 +73,37 @@ def test_worker_exception_reaches_the_caller_with_the_workers_traceback():
     with WorkerPool(2) as pool, pytest.raises(RuntimeError, match="bad item 3") as raised:
         pool.map(_fail, [3])
     assert 'in _fail\n    raise RuntimeError(f"bad item {x}")' in str(raised.value.__cause__)  # the traceback in the worker
+
+
+def test_curiosity_rewards_m_s_nll_of_each_new_frame_s_z(models):
+    """Agent.surprise at step t is M's mixture NLL (nats per dimension) of V's z_t under
+    the mixture M predicted from (z_{t-1}, a_{t-1}); 0 at the first step."""
+    vae, mdrnn = models
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 2, 64, 64, 3), dtype=np.uint8)  # 3 steps of 2 envs
+    params = rng.normal(0, 0.1, (2, parameter_count(288))).astype(np.float32)
+    agent = Agent(vae, mdrnn, params)
+    surprises = []
+    for t in range(3):
+        agent.act(frames[t], np.array([True, t < 2]))  # env 1 ends after two steps
+        surprises.append(agent.surprise.copy())
+    with torch.no_grad():
+        z = [vae.encode(torch.as_tensor(frames_to_tensor_layout(frames[t])))[0] for t in range(3)]
+        state = mdrnn.initial_state(2)
+        expected = [np.zeros(2)]
+        controllers = LinearControllers(torch.as_tensor(params), 288)
+        for t in range(2):
+            action = controllers(torch.cat([z[t], state[0][0]], dim=1))
+            out, state = mdrnn.step(z[t], action, state)
+            expected.append(mixture_nll(out["log_pi"], out["mu"], out["log_sigma"], z[t + 1]).mean(-1).numpy())
+    np.testing.assert_allclose(surprises[0], expected[0])
+    np.testing.assert_allclose(surprises[1], expected[1], rtol=1e-5)
+    np.testing.assert_allclose(surprises[2][0], expected[2][0], rtol=1e-5)  # env 0 at step 2
+    assert surprises[2][1] == surprises[1][1]  # env 1 had ended: its last surprise stays
+
+
+def test_episode_results_sum_the_surprise_along_each_episode(models):
+    vae, mdrnn = models
+    params = np.zeros((2, parameter_count(288)), dtype=np.float32)
+    results = run_agent_episodes(vae, mdrnn, params, [3, 4], max_steps=12, fast_render=True)
+    assert results.surprise.shape == (2,) and (results.surprise > 0).all()

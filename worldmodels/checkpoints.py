@@ -221,13 +221,21 @@ def save_training(path: str | Path, kind: str, model: nn.Module, optimizer: torc
 
 
 def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: torch.optim.Optimizer, restart: bool,
-                    log_columns: list[str], made_from: dict[str, str], rng: np.random.Generator | None = None) -> TrainingProgress:
+                    log_columns: list[str], made_from: dict[str, str], rng: np.random.Generator | None = None,
+                    init_from: str = "") -> TrainingProgress:
     """Load model, optimizer, progress (with its log, whose rows have ``log_columns``) and
     random states from a training checkpoint, which must have been made from the models
-    ``made_from`` names (fingerprints); a new TrainingProgress when there is none or
-    ``restart`` is set."""
+    ``made_from`` names (fingerprints). When there is none, or ``restart`` is set, a new
+    run starts: from the weights of the checkpoint ``init_from`` if given (a model of the
+    same sizes trained before, e.g. on an earlier round's data), else from scratch."""
     path = Path(path)
     if restart or not path.exists():
+        if init_from:
+            start = load_checkpoint(init_from, kind, _MODELS[kind][1])
+            if start["config"] != model.config():
+                raise DataError(f"{init_from}: built with {start['config']}, not {model.config()}; choose a --init-from of these sizes")
+            load_weights(model, start["state_dict"], Path(init_from), "choose another --init-from")
+            print(f"starting from the weights of {init_from}")
         return TrainingProgress()
     checkpoint = load_checkpoint(path, kind, _MODELS[kind][1])
     if checkpoint["config"] != model.config():

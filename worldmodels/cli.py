@@ -10,7 +10,7 @@ from types import ModuleType
 from typing import Callable
 
 from worldmodels.errors import DataError
-from worldmodels.interrupt import Interrupted, stop_at_safe_points, stopped_exit_status
+from worldmodels.interrupt import Interrupted, stop_at_safe_points, stop_requested, stopped_exit_status
 from worldmodels.parallel import WorkerDied
 
 
@@ -51,6 +51,9 @@ def run_stage(main: Callable[[], None]) -> None:
     with stop_at_safe_points():
         try:
             main()
+            if stop_requested():  # the signal came after the last safe point: the work is done, but a script running
+                # the stages (a profile) must still stop, so the exit status says the run was stopped
+                raise Interrupted("the stage finished and saved its work before the stop could take effect")
         except (DataError, WorkerDied) as error:
             sys.exit(f"error: {error}")
         except Interrupted as stop:

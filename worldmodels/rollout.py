@@ -32,7 +32,7 @@ from worldmodels.env import ACTION_SIZE, make_env
 from worldmodels.episodes import episode_id, write_rollout
 from worldmodels.exploration import RandomWalkPolicy
 from worldmodels.frames import FRAME_SIZE, frames_to_tensor_layout, preprocess_frame
-from worldmodels.mdrnn import MDNRNN
+from worldmodels.mdrnn import MDNRNN, mixture_nll
 from worldmodels.parallel import WorkerPool
 from worldmodels.vae import ConvVAE
 
@@ -124,8 +124,12 @@ class Agent:
         self.controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32), input_size)
         self.state = mdrnn.initial_state(len(params))
         self.predicted_reward = np.zeros(len(params))  # M's reward head on each env's last action
+        # M's surprise at each env's last frame: the NLL (nats per latent dimension) of V's z under
+        # the mixture M predicted one step earlier (0 on the first step): curiosity's reward
+        self.surprise = np.zeros(len(params))
         self.last_z: torch.Tensor | None = None  # V's z [A, Z] of the active envs' last frames
         self.last_prediction: dict[str, torch.Tensor] | None = None  # M's head outputs after them (the viewer shows these)
+        self._predicted: dict[str, torch.Tensor] | None = None  # M's mixture for each env's next z, [B, Z, K] each
 
     @torch.no_grad()
     def act(self, frames: np.ndarray, active: np.ndarray) -> np.ndarray:
@@ -134,6 +138,9 @@ class Agent:
         predicted rewards for these actions go to ``predicted_reward``)."""
         index = torch.as_tensor(np.flatnonzero(active))
         z, _ = self.vae.encode(torch.as_tensor(frames_to_tensor_layout(frames[index.numpy()])))
+        if self._predicted is not None:
+            mixture = [self._predicted[k][index] for k in ("log_pi", "mu", "log_sigma")]
+            self.surprise[active] = mixture_nll(*mixture, z).mean(-1).numpy()
         h = self.state[0][0, index]
         features = torch.cat([z, h], dim=1) if self.use_hidden else z
         actions = self.controllers(features, rows=index)
@@ -141,6 +148,10 @@ class Agent:
         self.state[0][:, index], self.state[1][:, index] = h_next, c_next
         self.predicted_reward[active] = out["reward"].numpy()
         self.last_z, self.last_prediction = z, out
+        if self._predicted is None:
+            self._predicted = {k: torch.zeros((len(active), *out[k].shape[1:])) for k in ("log_pi", "mu", "log_sigma")}
+        for key, predicted in self._predicted.items():
+            predicted[index] = out[key]
         out = np.zeros((len(active), ACTION_SIZE), dtype=np.float32)
         out[active] = actions.numpy()
         return out
@@ -153,6 +164,8 @@ class EpisodeResults:
     # float64 [B], real episodes only: the summed rewards M's reward head predicted along them,
     # what a dream would have paid for the same steps
     predicted_returns: np.ndarray | None = None
+    # float64 [B], real episodes only: M's surprise summed along them (Agent.surprise)
+    surprise: np.ndarray | None = None
 
 
 def run_agent_episodes(
@@ -167,7 +180,7 @@ def run_agent_episodes(
     envs = [make_env(max_steps, fast_render) for _ in range(batch)]
     agent = Agent(vae, mdrnn, params, use_hidden)
     frames = np.zeros((batch, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
-    returns, predicted_returns = np.zeros(batch), np.zeros(batch)
+    returns, predicted_returns, surprise = np.zeros(batch), np.zeros(batch), np.zeros(batch)
     steps = np.zeros(batch, dtype=np.int64)
     since_progress = np.zeros(batch, dtype=np.int64)
     active = np.ones(batch, dtype=bool)
@@ -177,6 +190,7 @@ def run_agent_episodes(
         while active.any():
             actions = agent.act(frames, active)
             predicted_returns[active] += agent.predicted_reward[active]
+            surprise[active] += agent.surprise[active]
             for i in np.flatnonzero(active):
                 frame, reward, terminated, truncated, _ = envs[i].step(actions[i])
                 returns[i] += reward
@@ -189,7 +203,7 @@ def run_agent_episodes(
     finally:
         for env in envs:
             env.close()
-    return EpisodeResults(returns, steps, predicted_returns)
+    return EpisodeResults(returns, steps, predicted_returns, surprise)
 
 
 def load_agent_models(vae_path: str, mdrnn_path: str) -> tuple[ConvVAE, MDNRNN]:
@@ -250,4 +264,4 @@ def run_agent_parallel(
                      max_steps, patience, use_hidden, fast_render) for i in range(0, count, per_job)]
     results = pool.map(run_agent_job, jobs, desc=desc)
     return EpisodeResults(*(np.concatenate([getattr(r, field) for r in results])
-                            for field in ("returns", "steps", "predicted_returns")))
+                            for field in ("returns", "steps", "predicted_returns", "surprise")))

@@ -1,0 +1,53 @@
+"""The iterative profile at a tiny scale: two rounds complete, round two adds its agent-driven
+episodes beside round one's without touching them, and a re-run after an interruption goes
+on where it stopped."""
+
+import os
+import signal
+import subprocess
+import time
+
+from helpers import ROOT, log_rows
+
+from worldmodels.checkpoints import fingerprint, load_model
+from worldmodels.episodes import list_episodes, read_rollout_source, read_series
+
+TINY = {"ROUNDS": "2", "EPISODES": "2", "MAX_STEPS": "40", "WORKERS": "1", "V_EPOCHS": "1", "V_BATCH": "10", "M_EPOCHS": "1",
+        "GENERATIONS": "1", "POPULATION": "2", "DREAMS": "1", "CHECK_EPISODES": "1", "EVALUATE": "1"}
+
+
+def _profile(tmp_path) -> subprocess.Popen:
+    env = os.environ | TINY | {"DATA": str(tmp_path / "data"), "CKPT": str(tmp_path / "ckpt")}
+    return subprocess.Popen(["bash", str(ROOT / "profiles" / "iterative.sh")], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_rounds_complete_add_their_data_and_resume_after_an_interruption(tmp_path):
+    rollout, ckpt = tmp_path / "data" / "rollout", tmp_path / "ckpt"
+    process = _profile(tmp_path)
+    deadline = time.monotonic() + 300
+    while not (ckpt / "round2" / "vae.pt").exists():  # stop it in round two, after its V
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    round_one = {path.name: path.read_bytes() for path in list_episodes(rollout) if path.name < "ep00100000"}
+    os.killpg(process.pid, signal.SIGINT)
+    process.communicate(timeout=120)
+    assert process.returncode != 0
+
+    process = _profile(tmp_path)  # the re-run goes on
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output
+    assert "iterative profile done" in output and "already trained for 1 epochs" in output  # round one's V was not trained again
+    assert [p.name for p in list_episodes(rollout)] == ["ep00000000.npz", "ep00000001.npz", "ep00100000.npz", "ep00100001.npz"]
+    assert {name: (rollout / name).read_bytes() for name in round_one} == round_one
+    assert read_rollout_source(rollout / "ep00000001.npz") == "exploration"
+    assert read_rollout_source(rollout / "ep00100000.npz").startswith("agent: controller ")
+    assert f"of {ckpt / 'round1'} (V " in read_rollout_source(rollout / "ep00100000.npz")
+    vae2 = fingerprint(load_model(ckpt / "round2" / "vae.pt", "vae"))
+    assert vae2 != fingerprint(load_model(ckpt / "round1" / "vae.pt", "vae"))
+    for path in list_episodes(tmp_path / "data" / "round2" / "series"):
+        assert read_series(path)["vae"] == vae2  # round two's V encoded both rounds' episodes
+    for stage_log in ("vae_log.csv", "mdrnn_log.csv", "controller_log.csv"):
+        assert len(log_rows(ckpt / "round2" / stage_log)) == 1
+    assert len(log_rows(ckpt / "round2" / "evaluation.csv")) == 1
