@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers import save_untrained_models, stage_error, write_random_rollouts, write_random_series
 
-from worldmodels.checkpoints import fingerprint, load_checkpoint, load_model, save_controller, save_model
+from worldmodels.checkpoints import controller_config, load_checkpoint, load_model, save_controller, save_model
 from worldmodels.controller import parameter_count
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.vae import ConvVAE
@@ -18,8 +18,7 @@ COLLECT, TRAIN_V, ENCODE, TRAIN_M, TRAIN_C = range(5)
 
 def _config(ckpt) -> dict:
     """The config of a controller for save_untrained_models' V and M."""
-    vae, mdrnn = load_model(ckpt / "vae.pt", "vae"), load_model(ckpt / "mdrnn.pt", "mdrnn")
-    return {"input_size": 32 + 32, "use_hidden": True, "z_size": 32, "hidden_size": 32, "vae": fingerprint(vae), "mdrnn": fingerprint(mdrnn)}
+    return controller_config(load_model(ckpt / "vae.pt", "vae"), load_model(ckpt / "mdrnn.pt", "mdrnn"), use_hidden=True)
 
 
 class RunsCode:

@@ -93,7 +93,7 @@ def load_agent_policy(folder: str | Path, noise: float) -> AgentPolicy:
     """The V, M and C of ``folder`` (which must belong together) as a collection policy."""
     paths = [str(Path(folder) / name) for name in (VAE_FILE, MDRNN_FILE, CONTROLLER_FILE)]
     vae, mdrnn = load_agent_models(*paths[:2])
-    use_hidden = load_checkpoint(paths[2], "controller", CONTROLLER_PRODUCER)["config"].get("use_hidden") is not False
+    use_hidden = bool(load_checkpoint(paths[2], "controller", CONTROLLER_PRODUCER)["config"].get("use_hidden", True))
     config = controller_config(vae, mdrnn, use_hidden)
     params = load_controller(paths[2], config)["params"].numpy()
     source = (f"agent: controller {fingerprint({'params': torch.as_tensor(params)})} of {folder} (V {config['vae']}, "
