@@ -151,7 +151,8 @@ def main(argv=None) -> None:
     checkpoint_path = prepare_output(args.checkpoint_dir, checkpoint_bytes) / MDRNN_FILE
     log_path = checkpoint_path.parent / "mdrnn_log.csv"
     columns = (["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")]
-               + ["held_out_nll_first_100", "held_out_tile_accuracy", "held_out_tile_auc", "held_out_ends", "held_out_ends_found", "held_out_false_ends", "seconds"])
+               + ["held_out_nll_first_100", "held_out_tile_accuracy", "held_out_tile_auc", "held_out_ends", "held_out_ends_found",
+                  "held_out_false_ends", "seconds"])
     refuse_to_replace(checkpoint_path, [log_path], args.restart)
     progress = resume_training(checkpoint_path, "mdrnn", mdrnn, optimizer, args.restart, columns, {"vae": vae_id}, rng,
                                init_from=args.init_from)
@@ -165,7 +166,7 @@ def main(argv=None) -> None:
         return
 
     train = SeriesEpisodes([episodes[path] for path in train_files])
-    batches_per_epoch = len(train.epoch_batches(args.batch_size, args.seed))
+    batches_per_epoch = -(-len(train.lengths) // args.batch_size)
     print(f"{len(train_files)} training episodes ({train.steps} steps; {batches_per_epoch} batches of up to {args.batch_size} "
           f"whole episodes per epoch, in chunks of {args.seq_len} steps), {len(held_out_files)} held out; device {device}")
 

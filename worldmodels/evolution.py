@@ -54,7 +54,10 @@ class SearchState:
 
     def tell(self, candidates: np.ndarray, fitness: np.ndarray) -> None:
         """candidates [population, P] as asked, fitness [population] (mean returns)."""
-        told = -np.asarray(fitness, dtype=np.float64)
+        self._tell(candidates, -np.asarray(fitness, dtype=np.float64))
+
+    def _tell(self, candidates: np.ndarray, told: np.ndarray) -> None:
+        """What cma is told (-fitness) goes to cma and into the record a replay repeats."""
         self.es.tell(list(candidates), list(told))
         self.told.append(told)
 
@@ -104,9 +107,7 @@ def load_search(path: str | Path, config: dict, log_columns: list[str]) -> Searc
         state = SearchState(_strategy(x0, sigma0, population, seed), x0, sigma0, seed, saved_config,
                             best_score=best_score, best_generation=best_generation, log=log)
         for values in tqdm(told, desc="replaying the search", leave=False, dynamic_ncols=True, disable=len(told) < 100):
-            candidates = state.es.ask()
-            state.es.tell(candidates, list(values))
-            state.told.append(values)
+            state._tell(state.es.ask(), values)
     except (ValueError, TypeError, IndexError) as error:
         raise DataError(f"{path}: damaged CMA-ES state ({type(error).__name__} while replaying it); {_FIX}") from None
     if not (np.array_equal(state.es.mean, arrays["mean"]) and state.es.sigma == float(arrays["sigma"])):
