@@ -9,6 +9,10 @@ ended. The last HELD_OUT_FRACTION of the sorted files is held out and scored on 
 episodes after every epoch (and on their first 100 steps, where every dream starts). The
 model, optimizer and random states are saved to checkpoints/mdrnn.pt after every epoch, so
 an interrupted run resumes where it was (Ctrl-C or SIGTERM saves after the batch in hand).
+
+--member k > 0 trains ensemble member k instead (checkpoints/mdrnn_member<k>.pt and its log),
+the same model on the same data from seed SEED + k: where the members disagree, M is
+guessing, and a dream can charge for it (05_train_controller.py --members, --disagreement).
 """
 
 import argparse
@@ -21,13 +25,13 @@ from tqdm import tqdm
 
 from worldmodels.atomic import prepare_output, require_free_space
 from worldmodels.checkpoints import (
-    MDRNN_FILE,
     VAE_FILE,
     TrainingProgress,
     check_finite_loss,
     default_device,
     fingerprint,
     load_model,
+    member_file,
     refuse_to_replace,
     resume_training,
     save_training,
@@ -52,6 +56,7 @@ HIDDEN_SIZE = 256  # LSTM units
 GAUSSIANS = 5  # mixture components per latent dimension
 HELD_OUT_FRACTION = 0.05  # last 5% of the sorted episode files
 INIT_FROM = ""  # an mdrnn.pt whose weights a new run starts from ("": random weights)
+MEMBER = 0  # 0: M itself (mdrnn.pt); k > 0: ensemble member k (mdrnn_member<k>.pt), trained with seed SEED + k
 SEED = 0
 SERIES_DIR = "data/series"
 CHECKPOINT_DIR = "checkpoints"
@@ -68,6 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--gaussians", type=int, default=GAUSSIANS)
     parser.add_argument("--held-out-fraction", type=finite_float, default=HELD_OUT_FRACTION)
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--member", type=int, default=MEMBER,
+                        help="train ensemble member k > 0 (mdrnn_member<k>.pt, seed + k) beside M, for the dream's disagreement penalty")
     parser.add_argument("--series-dir", default=SERIES_DIR)
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and train from scratch")
@@ -76,6 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(SKIP_FLAG, action="store_true", help="leave out episode files that cannot be read, with a warning")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "epochs", "batch_size", "seq_len", "hidden_size", "gaussians")
+    require_at_least(parser, args, 0, "member")
     require_folders(parser, args, "series_dir", "checkpoint_dir")
     if not 0 <= args.held_out_fraction < 1:
         parser.error("--held-out-fraction must be in [0, 1)")
@@ -132,7 +140,8 @@ def describe_heads(scores: dict[str, float]) -> str:
 def main(argv=None) -> None:
     args = parse_args(argv)
     device = default_device()
-    torch.manual_seed(args.seed)
+    seed = args.seed + args.member  # ensemble members differ by their initial weights, z samples and batch order
+    torch.manual_seed(seed)
     episodes = map_episodes(require_episodes(args.series_dir, "03_generate_rnn_data.py"), read_series, args.skip_bad_files)
     first, *_ = episodes
     z_size, vae_id = episodes[first]["mu"].shape[1], episodes[first]["vae"]
@@ -146,10 +155,10 @@ def main(argv=None) -> None:
                         "with it first")
     mdrnn = MDNRNN(z_size, ACTION_SIZE, args.hidden_size, args.gaussians).to(device)
     optimizer = torch.optim.Adam(mdrnn.parameters(), lr=args.lr)
-    rng = np.random.default_rng(args.seed)  # z samples; its state is saved with the model
+    rng = np.random.default_rng(seed)  # z samples; its state is saved with the model
     checkpoint_bytes = training_checkpoint_bytes(mdrnn)
-    checkpoint_path = prepare_output(args.checkpoint_dir, checkpoint_bytes) / MDRNN_FILE
-    log_path = checkpoint_path.parent / "mdrnn_log.csv"
+    checkpoint_path = prepare_output(args.checkpoint_dir, checkpoint_bytes) / member_file(args.member)
+    log_path = checkpoint_path.with_name(f"{checkpoint_path.stem}_log.csv")
     columns = (["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")]
                + ["held_out_nll_first_100", "held_out_tile_accuracy", "held_out_tile_auc", "held_out_ends", "held_out_ends_found",
                   "held_out_false_ends", "seconds"])
@@ -174,7 +183,7 @@ def main(argv=None) -> None:
     for epoch in bar:
         require_free_space(checkpoint_path.parent, checkpoint_bytes)  # not an epoch of training that cannot be saved
         started = time.time() - progress.seconds
-        order = train.epoch_batches(args.batch_size, seed=args.seed + epoch)
+        order = train.epoch_batches(args.batch_size, seed=seed + epoch)
         batches = tqdm(order[progress.batch :], initial=progress.batch, total=len(order), desc=f"epoch {epoch} batches",
                        leave=False, dynamic_ncols=True, disable=len(order) < 2)
         for episode_batch in batches:  # after a stop: the epoch's order, from where it stopped

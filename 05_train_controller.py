@@ -45,7 +45,9 @@ from worldmodels.checkpoints import (
     MDRNN_FILE,
     VAE_FILE,
     controller_config,
+    fingerprint,
     load_controller,
+    load_members,
     refuse_to_replace,
     save_controller,
 )
@@ -77,6 +79,8 @@ SEED = 0  # CMA-ES sampling
 WORKERS = default_workers()  # one process per core
 DREAM = False  # train in the dream (M) instead of the real env
 TEMPERATURE = 1.15  # dream sampling temperature tau (the paper's best for its Doom dream)
+MEMBERS = 1  # Ms the dream runs: M and members 1.. of 04_train_rnn.py --member (1: M alone)
+DISAGREEMENT = 0.0  # dream reward = mean of the Ms' rewards - DISAGREEMENT x their std (a charge for M's guesses)
 CURIOSITY = 0.0  # weight of M's surprise (summed NLL of each new z) added to a real episode's return (0: off)
 SERIES_DIR = "data/series"  # where dreams find their real first latents
 INIT_FROM = ""  # a controller.pt to start the search from ("" : the zero controller)
@@ -104,6 +108,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="draw frames with the fast renderer (same physics and rewards); --no-fast-render draws them the stock way")
     parser.add_argument("--dream", action=argparse.BooleanOptionalAction, default=DREAM, help="train inside M instead of the real env")
     parser.add_argument("--temperature", type=finite_float, default=TEMPERATURE, help="dream sampling temperature")
+    parser.add_argument("--members", type=int, default=MEMBERS,
+                        help="dream in M and ensemble members 1..MEMBERS-1 (mdrnn_member<k>.pt): z from one at random each step")
+    parser.add_argument("--disagreement", type=finite_float, default=DISAGREEMENT,
+                        help="dream reward = the Ms' mean reward - DISAGREEMENT x their std")
     parser.add_argument("--curiosity", type=finite_float, default=CURIOSITY,
                         help="in the real env, rank candidates by return + CURIOSITY x M's surprise (its NLL of every new z)")
     parser.add_argument("--series-dir", default=SERIES_DIR, help="folder with initial_latents.npz (for --dream)")
@@ -123,11 +131,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--sigma0 and --temperature must be positive; --patience and --gif-steps non-negative")
     if args.curiosity and args.dream:
         parser.error("--curiosity rewards M's surprise at real frames; a dream has none (drop --dream or --curiosity)")
+    require_at_least(parser, args, 1, "members")
+    if args.disagreement < 0 or (args.disagreement and args.members < 2):
+        parser.error("--disagreement must be non-negative and needs --members 2 or more")
     require_folders(parser, args, "checkpoint_dir", "series_dir")
     return args
 
 
-def evaluate_saved(args: argparse.Namespace, pool: WorkerPool, paths: dict[str, str], config: dict, starts: np.ndarray | None) -> None:
+def evaluate_saved(args: argparse.Namespace, pool: WorkerPool, paths: dict[str, str], config: dict, starts: np.ndarray | None,
+                   members: list[MDNRNN]) -> None:
     """The saved controller on ``args.evaluate`` tracks: a summary, a CSV row per episode,
     and GIFs of its best, median and worst episodes."""
     checkpoint = load_controller(paths["controller"], config)
@@ -145,7 +157,7 @@ def evaluate_saved(args: argparse.Namespace, pool: WorkerPool, paths: dict[str, 
     dreamed = None
     if starts is not None:
         _, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])
-        dreamed = run_dreams(mdrnn, params, starts, seeds, args).returns
+        dreamed = run_dreams(mdrnn, params, starts, seeds, args, members).returns
         print(f"in {args.evaluate} dreams at temperature {args.temperature}: {summary(dreamed)}")
     table = Path(args.checkpoint_dir) / "evaluation.csv"
     replaced = " (it replaces the earlier evaluation's)" if table.exists() else ""
@@ -179,11 +191,12 @@ def write_drive_gifs(args: argparse.Namespace, paths: dict[str, str], params: np
         tqdm.write(f"wrote {path} and its stills (.png): track {seeds[i]}, the first {len(recording.rewards)} steps")
 
 
-def run_dreams(mdrnn: MDNRNN, params: np.ndarray, starts: np.ndarray, seeds: list[int], args: argparse.Namespace) -> EpisodeResults:
+def run_dreams(mdrnn: MDNRNN, params: np.ndarray, starts: np.ndarray, seeds: list[int], args: argparse.Namespace,
+               members: list[MDNRNN]) -> EpisodeResults:
     """Controller params[i] in dream seeds[i]: the seed picks its first latent among ``starts``
-    and its random stream, at the run's temperature."""
+    and its random stream, at the run's temperature, in M and its ensemble ``members``."""
     return run_dream_episodes(mdrnn, params, first_latents(starts, seeds), seeds, args.temperature, args.max_steps,
-                              args.use_hidden)
+                              args.use_hidden, members, args.disagreement)
 
 
 def objective(results: EpisodeResults, curiosity: float) -> np.ndarray:
@@ -221,13 +234,14 @@ def main(argv=None) -> None:
     config = controller_config(vae, mdrnn, args.use_hidden)  # C belongs with this V and M
     dimension = parameter_count(config["input_size"])
 
-    starts = None  # dreams start from real first latents
+    starts, members = None, []  # dreams start from real first latents
     if args.dream:
         starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size, config["vae"])["mu"].astype(np.float32)
+        members = load_members(directory, args.members, vae)
 
     with WorkerPool(args.workers) as pool:
         if args.evaluate is not None:
-            evaluate_saved(args, pool, paths, config, starts)
+            evaluate_saved(args, pool, paths, config, starts, members)
             return
 
         state_path, log_path = directory / STATE_FILE, directory / "controller_log.csv"
@@ -238,6 +252,8 @@ def main(argv=None) -> None:
         search_config = config | {"population": args.population, "sigma0": args.sigma0, "seed": args.seed}
         if args.dream:
             search_config |= {"world": "dream", "temperature": args.temperature}
+            if args.members > 1:
+                search_config |= {"members": [fingerprint(member) for member in members], "disagreement": args.disagreement}
         if args.init_from:
             search_config |= {"init_from": args.init_from}
         if args.curiosity:
@@ -252,6 +268,8 @@ def main(argv=None) -> None:
             x0 = load_controller(args.init_from, config, same_models=False)["params"].numpy() if args.init_from else None
             state = new_search(dimension, args.sigma0, args.population, args.seed, search_config, x0)
         world = f"dreams at temperature {args.temperature}" if args.dream else "the real env"
+        if members:
+            world += f" of M and {len(members)} members (reward: mean - {args.disagreement} x std)"
         print(f"CMA-ES over {dimension} parameters in {world}: population {args.population} x {args.episodes_per_candidate} "
               f"episodes, {args.workers} workers")
         write_csv(log_path, columns, state.log)  # the log as the search state has it
@@ -271,7 +289,7 @@ def main(argv=None) -> None:
                 seeds = [TRAIN_SEED_BASE + generation * args.episodes_per_candidate + e for e in range(args.episodes_per_candidate)]
                 params = np.repeat(candidates, len(seeds), axis=0)
                 if args.dream:
-                    results = run_dreams(mdrnn, params, starts, seeds * len(candidates), args)
+                    results = run_dreams(mdrnn, params, starts, seeds * len(candidates), args, members)
                 else:
                     results = real(params, seeds * len(candidates), args.patience, f"generation {generation}")
                 fitness = objective(results, args.curiosity).reshape(len(candidates), len(seeds)).mean(axis=1)
@@ -290,7 +308,7 @@ def main(argv=None) -> None:
                     scores["real"] = float(check_scores.mean()), float(check_scores.std())
                     env_steps += int(check.steps.sum())
                     if args.dream:
-                        dreamed = run_dreams(mdrnn, repeated, starts, check_seeds, args).returns
+                        dreamed = run_dreams(mdrnn, repeated, starts, check_seeds, args, members).returns
                         scores["dream"] = float(dreamed.mean()), float(dreamed.std())
                     kept = scores["dream" if args.dream else "real"][0]
                     if kept > state.best_score:

@@ -78,3 +78,57 @@ def test_the_dream_viewer_replays_the_dream_it_decodes(mdrnn):
     assert recording.rewards.sum() == pytest.approx(episode.returns[0], abs=1e-4)
     assert recording.ended == (episode.steps[0] < 150)
     assert recording.frames.dtype == np.uint8 and recording.frames.shape[1:] == (64, 64, 3)
+
+
+def other_member(seed: int) -> MDNRNN:
+    torch.manual_seed(seed)
+    model = MDNRNN(32, 3, 64, 5).eval()
+    with torch.no_grad():
+        model.done.bias.fill_(-2.0)
+    return model
+
+
+def test_an_ensemble_of_copies_of_m_dreams_what_m_dreams_alone(mdrnn):
+    rng = np.random.default_rng(2)
+    params = rng.normal(0, 0.3, (3, parameter_count(32 + 64))).astype(np.float32)
+    z0 = rng.normal(0, 1, (3, 32)).astype(np.float32)
+    copies = [MDNRNN(32, 3, 64, 5).eval() for _ in range(2)]
+    for copy in copies:
+        copy.load_state_dict(mdrnn.state_dict())
+    # within the first chunk of draws both dreams use the same random numbers for z and the end
+    alone = run_dream_episodes(mdrnn, params, z0, [1, 2, 3], 1.15, 60)
+    ensemble = run_dream_episodes(mdrnn, params, z0, [1, 2, 3], 1.15, 60, members=copies, disagreement=5.0)
+    np.testing.assert_array_equal(ensemble.steps, alone.steps)
+    np.testing.assert_allclose(ensemble.returns, alone.returns, atol=1e-5)  # copies agree: no charge
+
+
+def test_the_ensemble_dream_charges_for_disagreement(mdrnn):
+    members = [other_member(1), other_member(2)]
+    z0, actions = torch.randn(4, 32), torch.full((4, 3), 0.5)
+    rewards = {}
+    for penalty in (0.0, 2.0):
+        dreams = DreamBatch(mdrnn, z0, [1, 2, 3, 4], 1.0, members, penalty)
+        rewards[penalty], _ = dreams.step(actions)
+    # the members' own predictions for the same first step
+    predicted = torch.stack([m.step(z0, actions, m.initial_state(4))[0]["reward"] for m in [mdrnn, *members]])
+    torch.testing.assert_close(rewards[0.0], predicted.mean(0))
+    torch.testing.assert_close(rewards[2.0], predicted.mean(0) - 2.0 * predicted.std(0, correction=0))
+    # C sees M's own hidden state, as it does in the real env
+    torch.testing.assert_close(dreams.features[:, 32:], mdrnn.step(z0, actions, mdrnn.initial_state(4))[1][0][0])
+
+
+def test_an_ensemble_dream_unfolds_the_same_alone_and_in_a_batch(mdrnn):
+    members = [other_member(3)]
+    rng = np.random.default_rng(4)
+    params = rng.normal(0, 0.3, (3, parameter_count(32 + 64))).astype(np.float32)
+    z0 = rng.normal(0, 1, (3, 32)).astype(np.float32)
+    batch = run_dream_episodes(mdrnn, params, z0, [7, 8, 9], 1.15, 150, members=members, disagreement=1.0)
+    for i in range(3):
+        alone = run_dream_episodes(mdrnn, params[i : i + 1], z0[i : i + 1], [7 + i], 1.15, 150, members=members, disagreement=1.0)
+        assert alone.steps[0] == batch.steps[i]
+        assert alone.returns[0] == pytest.approx(batch.returns[i], abs=1e-5)
+
+
+def test_a_disagreement_penalty_needs_members(mdrnn):
+    with pytest.raises(ValueError, match="needs ensemble members"):
+        DreamBatch(mdrnn, torch.zeros(1, 32), [0], 1.0, disagreement=1.0)

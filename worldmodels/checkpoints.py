@@ -27,6 +27,11 @@ VAE_FILE = "vae.pt"
 MDRNN_FILE = "mdrnn.pt"
 CONTROLLER_FILE = "controller.pt"
 
+
+def member_file(member: int) -> str:
+    """M's file (member 0) or ensemble member k's, trained beside it on the same latents."""
+    return MDRNN_FILE if member == 0 else f"mdrnn_member{member}.pt"
+
 CONTROLLER_PRODUCER = "05_train_controller.py"
 _MODELS = {"vae": (ConvVAE, "02_train_vae.py"), "mdrnn": (MDNRNN, "04_train_rnn.py")}
 
@@ -276,6 +281,21 @@ def require_made_from(path: str | Path, model: nn.Module, expected: dict[str, st
     whose fingerprints ``expected`` gives."""
     if model.made_from != expected:
         raise DataError(f"{path}: made from other models than these ({_differences(model.made_from, expected)}); {fix}")
+
+
+def load_members(directory: str | Path, count: int, vae: nn.Module) -> list[MDNRNN]:
+    """Ensemble members 1 .. count - 1 of ``directory`` (04_train_rnn.py --member k), each
+    trained on this V's latents."""
+    members = []
+    for k in range(1, count):
+        path = Path(directory) / member_file(k)
+        if not path.exists():
+            raise DataError(f"{path}: not found; train it with 04_train_rnn.py --member {k} (or use fewer --members)")
+        member = load_model(path, "mdrnn", z_size=vae.z_size)
+        require_made_from(path, member, {"vae": fingerprint(vae)},
+                          f"it was trained on another V's latents: re-run 04_train_rnn.py --member {k} on this V's series")
+        members.append(member)
+    return members
 
 
 def refuse_to_replace(state_path: str | Path, outputs: list[Path], restart: bool) -> None:

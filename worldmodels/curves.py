@@ -66,17 +66,20 @@ def draw_controller(log: dict[str, np.ndarray], fig) -> None:
     ax.legend(fontsize="small")
 
 
-CURVES = {  # log file -> (picture, drawer, panels high)
-    "vae_log.csv": ("vae_curves.png", draw_vae, 1),
-    "mdrnn_log.csv": ("mdrnn_curves.png", draw_mdrnn, 1),
-    "controller_log.csv": ("controller_curves.png", draw_controller, 1.5),
+CURVES = {  # stage log "<kind>_log.csv" (M's ensemble members: "mdrnn_member<k>_log.csv") -> (drawer, panels high)
+    "vae": (draw_vae, 1),
+    "mdrnn": (draw_mdrnn, 1),
+    "controller": (draw_controller, 1.5),
 }
 
 
 def draw_curves(log_path: str | Path) -> Path | None:
-    """Draw the picture of one stage log beside it; None if the log has no rows yet."""
+    """Draw the picture of one stage log beside it ("<name>_log.csv" -> "<name>_curves.png");
+    None if the log has no rows yet."""
     log_path = Path(log_path)
-    picture, draw, panels = CURVES[log_path.name]
+    name = log_path.name.removesuffix("_log.csv")
+    draw, panels = CURVES[name.split("_member")[0]]
+    picture = f"{name}_curves.png"
     log = _columns(log_path)
     if not log:
         return None
@@ -100,9 +103,8 @@ def draw_curves(log_path: str | Path) -> Path | None:
 def redraw_all(folder: str | Path) -> list[Path]:
     """Every picture whose log is in ``folder``; returns the pictures drawn."""
     drawn = []
-    for name in CURVES:
-        log_path = Path(folder) / name
-        if log_path.exists() and (picture := draw_curves(log_path)) is not None:
+    for log_path in sorted(Path(folder).glob("*_log.csv")):
+        if log_path.name.removesuffix("_log.csv").split("_member")[0] in CURVES and (picture := draw_curves(log_path)) is not None:
             drawn.append(picture)
     return drawn
 

@@ -12,13 +12,15 @@ so a dream unfolds the same alone or in a batch of any size. ``DreamEnv`` is the
 engine behind the standard ``gymnasium.Env`` interface, for any gymnasium agent.
 """
 
+from collections.abc import Sequence
+
 import gymnasium as gym
 import numpy as np
 import torch
 
 from worldmodels.controller import LinearControllers
 from worldmodels.env import ACTION_SIZE
-from worldmodels.mdrnn import MDNRNN, done_probability, sample_mixture
+from worldmodels.mdrnn import MDNRNN, LSTMState, done_probability, sample_mixture
 from worldmodels.rollout import EpisodeResults
 
 NOISE_CHUNK = 64  # steps of random draws made at a time per dream (fewer small generator calls)
@@ -28,46 +30,80 @@ class DreamBatch:
     """B dreams in M, stepped together.
 
     z0: [B, Z] first latents; seeds: B ints, one random stream per dream.
+
+    members: more Ms trained beside M on the same latents (04_train_rnn.py --member), for a
+    dream that charges for M's guesses. Each member follows the dream with its own hidden
+    state; each step, z_{t+1} is sampled from one model (M or a member) drawn at random per
+    dream, the end from their mean done probability, and the reward is their mean reward
+    minus ``disagreement`` x its std across the models. C still sees M's h, as in the real env.
     """
 
-    def __init__(self, mdrnn: MDNRNN, z0: torch.Tensor, seeds: list[int], temperature: float):
+    def __init__(self, mdrnn: MDNRNN, z0: torch.Tensor, seeds: list[int], temperature: float,
+                 members: Sequence[MDNRNN] = (), disagreement: float = 0.0):
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
-        self.mdrnn, self.temperature = mdrnn, temperature
+        if disagreement and not members:
+            raise ValueError("a disagreement penalty needs ensemble members beside M")
+        self.mdrnn, self.temperature, self.disagreement = mdrnn, temperature, disagreement
+        self.models = [mdrnn, *members]
         self.z = z0.to(torch.float32).clone()
-        self.state = mdrnn.initial_state(len(seeds))
+        self.states = [model.initial_state(len(seeds)) for model in self.models]
         self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-        self.noise = torch.zeros(len(seeds), 0, 2 * mdrnn.z_size + 1)
+        self.noise = torch.zeros(len(seeds), 0, self._draw_size)
         self.t = 0
+
+    @property
+    def state(self) -> LSTMState:
+        """M's (h, c), each [1, B, H]."""
+        return self.states[0]
 
     @property
     def features(self) -> torch.Tensor:
         """[z_t, h_t]: [B, Z + H], what C sees."""
         return torch.cat([self.z, self.state[0][0]], dim=1)
 
+    @property
+    def _draw_size(self) -> int:
+        """Random numbers per dream and step: uniforms and normals for z, the end, and (with
+        members) which model's z is taken."""
+        return 2 * self.mdrnn.z_size + 1 + (len(self.models) > 1)
+
     def _draws(self) -> torch.Tensor:
-        """This step's random numbers of every dream: [B, 2Z + 1] (uniforms, normals, end)."""
+        """This step's random numbers of every dream: [B, _draw_size]."""
         index = self.t % NOISE_CHUNK
         if index == 0:
-            z = self.mdrnn.z_size
+            z, ensemble = self.mdrnn.z_size, len(self.models) > 1
             self.noise = torch.stack([
                 torch.cat([torch.rand(NOISE_CHUNK, z, generator=g), torch.randn(NOISE_CHUNK, z, generator=g),
-                           torch.rand(NOISE_CHUNK, 1, generator=g)], dim=1)
+                           torch.rand(NOISE_CHUNK, 1, generator=g)]  # M alone draws these, so an ensemble shares them
+                          + [torch.rand(NOISE_CHUNK, 1, generator=g)] * ensemble, dim=1)
                 for g in self.generators
             ])
         return self.noise[:, index]
 
     @torch.no_grad()
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """actions [B, 3] -> (reward [B], done bool [B]); advances z and M's state."""
+        """actions [B, 3] -> (reward [B], done bool [B]); advances z and every model's state."""
         draws = self._draws()
-        z_size = self.mdrnn.z_size
-        out, self.state = self.mdrnn.step(self.z, actions.to(torch.float32), self.state)
-        self.z = sample_mixture(out["log_pi"], out["mu"], out["log_sigma"], self.temperature,
+        z_size, actions = self.mdrnn.z_size, actions.to(torch.float32)
+        outs = []
+        for i, model in enumerate(self.models):
+            out, self.states[i] = model.step(self.z, actions, self.states[i])
+            outs.append(out)
+        if len(outs) == 1:
+            mixture, reward, p_done = outs[0], outs[0]["reward"], done_probability(outs[0]["done_logit"])
+        else:
+            chosen = (draws[:, 2 * z_size + 1] * len(outs)).long().clamp(max=len(outs) - 1)  # [B]: whose z
+            rows = torch.arange(len(chosen))
+            mixture = {k: torch.stack([out[k] for out in outs])[chosen, rows] for k in ("log_pi", "mu", "log_sigma")}
+            rewards = torch.stack([out["reward"] for out in outs])  # [models, B]
+            reward = rewards.mean(0) - self.disagreement * rewards.std(0, correction=0)
+            p_done = torch.stack([done_probability(out["done_logit"]) for out in outs]).mean(0)
+        self.z = sample_mixture(mixture["log_pi"], mixture["mu"], mixture["log_sigma"], self.temperature,
                                 noise=(draws[:, :z_size], draws[:, z_size : 2 * z_size]))
-        done = draws[:, -1] < done_probability(out["done_logit"])
+        done = draws[:, 2 * z_size] < p_done
         self.t += 1
-        return out["reward"], done
+        return reward, done
 
 
 def first_latents(starts: np.ndarray, seeds: list[int]) -> np.ndarray:
@@ -79,11 +115,12 @@ def first_latents(starts: np.ndarray, seeds: list[int]) -> np.ndarray:
 @torch.no_grad()
 def run_dream_episodes(
     mdrnn: MDNRNN, params: np.ndarray, z0: np.ndarray, seeds: list[int], temperature: float, max_steps: int,
-    use_hidden: bool = True,
+    use_hidden: bool = True, members: Sequence[MDNRNN] = (), disagreement: float = 0.0,
 ) -> EpisodeResults:
     """Dream i runs controller params[i] from first latent z0[i] with seed seeds[i], all in one
-    batch, until its drawn end or ``max_steps``. use_hidden: C sees [z, h] (else z only)."""
-    dreams = DreamBatch(mdrnn, torch.as_tensor(z0), seeds, temperature)
+    batch, until its drawn end or ``max_steps``. use_hidden: C sees [z, h] (else z only);
+    members, disagreement: an ensemble dream (DreamBatch)."""
+    dreams = DreamBatch(mdrnn, torch.as_tensor(z0), seeds, temperature, members, disagreement)
     inputs = dreams.features.shape[1] if use_hidden else mdrnn.z_size
     controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32), inputs)
     returns = torch.zeros(len(seeds), dtype=torch.float64)
