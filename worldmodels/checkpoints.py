@@ -52,10 +52,11 @@ def fingerprint(model: nn.Module | dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()[:12]
 
 
-def save_model(path: str | Path, kind: str, model: nn.Module, made_from: dict[str, str] | None = None, **extra: Any) -> None:
-    """The weights, the config that rebuilds the model and the fingerprints of the models it
-    was made from (M: V's)."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+def save_model(path: str | Path, kind: str, model: nn.Module, made_from: dict[str, str] | None = None,
+               dtype: torch.dtype | None = None, **extra: Any) -> None:
+    """The weights (as ``dtype`` if given: loading turns them back into the model's float32),
+    the config that rebuilds the model and the fingerprints of the models it was made from (M: V's)."""
+    state = {k: v.detach().cpu().to(dtype or v.dtype) for k, v in model.state_dict().items()}
     save_torch(path, {"kind": kind, "config": model.config(), "state_dict": state, "made_from": made_from or {}, **extra})
 
 
