@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Iterative profile: rounds of collect -> V -> encode -> M -> C trained only in M's dream.
+# Iterative profile: rounds of collect -> V -> encode -> M (and its ensemble members) -> C
+# trained only in M's dream.
 # Round 1 collects with the exploration walk; round r > 1 with round r-1's agent (its V, M and
 # dream-trained C, with noise on C's parameters) and adds its episodes to the same folder
 # (track seeds from (r - 1) x 100000, so no round overwrites another's). V and M go on from the
 # last round's weights on all rounds' data; C's search starts from the last round's controller.
+# The dream runs M and MEMBERS - 1 ensemble members and pays their mean reward minus
+# DISAGREEMENT x its std, so C is charged where the Ms disagree.
+# With CURIOSITY > 0, round 2 collects instead with a collector searched in the real env for
+# return + CURIOSITY x M's surprise (COLLECTOR_GENERATIONS generations of 16 x 1 episodes, in
+# round1/collector): its real steps are data collection, counted in its controller_log.csv.
 # C never learns from a real step: real episodes only collect data and are logged at the
 # search's checks. Every stage resumes, so re-running the profile after an interruption goes
 # on where it stopped. Outputs: data/iterative/rollout (every round's episodes),
@@ -11,26 +17,49 @@
 # The scale comes from the environment (defaults below); the tests run a tiny one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${DATA:-data/iterative} CKPT=${CKPT:-checkpoints/iterative} ROUNDS=${ROUNDS:-3}
+DATA=${DATA:-data/iterative} CKPT=${CKPT:-checkpoints/iterative} ROUNDS=${ROUNDS:-4}
 EPISODES=${EPISODES:-60} MAX_STEPS=${MAX_STEPS:-1000} WORKERS=${WORKERS:-2}           # collection, per round
-V_EPOCHS=${V_EPOCHS:-5} V_BATCH=${V_BATCH:-100} M_EPOCHS=${M_EPOCHS:-30}              # V and M, per round
-GENERATIONS=${GENERATIONS:-100} POPULATION=${POPULATION:-32} DREAMS=${DREAMS:-8}       # C's search in the dream
-TEMPERATURE=${TEMPERATURE:-1.15} CHECK_EPISODES=${CHECK_EPISODES:-10} EVALUATE=${EVALUATE:-100}
+V_EPOCHS=${V_EPOCHS:-4} V_EPOCHS_NEXT=${V_EPOCHS_NEXT:-1} V_BATCH=${V_BATCH:-100}  # V: round 1, then each round
+V_ROUNDS=${V_ROUNDS:-2}  # V trains in rounds 1..V_ROUNDS; later rounds keep it (and its encoded series) and retrain M and C
+M_EPOCHS=${M_EPOCHS:-30}                                                              # M and each member, per round
+GENERATIONS=${GENERATIONS:-60} POPULATION=${POPULATION:-32} DREAMS=${DREAMS:-8}       # C's search in the dream
+TEMPERATURE=${TEMPERATURE:-1.15} CHECK_EVERY=${CHECK_EVERY:-10} CHECK_EPISODES=${CHECK_EPISODES:-10} EVALUATE=${EVALUATE:-100}
+MEMBERS=${MEMBERS:-3} DISAGREEMENT=${DISAGREEMENT:-1.0}  # the dream runs M and MEMBERS-1 members; reward: mean - DISAGREEMENT x std
+CURIOSITY=${CURIOSITY:-0.1} COLLECTOR_GENERATIONS=${COLLECTOR_GENERATIONS:-30}  # round 2's collector (0: round 1's C collects)
 for round in $(seq 1 "$ROUNDS"); do
     here=$CKPT/round$round series=$DATA/round$round/series last=$CKPT/round$((round - 1))
-    collect=() v_from=() m_from=() c_from=()
+    collect=() v_from=() c_from=() v_epochs=$V_EPOCHS
     if [ "$round" -gt 1 ]; then
-        collect=(--policy "$last") v_from=(--init-from "$last/vae.pt") m_from=(--init-from "$last/mdrnn.pt")
+        collect=(--policy "$last") v_from=(--init-from "$last/vae.pt") v_epochs=$V_EPOCHS_NEXT
         c_from=(--init-from "$last/controller.pt")
+        if [ -d "$last/collector" ]; then collect=(--policy "$last/collector"); fi
     fi
     python 01_generate_data.py --episodes "$EPISODES" --first-seed $(( (round - 1) * 100000 )) --max-steps "$MAX_STEPS" \
         --workers "$WORKERS" --out-dir "$DATA/rollout" "${collect[@]}"
-    python 02_train_vae.py --epochs "$V_EPOCHS" --batch-size "$V_BATCH" --data-dir "$DATA/rollout" --checkpoint-dir "$here" "${v_from[@]}"
+    if [ "$round" -le "$V_ROUNDS" ]; then
+        python 02_train_vae.py --epochs "$v_epochs" --batch-size "$V_BATCH" --data-dir "$DATA/rollout" --checkpoint-dir "$here" "${v_from[@]}"
+    else  # the same V: its series of the earlier rounds' episodes stay valid, so 03 encodes only the new ones
+        mkdir -p "$here" "$series" && { [ -e "$here/vae.pt" ] || cp "$last/vae.pt" "$here/"; }
+        for file in "$DATA/round$((round - 1))/series/"ep*.npz; do [ -e "$series/${file##*/}" ] || cp "$file" "$series/"; done
+    fi
     python 03_generate_rnn_data.py --rollout-dir "$DATA/rollout" --series-dir "$series" --checkpoint-dir "$here"
-    python 04_train_rnn.py --epochs "$M_EPOCHS" --batch-size 32 --seq-len 100 --series-dir "$series" --checkpoint-dir "$here" "${m_from[@]}"
+    for member in $(seq 0 $((MEMBERS - 1))); do
+        file=mdrnn.pt m_from=()
+        if [ "$member" -gt 0 ]; then file=mdrnn_member$member.pt; fi
+        if [ "$round" -gt 1 ]; then m_from=(--init-from "$last/$file"); fi
+        python 04_train_rnn.py --epochs "$M_EPOCHS" --batch-size 32 --seq-len 100 --series-dir "$series" --checkpoint-dir "$here" \
+            --member "$member" "${m_from[@]}"
+    done
+    if [ "$round" = 1 ] && [ "$ROUNDS" -gt 1 ] && [ "$CURIOSITY" != 0 ]; then
+        mkdir -p "$here/collector" && cp "$here/vae.pt" "$here/mdrnn.pt" "$here/collector/"
+        python 05_train_controller.py --curiosity "$CURIOSITY" --generations "$COLLECTOR_GENERATIONS" --population 16 \
+            --episodes-per-candidate 1 --patience 100 --check-every "$CHECK_EVERY" --check-episodes "$CHECK_EPISODES" --max-steps "$MAX_STEPS" \
+            --workers "$WORKERS" --checkpoint-dir "$here/collector"
+    fi
     python 05_train_controller.py --dream --temperature "$TEMPERATURE" --series-dir "$series" --generations "$GENERATIONS" \
-        --population "$POPULATION" --episodes-per-candidate "$DREAMS" --check-every 20 --check-episodes "$CHECK_EPISODES" \
-        --max-steps "$MAX_STEPS" --workers "$WORKERS" --checkpoint-dir "$here" "${c_from[@]}"
+        --population "$POPULATION" --episodes-per-candidate "$DREAMS" --check-every "$CHECK_EVERY" --check-episodes "$CHECK_EPISODES" \
+        --members "$MEMBERS" --disagreement "$DISAGREEMENT" --max-steps "$MAX_STEPS" --workers "$WORKERS" --checkpoint-dir "$here" \
+        "${c_from[@]}"
 done
 python 05_train_controller.py --evaluate "$EVALUATE" --max-steps "$MAX_STEPS" --workers "$WORKERS" --checkpoint-dir "$CKPT/round$ROUNDS"
 echo "iterative profile done: round r's models, logs and GIFs in $CKPT/round<r>/, every round's episodes in $DATA/rollout/"

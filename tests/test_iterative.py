@@ -1,6 +1,7 @@
-"""The iterative profile at a tiny scale: two rounds complete, round two adds its agent-driven
-episodes beside round one's without touching them, and a re-run after an interruption goes
-on where it stopped."""
+"""The iterative profile at a tiny scale: three rounds complete (with ensemble members, round
+two collected by a curious collector, round three with round two's V kept), round two adds its
+agent-driven episodes beside round one's without touching them, and a re-run after an
+interruption goes on where it stopped."""
 
 import os
 import signal
@@ -12,8 +13,9 @@ from helpers import ROOT, log_rows
 from worldmodels.checkpoints import fingerprint, load_model
 from worldmodels.episodes import list_episodes, read_rollout_source, read_series
 
-TINY = {"ROUNDS": "2", "EPISODES": "2", "MAX_STEPS": "40", "WORKERS": "1", "V_EPOCHS": "1", "V_BATCH": "10", "M_EPOCHS": "1",
-        "GENERATIONS": "1", "POPULATION": "2", "DREAMS": "1", "CHECK_EPISODES": "1", "EVALUATE": "1"}
+TINY = {"ROUNDS": "3", "V_ROUNDS": "2", "EPISODES": "2", "MAX_STEPS": "40", "WORKERS": "1", "V_EPOCHS": "1", "V_BATCH": "10", "M_EPOCHS": "1",
+        "GENERATIONS": "1", "POPULATION": "2", "DREAMS": "1", "CHECK_EPISODES": "1", "EVALUATE": "1", "MEMBERS": "2",
+        "CURIOSITY": "0.1", "COLLECTOR_GENERATIONS": "1"}
 
 
 def _profile(tmp_path) -> subprocess.Popen:
@@ -39,15 +41,21 @@ def test_two_rounds_complete_add_their_data_and_resume_after_an_interruption(tmp
     output = process.communicate(timeout=600)[0]
     assert process.returncode == 0, output
     assert "iterative profile done" in output and "already trained for 1 epochs" in output  # round one's V was not trained again
-    assert [p.name for p in list_episodes(rollout)] == ["ep00000000.npz", "ep00000001.npz", "ep00100000.npz", "ep00100001.npz"]
+    assert [p.name for p in list_episodes(rollout)] == ["ep00000000.npz", "ep00000001.npz", "ep00100000.npz", "ep00100001.npz",
+                                                        "ep00200000.npz", "ep00200001.npz"]
     assert {name: (rollout / name).read_bytes() for name in round_one} == round_one
     assert read_rollout_source(rollout / "ep00000001.npz") == "exploration"
     assert read_rollout_source(rollout / "ep00100000.npz").startswith("agent: controller ")
-    assert f"of {ckpt / 'round1'} (V " in read_rollout_source(rollout / "ep00100000.npz")
+    assert f"of {ckpt / 'round1' / 'collector'} (V " in read_rollout_source(rollout / "ep00100000.npz")  # the curious collector
+    assert len(log_rows(ckpt / "round1" / "collector" / "controller_log.csv")) == 1
     vae2 = fingerprint(load_model(ckpt / "round2" / "vae.pt", "vae"))
     assert vae2 != fingerprint(load_model(ckpt / "round1" / "vae.pt", "vae"))
     for path in list_episodes(tmp_path / "data" / "round2" / "series"):
         assert read_series(path)["vae"] == vae2  # round two's V encoded both rounds' episodes
-    for stage_log in ("vae_log.csv", "mdrnn_log.csv", "controller_log.csv"):
+    for stage_log in ("vae_log.csv", "mdrnn_log.csv", "mdrnn_member1_log.csv", "controller_log.csv"):
         assert len(log_rows(ckpt / "round2" / stage_log)) == 1
-    assert len(log_rows(ckpt / "round2" / "evaluation.csv")) == 1
+    # round three keeps round two's V, and its series hold every round's episodes encoded by it
+    assert fingerprint(load_model(ckpt / "round3" / "vae.pt", "vae")) == vae2
+    assert [read_series(p)["vae"] for p in list_episodes(tmp_path / "data" / "round3" / "series")] == [vae2] * 6
+    assert f"of {ckpt / 'round2'} (V " in read_rollout_source(rollout / "ep00200000.npz")
+    assert len(log_rows(ckpt / "round3" / "evaluation.csv")) == 1
