@@ -13,7 +13,9 @@ from real first latents (SERIES_DIR/initial_latents.npz) at temperature TEMPERAT
 CMA mean is then checked both in dreams and on the real check tracks, side by side in the
 log; the kept controller is the one with the best dream check, so reality never steers a
 dream-trained search. --init-from starts the search from a saved controller (for example a
-dream-trained one, fine-tuned in the real env).
+dream-trained one, fine-tuned in the real env). --members K dreams in M and its ensemble
+members 1..K-1 (04_train_rnn.py --member k), and --disagreement D charges each dreamed step
+D x the Ms' disagreement about its reward (worldmodels/dream.py, DreamBatch).
 
 --curiosity W (real env only) ranks candidates, and checks the CMA mean, by return + W x
 M's surprise: the NLL M gives each new frame's z, predicted one step earlier, summed over
@@ -132,6 +134,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.curiosity and args.dream:
         parser.error("--curiosity rewards M's surprise at real frames; a dream has none (drop --dream or --curiosity)")
     require_at_least(parser, args, 1, "members")
+    if args.members > 1 and not args.dream:
+        parser.error("--members are Ms to dream in: add --dream")
     if args.disagreement < 0 or (args.disagreement and args.members < 2):
         parser.error("--disagreement must be non-negative and needs --members 2 or more")
     require_folders(parser, args, "checkpoint_dir", "series_dir")
