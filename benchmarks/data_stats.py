@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from worldmodels.checkpoints import load_model  # noqa: E402
 from worldmodels.cli import load_stage_script, run_stage  # noqa: E402
 from worldmodels.data import SeriesEpisodes  # noqa: E402
+from worldmodels.errors import DataError  # noqa: E402
 from worldmodels.episodes import read_rollout, read_rollout_source, read_series, require_episodes  # noqa: E402
 from worldmodels.mdrnn import TILE_REWARD  # noqa: E402
 
@@ -40,11 +41,13 @@ def source_name(source: str) -> str:
     return source.split(" (V ")[0]
 
 
-def m_nll(mdrnn_path: str, series_files: list[Path]) -> float:
+def m_nll(mdrnn: torch.nn.Module, series_files: list[Path]) -> float:
     """M's z NLL (nats per latent dimension) on these whole episodes, scored as stage 04
     scores its held-out episodes."""
     data = SeriesEpisodes([read_series(path) for path in series_files])
-    mdrnn = load_model(mdrnn_path, "mdrnn", z_size=data.z_size)
+    if data.z_size != mdrnn.z_size:
+        raise DataError(f"{series_files[0].parent}: latents of size {data.z_size}, but M takes {mdrnn.z_size}; pass the series "
+                        "of the V that M was trained on")
     scores, _ = load_stage_script("04_train_rnn.py").evaluate(mdrnn, data, 0, torch.device("cpu"))
     return scores["nll"]
 
@@ -63,14 +66,15 @@ def main() -> None:
         groups[source_name(read_rollout_source(path))].append({
             "path": path, "steps": len(reward), "return": reward.sum(), "tiles": int((reward > TILE_REWARD).sum()),
             "road": on_road(episode["obs"]).mean(), "braking": (episode["action"][:, 2] > 0.9).mean()})
+    mdrnn = load_model(args.mdrnn, "mdrnn") if args.mdrnn else None
     header = "| source | episodes | steps | return | tiles per episode | frames on the road | steps at full brake |"
     print(header + (" M's z NLL |" if args.mdrnn else "") + "\n" + "|---" * (header.count("|") - 1 + bool(args.mdrnn)) + "|")
     for source, rows in groups.items():
         stat = lambda key: np.array([row[key] for row in rows], dtype=np.float64)
         line = (f"| {source} | {len(rows)} | {int(stat('steps').sum()):,} | {stat('return').mean():.1f} ± {stat('return').std():.1f} | "
                 f"{stat('tiles').mean():.1f} ± {stat('tiles').std():.1f} | {stat('road').mean():.1%} | {stat('braking').mean():.1%} |")
-        if args.mdrnn:
-            line += f" {m_nll(args.mdrnn, [Path(args.series_dir) / row['path'].name for row in rows]):.3f} |"
+        if mdrnn is not None:
+            line += f" {m_nll(mdrnn, [Path(args.series_dir) / row['path'].name for row in rows]):.3f} |"
         print(line)
 
 

@@ -27,13 +27,13 @@ VAE_FILE = "vae.pt"
 MDRNN_FILE = "mdrnn.pt"
 CONTROLLER_FILE = "controller.pt"
 
+CONTROLLER_PRODUCER = "05_train_controller.py"
+_MODELS = {"vae": (ConvVAE, "02_train_vae.py"), "mdrnn": (MDNRNN, "04_train_rnn.py")}
+
 
 def member_file(member: int) -> str:
     """M's file (member 0) or ensemble member k's, trained beside it on the same latents."""
     return MDRNN_FILE if member == 0 else f"mdrnn_member{member}.pt"
-
-CONTROLLER_PRODUCER = "05_train_controller.py"
-_MODELS = {"vae": (ConvVAE, "02_train_vae.py"), "mdrnn": (MDNRNN, "04_train_rnn.py")}
 
 
 def default_device() -> torch.device:
@@ -180,6 +180,14 @@ def load_controller(path: str | Path, config: dict, same_models: bool = True) ->
         raise DataError(f"{path}: {tuple(checkpoint['params'].shape)} parameters, expected "
                         f"({parameter_count(config['input_size'])},); delete it and re-run {CONTROLLER_PRODUCER}")
     return checkpoint
+
+
+def load_controller_for(path: str | Path, vae: nn.Module, mdrnn: nn.Module) -> tuple[dict, dict]:
+    """The controller checkpoint at ``path`` and its config for this V and M: whether C sees
+    z or [z, h] is read from the file, and C must have been made for these very models."""
+    use_hidden = bool(load_checkpoint(path, "controller", CONTROLLER_PRODUCER)["config"].get("use_hidden", True))
+    config = controller_config(vae, mdrnn, use_hidden)
+    return load_controller(path, config), config
 
 
 @dataclass

@@ -73,12 +73,18 @@ CURVES = {  # stage log "<kind>_log.csv" (M's ensemble members: "mdrnn_member<k>
 }
 
 
+def _log_kind(log_path: Path) -> tuple[str, str]:
+    """("mdrnn_member1", "mdrnn") for mdrnn_member1_log.csv: the log's name and its stage's kind."""
+    name = log_path.name.removesuffix("_log.csv")
+    return name, name.split("_member")[0]
+
+
 def draw_curves(log_path: str | Path) -> Path | None:
     """Draw the picture of one stage log beside it ("<name>_log.csv" -> "<name>_curves.png");
     None if the log has no rows yet."""
     log_path = Path(log_path)
-    name = log_path.name.removesuffix("_log.csv")
-    draw, panels = CURVES[name.split("_member")[0]]
+    name, kind = _log_kind(log_path)
+    draw, panels = CURVES[kind]
     picture = f"{name}_curves.png"
     log = _columns(log_path)
     if not log:
@@ -104,7 +110,7 @@ def redraw_all(folder: str | Path) -> list[Path]:
     """Every picture whose log is in ``folder``; returns the pictures drawn."""
     drawn = []
     for log_path in sorted(Path(folder).glob("*_log.csv")):
-        if log_path.name.removesuffix("_log.csv").split("_member")[0] in CURVES and (picture := draw_curves(log_path)) is not None:
+        if _log_kind(log_path)[1] in CURVES and (picture := draw_curves(log_path)) is not None:
             drawn.append(picture)
     return drawn
 

@@ -21,13 +21,11 @@ from tqdm import tqdm
 from worldmodels.atomic import prepare_output
 from worldmodels.checkpoints import (
     CONTROLLER_FILE,
-    CONTROLLER_PRODUCER,
     MDRNN_FILE,
     VAE_FILE,
     controller_config,
     fingerprint,
-    load_checkpoint,
-    load_controller,
+    load_controller_for,
     save_controller,
     save_model,
 )
@@ -42,16 +40,14 @@ def export_agent(source: str | Path, destination: str | Path, rollout_dir: str |
     """Copy the agent of ``source`` to ``destination`` (see the module docstring); returns it."""
     source, destination = Path(source), prepare_output(destination, needed_bytes=40 * 2**20)
     vae, mdrnn = load_agent_models(str(source / VAE_FILE), str(source / MDRNN_FILE))
-    saved = load_checkpoint(source / CONTROLLER_FILE, "controller", CONTROLLER_PRODUCER)
-    use_hidden = bool(saved["config"].get("use_hidden", True))
-    controller = load_controller(source / CONTROLLER_FILE, controller_config(vae, mdrnn, use_hidden))  # it belongs with them
+    controller, config = load_controller_for(source / CONTROLLER_FILE, vae, mdrnn)
     dtype = torch.float16 if float16 else None
     # copies (the loaded models are cached for workers), rounded as a loader will see them
     vae, mdrnn = (copy.deepcopy(model).to(dtype).float() if float16 else model for model in (vae, mdrnn))
     save_model(destination / VAE_FILE, "vae", vae, dtype=dtype)
     save_model(destination / MDRNN_FILE, "mdrnn", mdrnn, made_from={"vae": fingerprint(vae)}, dtype=dtype)
     extra = {k: v for k, v in controller.items() if k not in ("kind", "config", "params", "generation")}
-    save_controller(destination / CONTROLLER_FILE, controller["params"].numpy(), controller_config(vae, mdrnn, use_hidden),
+    save_controller(destination / CONTROLLER_FILE, controller["params"].numpy(), controller_config(vae, mdrnn, config["use_hidden"]),
                     controller["generation"], **extra)
     rollouts = require_episodes(rollout_dir, "01_generate_data.py")
     firsts = [read_rollout_frames(path)[:1] for path in tqdm(rollouts, desc="first frames")]

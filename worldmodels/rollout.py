@@ -17,13 +17,10 @@ import torch
 
 from worldmodels.checkpoints import (
     CONTROLLER_FILE,
-    CONTROLLER_PRODUCER,
     MDRNN_FILE,
     VAE_FILE,
-    controller_config,
     fingerprint,
-    load_checkpoint,
-    load_controller,
+    load_controller_for,
     load_model,
     require_made_from,
 )
@@ -93,12 +90,11 @@ def load_agent_policy(folder: str | Path, noise: float) -> AgentPolicy:
     """The V, M and C of ``folder`` (which must belong together) as a collection policy."""
     paths = [str(Path(folder) / name) for name in (VAE_FILE, MDRNN_FILE, CONTROLLER_FILE)]
     vae, mdrnn = load_agent_models(*paths[:2])
-    use_hidden = bool(load_checkpoint(paths[2], "controller", CONTROLLER_PRODUCER)["config"].get("use_hidden", True))
-    config = controller_config(vae, mdrnn, use_hidden)
-    params = load_controller(paths[2], config)["params"].numpy()
+    controller, config = load_controller_for(paths[2], vae, mdrnn)
+    params = controller["params"].numpy()
     source = (f"agent: controller {fingerprint({'params': torch.as_tensor(params)})} of {folder} (V {config['vae']}, "
               f"M {config['mdrnn']}), parameter noise {noise}")
-    return AgentPolicy(*paths[:2], params, use_hidden, noise, source)
+    return AgentPolicy(*paths[:2], params, config["use_hidden"], noise, source)
 
 
 def write_episode(seed: int, out_dir: str, max_steps: int, fast_render: bool = False, agent: AgentPolicy | None = None) -> int:
