@@ -23,6 +23,7 @@ from worldmodels.frames import FRAME_SIZE
 from worldmodels.interrupt import Interrupted
 from worldmodels.parallel import WorkerPool, default_workers
 from worldmodels.rollout import load_agent_policy, write_episode
+from worldmodels.run_config import write_run_config
 
 EPISODES = 2000  # the paper's 10,000 for CarRacing was cut to 2000 in its code; 2000 here
 MAX_STEPS = 1000  # CarRacing-v3's time limit
@@ -63,6 +64,7 @@ def main(argv=None) -> None:
     seeds = [seed for name, seed in wanted.items() if name not in existing]
     print(f"{len(wanted) - len(seeds)} of these {args.episodes} episodes already in {out_dir} ({len(existing)} episodes in all); "
           f"collecting {len(seeds)} with {agent.source if agent else 'the exploration walk'}, {args.workers} workers")
+    write_run_config(out_dir / "collect_config.json", args, "01_generate_data.py")
     with WorkerPool(args.workers) as pool:
         try:
             steps = pool.map(partial(write_episode, out_dir=str(out_dir), max_steps=args.max_steps, fast_render=args.fast_render,

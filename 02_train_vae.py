@@ -36,6 +36,7 @@ from worldmodels.frames import frames_to_tensor_layout
 from worldmodels.interrupt import Interrupted, stop_requested
 from worldmodels.logs import write_csv
 from worldmodels.pictures import enlarge, save_png
+from worldmodels.run_config import config_path, write_run_config
 from worldmodels.vae import ConvVAE, vae_loss
 
 EPOCHS = 10  # passes over the dataset (the original's CarRacing setting)
@@ -135,6 +136,7 @@ def main(argv=None) -> None:
         print("next: python 03_generate_rnn_data.py")
         return
 
+    write_run_config(config_path(log_path), args, "02_train_vae.py")  # what this run was started with, beside its log
     lengths = map_episodes(files, rollout_length, args.skip_bad_files)  # checks every file before training starts
     train_files, held_out_files = split_episodes(list(lengths), args.held_out_fraction)
     held_out = held_out_frames(held_out_files or train_files, HELD_OUT_FRAMES, args.skip_bad_files)

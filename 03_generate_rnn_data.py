@@ -30,6 +30,7 @@ from worldmodels.episodes import (
     write_series,
 )
 from worldmodels.frames import frames_to_tensor_layout
+from worldmodels.run_config import write_run_config
 from worldmodels.vae import ConvVAE
 
 BATCH_SIZE = 1000  # frames encoded per forward pass
@@ -76,6 +77,8 @@ def main(argv=None) -> None:
     stale = sum(encoded_by[p] is not None and encoded_by[p] != vae_id for p in rollouts)
     print(f"encoding {len(todo)} of {len(rollouts)} episodes with V {vae_id} ({len(rollouts) - len(todo)} already encoded by it in "
           f"{series_dir}; {stale} encoded by another V are encoded again)")
+
+    write_run_config(series_dir / "encode_config.json", args, "03_generate_rnn_data.py")
 
     def encode(path: Path) -> None:
         episode = read_rollout(path)

@@ -46,6 +46,7 @@ from worldmodels.errors import DataError
 from worldmodels.interrupt import Interrupted, stop_requested
 from worldmodels.logs import write_csv
 from worldmodels.mdrnn import MDNRNN, head_scores, mdrnn_loss
+from worldmodels.run_config import config_path, write_run_config
 
 EPOCHS = 200  # passes over the data (the original: 4000 batches of 100 x 1000 steps on 2M steps)
 BATCH_SIZE = 100  # episodes per batch
@@ -174,6 +175,7 @@ def main(argv=None) -> None:
         print("next: python 05_train_controller.py")
         return
 
+    write_run_config(config_path(log_path), args, "04_train_rnn.py")  # what this run was started with, beside its log
     train = SeriesEpisodes([episodes[path] for path in train_files])
     batches_per_epoch = -(-len(train.lengths) // args.batch_size)
     print(f"{len(train_files)} training episodes ({train.steps} steps; {batches_per_epoch} batches of up to {args.batch_size} "

@@ -32,41 +32,35 @@ reconstruction and M's one-step prediction side by side (worldmodels/viewer.py).
 --dream it also scores the controller in N dreams. Dream runs and dream evaluations write
 checkpoints/dream_vs_real.gif (and stills): a dream decoded by V beside the real track it
 started from.
+
+--watch [N] shows the saved controller driving N tracks (from --first-track) live in a
+window, beside what C sees, V's reconstruction and M's prediction (worldmodels/watch.py).
+
+The phases of the search (set up, one generation, check and keep, finish) are in
+worldmodels/search.py, the evaluation in worldmodels/evaluation.py. Every run records its
+flags, paths and commit beside its log (controller_config.json, evaluation_config.json;
+worldmodels/run_config.py).
 """
 
 import argparse
-import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from worldmodels.atomic import prepare_output
-from worldmodels.checkpoints import (
-    CONTROLLER_FILE,
-    MDRNN_FILE,
-    VAE_FILE,
-    controller_config,
-    fingerprint,
-    load_controller,
-    load_members,
-    refuse_to_replace,
-    save_controller,
-)
+from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, controller_config, load_controller, load_members
 from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage
-from worldmodels.controller import parameter_count
-from worldmodels.curves import draw_curves
-from worldmodels.dream import first_latents, run_dream_episodes
-from worldmodels.env import CHECK_SEED_BASE, MAX_EPISODE_STEPS, TEST_SEED_BASE, TRAIN_SEED_BASE
+from worldmodels.env import MAX_EPISODE_STEPS, TEST_SEED_BASE
 from worldmodels.episodes import INITIAL_LATENTS_FILE, read_initial_latents
-from worldmodels.errors import DataError
-from worldmodels.evolution import STATE_FILE, load_search, new_search, save_search
-from worldmodels.interrupt import Interrupted, stop_requested
-from worldmodels.logs import write_csv
-from worldmodels.mdrnn import MDNRNN
+from worldmodels.evaluation import EVALUATION_FILE, evaluate_saved, write_dream_gif
+from worldmodels.interrupt import Interrupted
 from worldmodels.parallel import WorkerPool, default_workers
-from worldmodels.rollout import EpisodeResults, load_agent_models, run_agent_parallel
-from worldmodels.viewer import record_real, write_dream_vs_real, write_drive
+from worldmodels.rollout import load_agent_models
+from worldmodels.run_config import config_path, write_run_config
+from worldmodels.search import ControllerSearch, SearchSettings
+from worldmodels.watch import display_problem, watch
+from worldmodels.worlds import Worlds
 
 GENERATIONS = 1800  # the paper's full agent ran about 1800 generations
 POPULATION = 64  # CMA-ES candidates per generation
@@ -123,12 +117,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--restart", action="store_true", help="start a new search even if a saved one exists")
     parser.add_argument("--evaluate", type=int, nargs="?", const=EVALUATION_EPISODES, metavar="N", default=None,
                         help=f"only evaluate the saved controller on N fresh tracks (N defaults to {EVALUATION_EPISODES})")
+    parser.add_argument("--watch", type=int, nargs="?", const=1, metavar="N", default=None,
+                        help="only watch the saved controller drive N tracks (default 1) live in a window, beside what V and M see")
     parser.add_argument("--first-track", type=int, default=FIRST_TEST_TRACK, help="track seed of the first evaluation episode")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "generations", "episodes_per_candidate", "check_every", "check_episodes", "max_steps", "workers")
     require_at_least(parser, args, 2, "population")
     if args.evaluate is not None:
         require_at_least(parser, args, 1, "evaluate")
+    if args.watch is not None:
+        require_at_least(parser, args, 1, "watch")
+        if args.evaluate is not None:
+            parser.error("--watch and --evaluate are two runs: watch, or evaluate (which writes the GIFs)")
     if args.sigma0 <= 0 or args.temperature <= 0 or args.patience < 0 or args.gif_steps < 0:
         parser.error("--sigma0 and --temperature must be positive; --patience and --gif-steps non-negative")
     if args.curiosity and args.dream:
@@ -142,90 +142,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def evaluate_saved(args: argparse.Namespace, pool: WorkerPool, paths: dict[str, str], config: dict, starts: np.ndarray | None,
-                   members: list[MDNRNN]) -> None:
-    """The saved controller on ``args.evaluate`` tracks: a summary, a CSV row per episode,
-    and GIFs of its best, median and worst episodes."""
-    checkpoint = load_controller(paths["controller"], config)
-    params = np.repeat(checkpoint["params"].numpy()[None], args.evaluate, axis=0)
-    seeds = [args.first_track + i for i in range(args.evaluate)]
-    try:
-        results = run_agent_parallel(pool, paths["vae"], paths["mdrnn"], params, seeds, args.max_steps,
-                                     use_hidden=config["use_hidden"], fast_render=args.fast_render, desc="evaluation episodes")
-    except Interrupted as stop:
-        raise Interrupted(f"the evaluation was stopped unfinished ({stop}); nothing was written: re-run to evaluate") from None
-    print(f"controller {paths['controller']} (generation {checkpoint['generation']}, trained in the "
-          f"{checkpoint.get('trained_in', 'real')} env) on {args.evaluate} tracks (seeds {seeds[0]}..{seeds[-1]}, "
-          f"{'fast' if args.fast_render else 'stock'} renderer): {summary(results.returns)}")
-    print(f"M's reward head on the same episodes: {summary(results.predicted_returns)}")
-    dreamed = None
-    if starts is not None:
-        _, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])
-        dreamed = run_dreams(mdrnn, params, starts, seeds, args, members).returns
-        print(f"in {args.evaluate} dreams at temperature {args.temperature}: {summary(dreamed)}")
-    table = Path(args.checkpoint_dir) / "evaluation.csv"
-    replaced = " (it replaces the earlier evaluation's)" if table.exists() else ""
-    write_csv(table, ["episode", "track_seed", "return", "steps", "m_predicted_return", "dream_return"],
-              [{"episode": i, "track_seed": seed, "return": f"{results.returns[i]:.2f}", "steps": int(results.steps[i]),
-                "m_predicted_return": f"{results.predicted_returns[i]:.2f}",
-                "dream_return": "" if dreamed is None else f"{dreamed[i]:.2f}"} for i, seed in enumerate(seeds)])
-    print(f"wrote {table}, one row per episode{replaced}")
-    try:
-        write_drive_gifs(args, paths, checkpoint["params"].numpy(), seeds, results.returns, config["use_hidden"])
-        if starts is not None:
-            write_dream_gif(args, paths, config)
-    except Interrupted as stop:
-        raise Interrupted(f"{table} is written, but {stop}") from None
-
-
-def write_drive_gifs(args: argparse.Namespace, paths: dict[str, str], params: np.ndarray, seeds: list[int], returns: np.ndarray,
-                     use_hidden: bool) -> None:
-    """drive_{best,median,worst}.gif (and .png stills): the first GIF_STEPS steps of those
-    evaluation episodes, with V's reconstruction and M's prediction of every frame."""
-    if args.gif_steps == 0:
+def watch_saved(args: argparse.Namespace, vae, mdrnn, controller_path: str, config: dict) -> None:
+    """--watch: the saved controller live in a window, or one line saying why there is none."""
+    params = load_controller(controller_path, config)["params"].numpy()
+    if (problem := display_problem()) is not None:
+        print(f"{problem}: no window to watch in; --evaluate writes drive_best.gif, drive_median.gif and "
+              f"drive_worst.gif in {args.checkpoint_dir} instead")
         return
-    vae, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])
-    order = np.argsort(returns, kind="stable")
-    for name, i in tqdm([("best", order[-1]), ("median", order[len(order) // 2]), ("worst", order[0])], desc="drive GIFs"):
-        if stop_requested():
-            raise Interrupted(f"the GIFs were stopped before drive_{name}.gif; re-run --evaluate to make them")
-        recording = record_real(vae, mdrnn, params, seeds[i], min(args.gif_steps, args.max_steps), use_hidden, args.fast_render)
-        path = Path(args.checkpoint_dir) / f"drive_{name}.gif"
-        write_drive(path, recording, f"{name} of {len(returns)}: track {seeds[i]}, return {returns[i]:.1f}")
-        tqdm.write(f"wrote {path} and its stills (.png): track {seeds[i]}, the first {len(recording.rewards)} steps")
-
-
-def run_dreams(mdrnn: MDNRNN, params: np.ndarray, starts: np.ndarray, seeds: list[int], args: argparse.Namespace,
-               members: list[MDNRNN]) -> EpisodeResults:
-    """Controller params[i] in dream seeds[i]: the seed picks its first latent among ``starts``
-    and its random stream, at the run's temperature, in M and its ensemble ``members``."""
-    return run_dream_episodes(mdrnn, params, first_latents(starts, seeds), seeds, args.temperature, args.max_steps,
-                              args.use_hidden, members, args.disagreement)
-
-
-def objective(results: EpisodeResults, curiosity: float) -> np.ndarray:
-    """What a real episode scores in the search: its return, plus ``curiosity`` x M's
-    surprise along it (curiosity: a reward for going where M predicts badly)."""
-    return results.returns + curiosity * results.surprise if curiosity else results.returns
-
-
-def summary(returns: np.ndarray) -> str:
-    return f"{returns.mean():.1f} ± {returns.std():.1f} (min {returns.min():.1f}, max {returns.max():.1f})"
-
-
-def write_dream_gif(args: argparse.Namespace, paths: dict[str, str], config: dict) -> None:
-    """The saved controller in a dream beside the first evaluation track, which it starts from."""
-    if args.gif_steps == 0:
-        return
-    if stop_requested():
-        raise Interrupted("dream_vs_real.gif was not written; re-run --evaluate --dream to make it")
-    vae, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])
-    params = load_controller(paths["controller"], config)["params"].numpy()
-    path = Path(args.checkpoint_dir) / "dream_vs_real.gif"
-    real, dream = write_dream_vs_real(path, vae, mdrnn, params, args.first_track, args.temperature, args.gif_steps,
-                                      use_hidden=config["use_hidden"], fast_render=args.fast_render)
-    print(f"wrote {path}: {args.gif_steps} steps on track {args.first_track} (return {real.rewards.sum():.1f}) "
-          f"beside its dream (return {dream.rewards.sum():.1f})")
+    tracks = [args.first_track + i for i in range(args.watch)]
+    watch(vae, mdrnn, params, tracks, args.max_steps, config["use_hidden"], args.fast_render)
 
 
 def main(argv=None) -> None:
@@ -236,116 +161,30 @@ def main(argv=None) -> None:
     vae, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])  # fails early with a clear message
     prepare_output(directory, needed_bytes=2**20)  # a controller, the search state and the log
     config = controller_config(vae, mdrnn, args.use_hidden)  # C belongs with this V and M
-    dimension = parameter_count(config["input_size"])
-
+    if args.watch is not None:
+        watch_saved(args, vae, mdrnn, paths["controller"], config)
+        return
     starts, members = None, []  # dreams start from real first latents
     if args.dream:
         starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size, config["vae"])["mu"].astype(np.float32)
         members = load_members(directory, args.members, vae)
 
     with WorkerPool(args.workers) as pool:
+        worlds = Worlds(pool, paths["vae"], paths["mdrnn"], mdrnn, args.max_steps, args.use_hidden, args.fast_render,
+                        args.temperature, starts, members, args.disagreement)
         if args.evaluate is not None:
-            evaluate_saved(args, pool, paths, config, starts, members)
+            write_run_config(config_path(directory / EVALUATION_FILE), args, "05_train_controller.py")
+            evaluate_saved(worlds, directory, paths["controller"], config, args.evaluate, args.first_track, args.gif_steps)
             return
-
-        state_path, log_path = directory / STATE_FILE, directory / "controller_log.csv"
-        columns = ["generation", "best", "mean", "worst", "sigma", "check_mean", "check_std", "dream_check_mean",
-                   "dream_check_std", "surprise", "env_steps", "seconds"]
-        # a search state of an older version of this code (a pickle, which is never loaded) counts as an output here
-        refuse_to_replace(state_path, [Path(paths["controller"]), log_path, directory / "cma_state.pkl"], args.restart)
-        search_config = config | {"population": args.population, "sigma0": args.sigma0, "seed": args.seed}
-        if args.dream:
-            search_config |= {"world": "dream", "temperature": args.temperature}
-            if args.members > 1:
-                search_config |= {"members": [fingerprint(member) for member in members], "disagreement": args.disagreement}
-        if args.init_from:
-            search_config |= {"init_from": args.init_from}
-        if args.curiosity:
-            search_config |= {"curiosity": args.curiosity}
-        if state_path.exists() and not args.restart:
-            state = load_search(state_path, search_config, columns)
-            if state.best_generation > 0 and not Path(paths["controller"]).exists():
-                raise DataError(f"{paths['controller']}: missing, though {state_path} kept one at generation "
-                                f"{state.best_generation}; put it back, or pass --restart to start a new search")
-            print(f"resuming the search from {state_path} after generation {state.generation}")
-        else:
-            x0 = load_controller(args.init_from, config, same_models=False)["params"].numpy() if args.init_from else None
-            state = new_search(dimension, args.sigma0, args.population, args.seed, search_config, x0)
-        world = f"dreams at temperature {args.temperature}" if args.dream else "the real env"
-        if members:
-            world += f" of M and {len(members)} members (reward: mean - {args.disagreement} x std)"
-        print(f"CMA-ES over {dimension} parameters in {world}: population {args.population} x {args.episodes_per_candidate} "
-              f"episodes, {args.workers} workers")
-        write_csv(log_path, columns, state.log)  # the log as the search state has it
-        check_seeds = [CHECK_SEED_BASE + i for i in range(args.check_episodes)]
-
-        def real(params: np.ndarray, seeds: list[int], patience: int, desc: str) -> EpisodeResults:
-            return run_agent_parallel(pool, paths["vae"], paths["mdrnn"], params, seeds, args.max_steps, patience,
-                                      args.use_hidden, args.fast_render, desc=desc)
-
-        saved = state.generation  # generations in the state file
-        bar = tqdm(total=args.generations, initial=state.generation, desc="generations", unit="gen", dynamic_ncols=True)
-        try:
-            while state.generation < args.generations:
-                started = time.time()
-                generation = state.generation + 1
-                candidates = np.asarray(state.es.ask())
-                seeds = [TRAIN_SEED_BASE + generation * args.episodes_per_candidate + e for e in range(args.episodes_per_candidate)]
-                params = np.repeat(candidates, len(seeds), axis=0)
-                if args.dream:
-                    results = run_dreams(mdrnn, params, starts, seeds * len(candidates), args, members)
-                else:
-                    results = real(params, seeds * len(candidates), args.patience, f"generation {generation}")
-                fitness = objective(results, args.curiosity).reshape(len(candidates), len(seeds)).mean(axis=1)
-                if not np.isfinite(fitness).all():
-                    raise DataError(f"generation {generation}: a candidate's return is NaN or inf (V or M of {directory} "
-                                    "misbehaves?); the search is kept as of the generation before")
-                state.tell(candidates, fitness)
-                env_steps = 0 if args.dream else int(results.steps.sum())
-
-                scores = {}  # world -> (mean, std) of the CMA mean's check
-                if generation % args.check_every == 0 or generation == args.generations:
-                    mean = np.asarray(state.es.mean)
-                    repeated = np.repeat(mean[None], len(check_seeds), axis=0)
-                    check = real(repeated, check_seeds, 0, "checking the CMA mean")
-                    check_scores = objective(check, args.curiosity)
-                    scores["real"] = float(check_scores.mean()), float(check_scores.std())
-                    env_steps += int(check.steps.sum())
-                    if args.dream:
-                        dreamed = run_dreams(mdrnn, repeated, starts, check_seeds, args, members).returns
-                        scores["dream"] = float(dreamed.mean()), float(dreamed.std())
-                    kept = scores["dream" if args.dream else "real"][0]
-                    if kept > state.best_score:
-                        state.best_score, state.best_generation = kept, generation
-                        save_controller(Path(paths["controller"]), mean, config, generation=generation, check_score=kept,
-                                        trained_in="dream" if args.dream else "real")
-                shown = {f"{prefix}check_{stat}": f"{scores[world][i]:.1f}" if world in scores else ""
-                         for world, prefix in (("real", ""), ("dream", "dream_")) for i, stat in enumerate(("mean", "std"))}
-                state.log.append({"generation": str(generation), "best": f"{fitness.max():.1f}", "mean": f"{fitness.mean():.1f}",
-                                  "worst": f"{fitness.min():.1f}", "sigma": f"{state.es.sigma:.4f}", **shown,
-                                  "surprise": "" if args.dream else f"{results.surprise.mean():.1f}",
-                                  "env_steps": str(env_steps), "seconds": f"{time.time() - started:.1f}"})
-                save_search(state_path, state)
-                write_csv(log_path, columns, state.log)
-                saved = generation
-                checked = "".join(f"; CMA mean on {len(check_seeds)} {'dreams' if world == 'dream' else 'check tracks'} "
-                                  f"{m:.1f} ± {sd:.1f}" for world, (m, sd) in scores.items())
-                bar.update()
-                tqdm.write(f"generation {generation}: best {fitness.max():.1f}, mean {fitness.mean():.1f}, worst {fitness.min():.1f}, "
-                           f"sigma {state.es.sigma:.3f}{checked}")
-                if stop_requested() and generation < args.generations:
-                    raise Interrupted("stop requested")
-        except Interrupted:
-            raise Interrupted(f"{state_path} holds the search after generation {saved}; re-run to go on from there") from None
-        finally:
-            bar.close()
-
-    print(f"best CMA mean: {state.best_score:.1f} on the check {'dreams' if args.dream else 'tracks'} "
-          f"at generation {state.best_generation}")
-    print(f"wrote {paths['controller']}, {state_path}, {log_path} and {draw_curves(log_path)}")
+        search = ControllerSearch(SearchSettings(**{f.name: getattr(args, f.name) for f in fields(SearchSettings)}),
+                                  worlds, directory, config)
+        write_run_config(config_path(search.log_path), args, "05_train_controller.py")
+        print(search.describe(args.workers))
+        search.run()
+    search.finish()
     if args.dream:
         try:
-            write_dream_gif(args, paths, config)
+            write_dream_gif(worlds, directory, paths["controller"], config, args.first_track, args.gif_steps)
         except Interrupted as stop:
             raise Interrupted(f"the search is done and saved, but {stop}") from None
     print("next: python 05_train_controller.py --evaluate")

@@ -1,6 +1,7 @@
 """One tiny end-to-end run of all five stages, talking only through files."""
 
 import csv
+import json
 
 import torch
 from PIL import Image
@@ -72,6 +73,20 @@ def test_five_stages_run_end_to_end(tmp_path, scripts, capsys):
     printed = capsys.readouterr().out
     assert "trained in the dream env" in printed and "in 2 dreams at temperature 1.15" in printed
     assert "M's reward head on the same episodes" in printed
+
+    # every run left its settings beside what it wrote; the controller's two searches are two runs
+    for path, script, runs in ((rollout / "collect_config.json", "01_generate_data.py", 1),
+                               (ckpt / "vae_config.json", "02_train_vae.py", 1),
+                               (series / "encode_config.json", "03_generate_rnn_data.py", 1),
+                               (ckpt / "mdrnn_config.json", "04_train_rnn.py", 1),
+                               (ckpt / "controller_config.json", "05_train_controller.py", 2),
+                               (ckpt / "evaluation_config.json", "05_train_controller.py", 2)):
+        recorded = json.loads(path.read_text())["runs"]
+        assert len(recorded) == runs and all(run["script"] == script for run in recorded), path
+        assert len(recorded[-1]["commit"]) == 40 or recorded[-1]["commit"] == "unknown"
+    searches = json.loads((ckpt / "controller_config.json").read_text())["runs"]
+    assert [run["flags"]["dream"] for run in searches] == [False, True]
+    assert searches[1]["flags"]["series_dir"] == str(series.resolve()) and searches[1]["flags"]["generations"] == 2
 
 
 def test_rerunning_finished_stages_redoes_nothing(tmp_path, scripts, capsys):

@@ -9,6 +9,7 @@ starts from V's latent of that track's first frame; each frame shows what C saw 
 track beside V's decoding of the dreamed z.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,32 +45,50 @@ def decode(vae: ConvVAE, z: torch.Tensor) -> np.ndarray:
         return (vae.decode(z).numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
 
 
+@dataclass
+class DriveStep:
+    observation: np.ndarray  # uint8 [96, 96, 3]: the env's frame, before preprocessing
+    frame: np.ndarray  # uint8 [64, 64, 3]: what C saw
+    action: np.ndarray  # float32 [3]
+    reward: float
+    z: torch.Tensor  # [Z]: V's latent of the frame
+    next_z: torch.Tensor  # [Z]: M's most likely z for the next frame
+    ended: bool  # the episode ended (terminated) with this step
+
+
 @torch.no_grad()
-def record_real(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, steps: int, use_hidden: bool = True,
-                fast_render: bool = True) -> Recording:
-    """Controller ``params`` [P] drives track ``track_seed`` for up to ``steps`` steps; V's
-    reconstruction and M's one-step prediction of every frame are recorded too."""
+def drive(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, steps: int, use_hidden: bool = True,
+          fast_render: bool = True) -> Iterator[DriveStep]:
+    """Controller ``params`` [P] drives track ``track_seed`` for up to ``steps`` steps, one
+    DriveStep at a time (the GIFs record them, --watch shows them live)."""
     env = make_env(steps, fast_render)
     agent = Agent(vae, mdrnn, params[None], use_hidden)
-    frames, actions, rewards, terminated = [], [], [], False
-    seen, predicted = [], []  # V's z of each frame; M's most likely z for the frame after it
     try:
-        frame, _ = env.reset(seed=track_seed)
+        observation, _ = env.reset(seed=track_seed)
         for _ in range(steps):
-            frames.append(preprocess_frame(frame))
-            actions.append(agent.act(frames[-1][None], np.ones(1, dtype=bool))[0])
-            seen.append(agent.last_z[0])
-            predicted.append(most_likely_z(agent.last_prediction["log_pi"], agent.last_prediction["mu"])[0])
-            frame, reward, terminated, truncated, _ = env.step(actions[-1])
-            rewards.append(reward)
+            frame = preprocess_frame(observation)
+            action = agent.act(frame[None], np.ones(1, dtype=bool))[0]
+            next_z = most_likely_z(agent.last_prediction["log_pi"], agent.last_prediction["mu"])[0]
+            seen, z = observation, agent.last_z[0]
+            observation, reward, terminated, truncated, _ = env.step(action)
+            yield DriveStep(seen, frame, action, float(reward), z, next_z, bool(terminated))
             if terminated or truncated:
                 break
     finally:
         env.close()
-    first = np.full((1, *frames[0].shape), NOTHING_YET, dtype=np.uint8)
-    predictions = np.concatenate([first, decode(vae, torch.stack(predicted[:-1]))]) if len(predicted) > 1 else first
-    return Recording(np.stack(frames), np.stack(actions), np.asarray(rewards, np.float32), terminated,
-                     decode(vae, torch.stack(seen)), predictions)
+
+
+def record_real(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, steps: int, use_hidden: bool = True,
+                fast_render: bool = True) -> Recording:
+    """Controller ``params`` [P] drives track ``track_seed`` for up to ``steps`` steps; V's
+    reconstruction and M's one-step prediction of every frame are recorded too."""
+    record = list(drive(vae, mdrnn, params, track_seed, steps, use_hidden, fast_render))
+    first = np.full((1, *record[0].frame.shape), NOTHING_YET, dtype=np.uint8)
+    predicted = [step.next_z for step in record[:-1]]
+    predictions = np.concatenate([first, decode(vae, torch.stack(predicted))]) if predicted else first
+    return Recording(np.stack([step.frame for step in record]), np.stack([step.action for step in record]),
+                     np.asarray([step.reward for step in record], np.float32), record[-1].ended,
+                     decode(vae, torch.stack([step.z for step in record])), predictions)
 
 
 @torch.no_grad()

@@ -1,0 +1,88 @@
+"""Stage 05's --evaluate: a saved controller on tracks never used in training (and in as many
+dreams, for a dream search), a row per episode in evaluation.csv, and GIFs of its best,
+median and worst drives and of a dream beside the real track it starts from."""
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from worldmodels.checkpoints import load_controller
+from worldmodels.interrupt import Interrupted, stop_requested
+from worldmodels.logs import write_csv
+from worldmodels.rollout import load_agent_models
+from worldmodels.viewer import record_real, write_dream_vs_real, write_drive
+from worldmodels.worlds import Worlds
+
+EVALUATION_FILE = "evaluation.csv"
+
+
+def summary(returns: np.ndarray) -> str:
+    return f"{returns.mean():.1f} ± {returns.std():.1f} (min {returns.min():.1f}, max {returns.max():.1f})"
+
+
+def evaluate_saved(worlds: Worlds, directory: Path, controller_path: str, config: dict, episodes: int, first_track: int,
+                   gif_steps: int) -> None:
+    """The saved controller on tracks first_track .. first_track + episodes - 1: a summary, a
+    CSV row per episode, and (gif_steps > 0) GIFs of its best, median and worst episodes."""
+    checkpoint = load_controller(controller_path, config)
+    params = np.repeat(checkpoint["params"].numpy()[None], episodes, axis=0)
+    seeds = [first_track + i for i in range(episodes)]
+    try:
+        results = worlds.real(params, seeds, desc="evaluation episodes")
+    except Interrupted as stop:
+        raise Interrupted(f"the evaluation was stopped unfinished ({stop}); nothing was written: re-run to evaluate") from None
+    print(f"controller {controller_path} (generation {checkpoint['generation']}, trained in the "
+          f"{checkpoint.get('trained_in', 'real')} env) on {episodes} tracks (seeds {seeds[0]}..{seeds[-1]}, "
+          f"{'fast' if worlds.fast_render else 'stock'} renderer): {summary(results.returns)}")
+    print(f"M's reward head on the same episodes: {summary(results.predicted_returns)}")
+    dreamed = None
+    if worlds.starts is not None:
+        dreamed = worlds.dream(params, seeds).returns
+        print(f"in {episodes} dreams at temperature {worlds.temperature}: {summary(dreamed)}")
+    table = directory / EVALUATION_FILE
+    replaced = " (it replaces the earlier evaluation's)" if table.exists() else ""
+    write_csv(table, ["episode", "track_seed", "return", "steps", "m_predicted_return", "dream_return"],
+              [{"episode": i, "track_seed": seed, "return": f"{results.returns[i]:.2f}", "steps": int(results.steps[i]),
+                "m_predicted_return": f"{results.predicted_returns[i]:.2f}",
+                "dream_return": "" if dreamed is None else f"{dreamed[i]:.2f}"} for i, seed in enumerate(seeds)])
+    print(f"wrote {table}, one row per episode{replaced}")
+    try:
+        write_drive_gifs(worlds, directory, checkpoint["params"].numpy(), seeds, results.returns, gif_steps)
+        if worlds.starts is not None:
+            write_dream_gif(worlds, directory, controller_path, config, first_track, gif_steps)
+    except Interrupted as stop:
+        raise Interrupted(f"{table} is written, but {stop}") from None
+
+
+def write_drive_gifs(worlds: Worlds, directory: Path, params: np.ndarray, seeds: list[int], returns: np.ndarray,
+                     gif_steps: int) -> None:
+    """drive_{best,median,worst}.gif (and .png stills): the first gif_steps steps of those
+    evaluation episodes, with V's reconstruction and M's prediction of every frame."""
+    if gif_steps == 0:
+        return
+    vae, mdrnn = load_agent_models(worlds.vae_path, worlds.mdrnn_path)
+    order = np.argsort(returns, kind="stable")
+    for name, i in tqdm([("best", order[-1]), ("median", order[len(order) // 2]), ("worst", order[0])], desc="drive GIFs"):
+        if stop_requested():
+            raise Interrupted(f"the GIFs were stopped before drive_{name}.gif; re-run --evaluate to make them")
+        recording = record_real(vae, mdrnn, params, seeds[i], min(gif_steps, worlds.max_steps), worlds.use_hidden,
+                                worlds.fast_render)
+        path = directory / f"drive_{name}.gif"
+        write_drive(path, recording, f"{name} of {len(returns)}: track {seeds[i]}, return {returns[i]:.1f}")
+        tqdm.write(f"wrote {path} and its stills (.png): track {seeds[i]}, the first {len(recording.rewards)} steps")
+
+
+def write_dream_gif(worlds: Worlds, directory: Path, controller_path: str, config: dict, track: int, gif_steps: int) -> None:
+    """dream_vs_real.gif: the saved controller in a dream beside track ``track``, which it starts from."""
+    if gif_steps == 0:
+        return
+    if stop_requested():
+        raise Interrupted("dream_vs_real.gif was not written; re-run --evaluate --dream to make it")
+    vae, mdrnn = load_agent_models(worlds.vae_path, worlds.mdrnn_path)
+    params = load_controller(controller_path, config)["params"].numpy()
+    path = directory / "dream_vs_real.gif"
+    real, dream = write_dream_vs_real(path, vae, mdrnn, params, track, worlds.temperature, gif_steps,
+                                      use_hidden=worlds.use_hidden, fast_render=worlds.fast_render)
+    print(f"wrote {path}: {gif_steps} steps on track {track} (return {real.rewards.sum():.1f}) "
+          f"beside its dream (return {dream.rewards.sum():.1f})")

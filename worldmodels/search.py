@@ -1,0 +1,176 @@
+"""Stage 05's CMA-ES search for C, in its phases: set up (a new search, or the saved one
+resumed), one generation (ask, drive, tell), check and keep (the CMA mean on fixed check
+tracks, and in dreams for a dream search; the best check is saved as the controller), and
+finish (what was kept, the curves). The state is saved after every generation, so a stop
+loses at most the generation in progress."""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from worldmodels.checkpoints import CONTROLLER_FILE, fingerprint, load_controller, refuse_to_replace, save_controller
+from worldmodels.controller import parameter_count
+from worldmodels.curves import draw_curves
+from worldmodels.env import CHECK_SEED_BASE, TRAIN_SEED_BASE
+from worldmodels.errors import DataError
+from worldmodels.evolution import STATE_FILE, SearchState, load_search, new_search, save_search
+from worldmodels.interrupt import Interrupted, stop_requested
+from worldmodels.logs import write_csv
+from worldmodels.rollout import EpisodeResults
+from worldmodels.worlds import Worlds
+
+LOG_FILE = "controller_log.csv"
+LOG_COLUMNS = ["generation", "best", "mean", "worst", "sigma", "check_mean", "check_std", "dream_check_mean",
+               "dream_check_std", "surprise", "env_steps", "seconds"]
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The search's flags (stage 05's parse_args names them the same)."""
+    generations: int
+    population: int
+    episodes_per_candidate: int
+    sigma0: float
+    check_every: int
+    check_episodes: int
+    patience: int
+    seed: int
+    dream: bool
+    curiosity: float
+    init_from: str
+    restart: bool
+
+
+def objective(results: EpisodeResults, curiosity: float) -> np.ndarray:
+    """What a real episode scores in the search: its return, plus ``curiosity`` x M's
+    surprise along it (curiosity: a reward for going where M predicts badly)."""
+    return results.returns + curiosity * results.surprise if curiosity else results.returns
+
+
+class ControllerSearch:
+    """The search in ``directory`` for a controller of ``config`` (controller_config), driving
+    in ``worlds``: dreams if settings.dream, else real tracks."""
+
+    def __init__(self, settings: SearchSettings, worlds: Worlds, directory: Path, config: dict):
+        self.settings, self.worlds, self.directory, self.config = settings, worlds, directory, config
+        self.state_path, self.log_path = directory / STATE_FILE, directory / LOG_FILE
+        self.controller_path = directory / CONTROLLER_FILE
+        self.check_seeds = [CHECK_SEED_BASE + i for i in range(settings.check_episodes)]
+        self.state = self._set_up()
+
+    def _search_config(self) -> dict:
+        """What a saved search must have been started with to be resumed."""
+        s = self.settings
+        search_config = self.config | {"population": s.population, "sigma0": s.sigma0, "seed": s.seed}
+        if s.dream:
+            search_config |= {"world": "dream", "temperature": self.worlds.temperature}
+            if self.worlds.members:
+                search_config |= {"members": [fingerprint(member) for member in self.worlds.members],
+                                  "disagreement": self.worlds.disagreement}
+        if s.init_from:
+            search_config |= {"init_from": s.init_from}
+        if s.curiosity:
+            search_config |= {"curiosity": s.curiosity}
+        return search_config
+
+    def _set_up(self) -> SearchState:
+        """The saved search if there is one (and --restart is not given), else a new one."""
+        s = self.settings
+        # a search state of an older version of this code (a pickle, which is never loaded) counts as an output here
+        refuse_to_replace(self.state_path, [self.controller_path, self.log_path, self.directory / "cma_state.pkl"], s.restart)
+        search_config = self._search_config()
+        if self.state_path.exists() and not s.restart:
+            state = load_search(self.state_path, search_config, LOG_COLUMNS)
+            if state.best_generation > 0 and not self.controller_path.exists():
+                raise DataError(f"{self.controller_path}: missing, though {self.state_path} kept one at generation "
+                                f"{state.best_generation}; put it back, or pass --restart to start a new search")
+            print(f"resuming the search from {self.state_path} after generation {state.generation}")
+        else:
+            x0 = load_controller(s.init_from, self.config, same_models=False)["params"].numpy() if s.init_from else None
+            state = new_search(parameter_count(self.config["input_size"]), s.sigma0, s.population, s.seed, search_config, x0)
+        write_csv(self.log_path, LOG_COLUMNS, state.log)  # the log as the search state has it
+        return state
+
+    def describe(self, workers: int) -> str:
+        s = self.settings
+        return (f"CMA-ES over {parameter_count(self.config['input_size'])} parameters in {self.worlds.describe()}: "
+                f"population {s.population} x {s.episodes_per_candidate} episodes, {workers} workers")
+
+    def run_generation(self) -> str:
+        """Ask, drive every candidate on this generation's tracks (or dreams), tell, check
+        if it is time, save the state and the log; returns the generation's line."""
+        s, state, started = self.settings, self.state, time.time()
+        generation = state.generation + 1
+        candidates = np.asarray(state.es.ask())
+        seeds = [TRAIN_SEED_BASE + generation * s.episodes_per_candidate + e for e in range(s.episodes_per_candidate)]
+        params = np.repeat(candidates, len(seeds), axis=0)
+        if s.dream:
+            results = self.worlds.dream(params, seeds * len(candidates))
+        else:
+            results = self.worlds.real(params, seeds * len(candidates), s.patience, f"generation {generation}")
+        fitness = objective(results, s.curiosity).reshape(len(candidates), len(seeds)).mean(axis=1)
+        if not np.isfinite(fitness).all():
+            raise DataError(f"generation {generation}: a candidate's return is NaN or inf (V or M of {self.directory} "
+                            "misbehaves?); the search is kept as of the generation before")
+        state.tell(candidates, fitness)
+        env_steps = 0 if s.dream else int(results.steps.sum())
+        scores, check_steps = self.check_and_keep(generation) if generation % s.check_every == 0 or generation == s.generations else ({}, 0)
+        shown = {f"{prefix}check_{stat}": f"{scores[world][i]:.1f}" if world in scores else ""
+                 for world, prefix in (("real", ""), ("dream", "dream_")) for i, stat in enumerate(("mean", "std"))}
+        state.log.append({"generation": str(generation), "best": f"{fitness.max():.1f}", "mean": f"{fitness.mean():.1f}",
+                          "worst": f"{fitness.min():.1f}", "sigma": f"{state.es.sigma:.4f}", **shown,
+                          "surprise": "" if s.dream else f"{results.surprise.mean():.1f}",
+                          "env_steps": str(env_steps + check_steps), "seconds": f"{time.time() - started:.1f}"})
+        save_search(self.state_path, state)
+        write_csv(self.log_path, LOG_COLUMNS, state.log)
+        checked = "".join(f"; CMA mean on {len(self.check_seeds)} {'dreams' if world == 'dream' else 'check tracks'} "
+                          f"{m:.1f} ± {sd:.1f}" for world, (m, sd) in scores.items())
+        return (f"generation {generation}: best {fitness.max():.1f}, mean {fitness.mean():.1f}, worst {fitness.min():.1f}, "
+                f"sigma {state.es.sigma:.3f}{checked}")
+
+    def check_and_keep(self, generation: int) -> tuple[dict[str, tuple[float, float]], int]:
+        """The CMA mean on the check tracks (and, for a dream search, the check dreams); the
+        controller is saved when its check beats every earlier one: the dream check for a
+        dream search (reality never steers it), else the real one. Returns {world: (mean,
+        std)} and the real steps the check took."""
+        mean = np.asarray(self.state.es.mean)
+        repeated = np.repeat(mean[None], len(self.check_seeds), axis=0)
+        check = self.worlds.real(repeated, self.check_seeds, 0, "checking the CMA mean")
+        check_scores = objective(check, self.settings.curiosity)
+        scores = {"real": (float(check_scores.mean()), float(check_scores.std()))}
+        if self.settings.dream:
+            dreamed = self.worlds.dream(repeated, self.check_seeds).returns
+            scores["dream"] = float(dreamed.mean()), float(dreamed.std())
+        kept = scores["dream" if self.settings.dream else "real"][0]
+        if kept > self.state.best_score:
+            self.state.best_score, self.state.best_generation = kept, generation
+            save_controller(self.controller_path, mean, self.config, generation=generation, check_score=kept,
+                            trained_in="dream" if self.settings.dream else "real")
+        return scores, int(check.steps.sum())
+
+    def run(self) -> None:
+        """Generations until settings.generations, with a progress bar; a stop request ends
+        the run after the generation in progress, with the state saved."""
+        bar = tqdm(total=self.settings.generations, initial=self.state.generation, desc="generations", unit="gen",
+                   dynamic_ncols=True)
+        try:
+            while self.state.generation < self.settings.generations:
+                line = self.run_generation()
+                bar.update()
+                tqdm.write(line)
+                if stop_requested() and self.state.generation < self.settings.generations:
+                    raise Interrupted("stop requested")
+        except Interrupted:
+            raise Interrupted(f"{self.state_path} holds the search after generation {self.state.generation}; "
+                              "re-run to go on from there") from None
+        finally:
+            bar.close()
+
+    def finish(self) -> None:
+        """Say what was kept and draw the curves."""
+        print(f"best CMA mean: {self.state.best_score:.1f} on the check {'dreams' if self.settings.dream else 'tracks'} "
+              f"at generation {self.state.best_generation}")
+        print(f"wrote {self.controller_path}, {self.state_path}, {self.log_path} and {draw_curves(self.log_path)}")

@@ -1,0 +1,81 @@
+"""Stage 05's --watch: a window that shows the agent driving live, beside what V and M see.
+
+Four panels a step, at CarRacing's 50 steps per second: the env's frame, the 64x64 frame C
+sees, V's reconstruction of it, and M's prediction of it made one step earlier. Close the
+window or press Esc or Q to stop. pygame (which gymnasium's CarRacing already uses) is
+imported only here, only when watching. With no display (a server, CI) it says so in one line
+and points to the GIFs that --evaluate writes; SDL_VIDEODRIVER=dummy runs it headless.
+"""
+
+import os
+import sys
+
+import numpy as np
+import torch
+
+from worldmodels.mdrnn import MDNRNN
+from worldmodels.pictures import captioned, side_by_side, text_strip
+from worldmodels.vae import ConvVAE
+from worldmodels.viewer import NOTHING_YET, decode, drive
+
+STEPS_PER_SECOND = 50  # CarRacing's frame rate
+SCALE = 4  # 64x64 panels drawn 256x256; the env's 96x96 frame at 256x256 too (scaled by 8/3)
+
+
+def display_problem() -> str | None:
+    """Why no window can open here (None: one can, or SDL was told which video driver to use)."""
+    if os.environ.get("SDL_VIDEODRIVER"):
+        return None
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display here (DISPLAY and WAYLAND_DISPLAY are unset)"
+    return None
+
+
+def _env_panel(observation: np.ndarray, size: int) -> np.ndarray:
+    """The env's frame [96, 96, 3] resized to [size, size, 3] (nearest pixel), under a caption."""
+    index = np.arange(size) * observation.shape[0] // size
+    return np.concatenate([text_strip(size, ["the track"]), observation[index][:, index]], axis=0)
+
+
+def watch(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, tracks: list[int], max_steps: int, use_hidden: bool,
+          fast_render: bool, realtime: bool = True) -> list[float]:
+    """Show controller ``params`` [P] driving each of ``tracks`` in a window; returns the return
+    of every track driven (the last one cut short if the window was closed)."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    import pygame  # only here: importing the package must not need a display library
+
+    pygame.display.init()
+    clock, screen, returns = pygame.time.Clock(), None, []
+    try:
+        for track in tracks:
+            total, predicted = 0.0, None
+            for t, step in enumerate(drive(vae, mdrnn, params, track, max_steps, use_hidden, fast_render)):
+                total += step.reward
+                with torch.no_grad():
+                    seen = decode(vae, torch.stack([step.z, step.next_z]))
+                prediction = np.full_like(step.frame, NOTHING_YET) if predicted is None else predicted
+                predicted = seen[1]
+                steer, gas, brake = step.action
+                panels = [_env_panel(step.observation, 64 * SCALE)] + [
+                    captioned(image, [name], SCALE) for image, name in
+                    ((step.frame, "what C sees"), (seen[0], "V's reconstruction"), (prediction, "M's prediction"))]
+                row = side_by_side(panels)
+                picture = np.concatenate([text_strip(row.shape[1], [
+                    f"track {track}  step {t + 1}  return {total:.1f}",
+                    f"steer {steer:+.2f}  gas {gas:.2f}  brake {brake:.2f}"]), row])
+                if screen is None:
+                    screen = pygame.display.set_mode((picture.shape[1], picture.shape[0]))
+                    pygame.display.set_caption("World Models: the agent, and what V and M see")
+                screen.blit(pygame.surfarray.make_surface(picture.transpose(1, 0, 2)), (0, 0))
+                pygame.display.flip()
+                for event in pygame.event.get():
+                    if event.type == pygame.QUIT or (event.type == pygame.KEYDOWN and event.key in (pygame.K_ESCAPE, pygame.K_q)):
+                        returns.append(total)
+                        return returns
+                if realtime:
+                    clock.tick(STEPS_PER_SECOND)
+            returns.append(total)
+            print(f"track {track}: return {total:.1f}")
+    finally:
+        pygame.quit()
+    return returns

@@ -1,0 +1,54 @@
+"""Where stage 05's controllers drive: real tracks (batched episodes in worker processes) and
+M's dreams (in this process). The search and the evaluation both drive through one of these,
+so a real episode or a dream means the same in both."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from worldmodels.dream import first_latents, run_dream_episodes
+from worldmodels.mdrnn import MDNRNN
+from worldmodels.parallel import WorkerPool
+from worldmodels.rollout import EpisodeResults, run_agent_parallel
+
+
+@dataclass
+class Worlds:
+    """V and M of a checkpoint folder, the pool that drives real tracks, and what a dream needs.
+
+    starts: float32 [N, Z], real first latents dreams start from (None: no dreams);
+    members: M's ensemble members the dream also runs (DreamBatch).
+    """
+
+    pool: WorkerPool
+    vae_path: str
+    mdrnn_path: str
+    mdrnn: MDNRNN
+    max_steps: int
+    use_hidden: bool
+    fast_render: bool
+    temperature: float = 1.0
+    starts: np.ndarray | None = None
+    members: list[MDNRNN] = field(default_factory=list)
+    disagreement: float = 0.0
+
+    def real(self, params: np.ndarray, seeds: list[int], patience: int = 0, desc: str | None = None) -> EpisodeResults:
+        """Controller params[i] [P] on track seeds[i]."""
+        return run_agent_parallel(self.pool, self.vae_path, self.mdrnn_path, params, seeds, self.max_steps, patience,
+                                  self.use_hidden, self.fast_render, desc=desc)
+
+    def dream(self, params: np.ndarray, seeds: list[int]) -> EpisodeResults:
+        """Controller params[i] [P] in dream seeds[i]: the seed picks its first latent among
+        ``starts`` and its random stream, at the temperature, in M and its members."""
+        if self.starts is None:
+            raise ValueError("these worlds have no first latents to dream from")
+        return run_dream_episodes(self.mdrnn, params, first_latents(self.starts, seeds), seeds, self.temperature,
+                                  self.max_steps, self.use_hidden, self.members, self.disagreement)
+
+    def describe(self) -> str:
+        if self.starts is None:
+            return "the real env"
+        world = f"dreams at temperature {self.temperature}"
+        if self.members:
+            world += f" of M and {len(self.members)} members (reward: mean - {self.disagreement} x std)"
+        return world
