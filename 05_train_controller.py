@@ -55,10 +55,12 @@ from worldmodels.env import MAX_EPISODE_STEPS, TEST_SEED_BASE
 from worldmodels.episodes import INITIAL_LATENTS_FILE, read_initial_latents
 from worldmodels.evaluation import EVALUATION_FILE, evaluate_saved, write_dream_gif
 from worldmodels.interrupt import Interrupted
+from worldmodels.mdrnn import MDNRNN
 from worldmodels.parallel import WorkerPool, default_workers
 from worldmodels.rollout import load_agent_models
 from worldmodels.run_config import config_path, write_run_config
 from worldmodels.search import ControllerSearch, SearchSettings
+from worldmodels.vae import ConvVAE
 from worldmodels.watch import display_problem, watch
 from worldmodels.worlds import Worlds
 
@@ -142,7 +144,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def watch_saved(args: argparse.Namespace, vae, mdrnn, controller_path: str, config: dict) -> None:
+def watch_saved(args: argparse.Namespace, vae: ConvVAE, mdrnn: MDNRNN, controller_path: str, config: dict) -> None:
     """--watch: the saved controller live in a window, or one line saying why there is none."""
     params = load_controller(controller_path, config)["params"].numpy()
     if (problem := display_problem()) is not None:
@@ -159,11 +161,11 @@ def main(argv=None) -> None:
     paths = {name: str(directory / file) for name, file in
              (("vae", VAE_FILE), ("mdrnn", MDRNN_FILE), ("controller", CONTROLLER_FILE))}
     vae, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])  # fails early with a clear message
-    prepare_output(directory, needed_bytes=2**20)  # a controller, the search state and the log
     config = controller_config(vae, mdrnn, args.use_hidden)  # C belongs with this V and M
-    if args.watch is not None:
+    if args.watch is not None:  # writes nothing, so a read-only folder (pretrained/) will do
         watch_saved(args, vae, mdrnn, paths["controller"], config)
         return
+    prepare_output(directory, needed_bytes=2**20)  # a controller, the search state and the log
     starts, members = None, []  # dreams start from real first latents
     if args.dream:
         starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size, config["vae"])["mu"].astype(np.float32)
