@@ -154,18 +154,18 @@ class ControllerSearch:
     def run(self) -> None:
         """Generations until settings.generations, with a progress bar; a stop request ends
         the run after the generation in progress, with the state saved."""
-        bar = tqdm(total=self.settings.generations, initial=self.state.generation, desc="generations", unit="gen",
-                   dynamic_ncols=True)
+        saved = self.state.generation  # generations in the state file (a stop during a check comes after the tell)
+        bar = tqdm(total=self.settings.generations, initial=saved, desc="generations", unit="gen", dynamic_ncols=True)
         try:
             while self.state.generation < self.settings.generations:
                 line = self.run_generation()
+                saved = self.state.generation
                 bar.update()
                 tqdm.write(line)
                 if stop_requested() and self.state.generation < self.settings.generations:
                     raise Interrupted("stop requested")
         except Interrupted:
-            raise Interrupted(f"{self.state_path} holds the search after generation {self.state.generation}; "
-                              "re-run to go on from there") from None
+            raise Interrupted(f"{self.state_path} holds the search after generation {saved}; re-run to go on from there") from None
         finally:
             bar.close()
 

@@ -51,8 +51,7 @@ def watch(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, tracks: list[int], ma
             total, predicted = 0.0, None
             for t, step in enumerate(drive(vae, mdrnn, params, track, max_steps, use_hidden, fast_render)):
                 total += step.reward
-                with torch.no_grad():
-                    seen = decode(vae, torch.stack([step.z, step.next_z]))
+                seen = decode(vae, torch.stack([step.z, step.next_z]))  # V's reconstruction, M's next prediction
                 prediction = np.full_like(step.frame, NOTHING_YET) if predicted is None else predicted
                 predicted = seen[1]
                 steer, gas, brake = step.action
