@@ -86,6 +86,7 @@ EVALUATION_EPISODES = 100  # --evaluate with no N: the paper's protocol, 100 tra
 FIRST_TEST_TRACK = TEST_SEED_BASE  # evaluation tracks are FIRST_TEST_TRACK, +1, ... (never used in training)
 GIF_STEPS = 300  # steps shown in the GIFs (6 s of driving)
 FAST_RENDER = True  # worldmodels.fast_env: stock physics and rewards, 12x faster frames (--no-fast-render: stock)
+FAST_ACTING = True  # with the fast renderer: 64x64 frames drawn directly, V's encoder in bfloat16 where the CPU has it
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -104,6 +105,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=WORKERS)
     parser.add_argument("--fast-render", action=argparse.BooleanOptionalAction, default=FAST_RENDER,
                         help="draw frames with the fast renderer (same physics and rewards); --no-fast-render draws them the stock way")
+    parser.add_argument("--fast-acting", action=argparse.BooleanOptionalAction, default=FAST_ACTING,
+                        help="with the fast renderer, draw V's 64x64 frames directly and encode them in bfloat16 where the "
+                             "CPU has it (the same physics and rewards); --no-fast-acting: the float32 path on 96x96 frames")
     parser.add_argument("--dream", action=argparse.BooleanOptionalAction, default=DREAM, help="train inside M instead of the real env")
     parser.add_argument("--temperature", type=finite_float, default=TEMPERATURE, help="dream sampling temperature")
     parser.add_argument("--members", type=int, default=MEMBERS,
@@ -173,7 +177,8 @@ def main(argv=None) -> None:
 
     with WorkerPool(args.workers) as pool:
         worlds = Worlds(pool, paths["vae"], paths["mdrnn"], mdrnn, args.max_steps, args.use_hidden, args.fast_render,
-                        args.temperature, starts, members, args.disagreement)
+                        args.temperature, starts, members, args.disagreement,
+                        fast_acting=args.fast_acting and args.fast_render)  # the stock renderer is the stock path throughout
         if args.evaluate is not None:
             write_run_config(config_path(directory / EVALUATION_FILE), args, "05_train_controller.py")
             evaluate_saved(worlds, directory, paths["controller"], config, args.evaluate, args.first_track, args.gif_steps)

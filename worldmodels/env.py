@@ -20,12 +20,16 @@ CHECK_SEED_BASE = 20_000_000  # fixed tracks the CMA mean is scored on every K g
 TEST_SEED_BASE = 30_000_000  # fresh tracks for the final evaluation
 
 
-def make_env(max_steps: int = MAX_EPISODE_STEPS, fast_render: bool = False) -> gym.Env:
+def make_env(max_steps: int = MAX_EPISODE_STEPS, fast_render: bool = False, agent_frames: bool = False) -> gym.Env:
     """CarRacing-v3 with continuous actions and a time limit of ``max_steps``.
 
     fast_render: draw observations with ``FastCarRacing`` (same physics, rewards and
-    wrappers; frames drawn on a smaller canvas) instead of the stock renderer."""
+    wrappers; frames drawn on a smaller canvas) instead of the stock renderer.
+    agent_frames (fast renderer only): observations are V's 64x64 frames, drawn directly."""
     spec = gym.spec(ENV_ID)
-    if fast_render:
-        spec = dataclasses.replace(spec, entry_point=FastCarRacing)
-    return gym.make(spec, continuous=True, max_episode_steps=max_steps)
+    if not fast_render:
+        if agent_frames:
+            raise ValueError("agent_frames needs the fast renderer")
+        return gym.make(spec, continuous=True, max_episode_steps=max_steps)
+    spec = dataclasses.replace(spec, entry_point=FastCarRacing)
+    return gym.make(spec, continuous=True, max_episode_steps=max_steps, agent_frames=agent_frames)

@@ -34,7 +34,7 @@ def evaluate_saved(worlds: Worlds, directory: Path, controller_path: str, config
         raise Interrupted(f"the evaluation was stopped unfinished ({stop}); nothing was written: re-run to evaluate") from None
     print(f"controller {controller_path} (generation {checkpoint['generation']}, trained in the "
           f"{checkpoint.get('trained_in', 'real')} env) on {episodes} tracks (seeds {seeds[0]}..{seeds[-1]}, "
-          f"{'fast' if worlds.fast_render else 'stock'} renderer): {summary(results.returns)}")
+          f"{worlds.describe_renderer()}): {summary(results.returns)}")
     print(f"M's reward head on the same episodes: {summary(results.predicted_returns)}")
     dreamed = None
     if worlds.starts is not None:

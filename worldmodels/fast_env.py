@@ -15,6 +15,13 @@ shrinks it to 96x96. Here:
   they show the track instead).
 
 The canvas is then smooth-scaled to 96x96 as in stock.
+
+``agent_frames=True`` goes one step further for an agent that only needs V's input: the
+observation is the 64x64 frame itself, drawn from the canvas rows that preprocessing keeps
+(the indicator bar's rows are never drawn) and smooth-scaled once, instead of scaling to
+96x96, cropping and resizing again (``frames.preprocess_frame``). Its frames differ from
+the two-step ones by under a grey level on average (``benchmarks/fast_env_fidelity.py
+--agent-frames``); physics and rewards are still the stock code.
 """
 
 import math
@@ -24,7 +31,10 @@ import numpy as np
 import pygame
 from gymnasium.envs.box2d import car_dynamics
 from gymnasium.envs.box2d import car_racing as stock
+from gymnasium import spaces
 from pygame import gfxdraw
+
+from worldmodels.frames import CROP_ROWS, FRAME_SIZE
 
 DOWNSCALE = 4  # canvas 250x200 instead of 1000x800: a 96x96 frame keeps 2.6x supersampling
 
@@ -38,9 +48,12 @@ class _Polygons:
 
 
 class FastCarRacing(stock.CarRacing):
-    def __init__(self, *args, downscale: int = DOWNSCALE, **kwargs):
+    def __init__(self, *args, downscale: int = DOWNSCALE, agent_frames: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.downscale = downscale
+        self.agent_frames = agent_frames  # observations: V's uint8 [64, 64, 3] frames instead of [96, 96, 3]
+        if agent_frames:
+            self.observation_space = spaces.Box(0, 255, (FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
         self._polygons: _Polygons | None = None
         self._car_cache: tuple | None = None
 
@@ -101,12 +114,15 @@ class FastCarRacing(stock.CarRacing):
             return super()._render(mode)
         k = self.downscale
         width, height = stock.WINDOW_W // k, stock.WINDOW_H // k
-        surface = pygame.Surface((width, height))
+        # Agent frames: only the canvas rows preprocessing keeps (the top CROP_ROWS of 96 once
+        # flipped), so the bar's rows are neither drawn nor scaled.
+        shown = height * CROP_ROWS // stock.STATE_H if self.agent_frames else height
+        surface = pygame.Surface((width, shown))
         # The camera exactly as stock: rotation, zoom (with the first second's zoom-in), scroll.
         angle = -self.car.hull.angle
         zoom = 0.1 * stock.SCALE * max(1 - self.t, 0) + stock.ZOOM * stock.SCALE * min(self.t, 1)
         scroll = pygame.math.Vector2(-self.car.hull.position[0] * zoom, -self.car.hull.position[1] * zoom).rotate_rad(angle)
-        translation = np.array([stock.WINDOW_W / 2 + scroll[0], stock.WINDOW_H / 4 + scroll[1]])
+        translation = np.array([stock.WINDOW_W / 2 + scroll[0], stock.WINDOW_H / 4 + scroll[1] - (height - shown) * k])
         cos, sin = math.cos(angle), math.sin(angle)
         rotation = np.array([[cos, sin], [-sin, cos]])  # pygame's rotate_rad, for row vectors
 
@@ -120,14 +136,17 @@ class FastCarRacing(stock.CarRacing):
         track = self._track_polygons()
         x, y = to_canvas(track.centres).T
         r = track.radii * (zoom / k)
-        visible = np.flatnonzero((x + r >= 0) & (x - r <= width) & (y + r >= 0) & (y - r <= height))
+        visible = np.flatnonzero((x + r >= 0) & (x - r <= width) & (y + r >= 0) & (y - r <= shown))
         points = to_canvas(track.vertices[visible].reshape(-1, 2)).reshape(-1, 4, 2).tolist()
-        for polygon, i in zip(points, visible.tolist()):
-            gfxdraw.filled_polygon(surface, polygon, [int(c) for c in track.colours[i]])
+        # Read each time: stock recolours a tile in place when a wheel touches it.
+        colours = np.array([track.colours[i] for i in visible.tolist()]).astype(np.int64).tolist()
+        for polygon, colour in zip(points, colours):
+            gfxdraw.filled_polygon(surface, polygon, colour)
         for polygon, colour in self._car_polygons(to_canvas):
             pygame.draw.polygon(surface, colour, polygon)
         surface = pygame.transform.flip(surface, False, True)
-        return self._create_image_array(surface, (stock.STATE_W, stock.STATE_H))
+        size = (FRAME_SIZE, FRAME_SIZE) if self.agent_frames else (stock.STATE_W, stock.STATE_H)
+        return self._create_image_array(surface, size)
 
 
 def _wheel_stripe(phase: float) -> np.ndarray | None:

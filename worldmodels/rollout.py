@@ -31,7 +31,7 @@ from worldmodels.exploration import RandomWalkPolicy
 from worldmodels.frames import FRAME_SIZE, frames_to_tensor_layout, preprocess_frame
 from worldmodels.mdrnn import MDNRNN, mixture_nll
 from worldmodels.parallel import WorkerPool
-from worldmodels.vae import ConvVAE
+from worldmodels.vae import ActingEncoder, ConvVAE
 
 
 def collect_episode(seed: int, max_steps: int, fast_render: bool, act: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
@@ -112,10 +112,14 @@ class Agent:
     """V, M and a batch of linear controllers acting on B environments at once.
 
     use_hidden: C sees [z_t, h_t] (the paper's full agent) or z_t alone (its 'z only' agent).
+    fast_acting: encode with ``ActingEncoder`` (bfloat16 where the CPU has it) instead of V's
+    float32 encoder.
     """
 
-    def __init__(self, vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, use_hidden: bool = True):
+    def __init__(self, vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, use_hidden: bool = True,
+                 fast_acting: bool = False):
         self.vae, self.mdrnn, self.use_hidden = vae, mdrnn, use_hidden
+        self.acting_encoder = ActingEncoder(vae) if fast_acting else None
         input_size = vae.z_size + (mdrnn.hidden_size if use_hidden else 0)
         self.controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32), input_size)
         self.state = mdrnn.initial_state(len(params))
@@ -133,7 +137,10 @@ class Agent:
         returns actions float32 [B, 3] and advances M for the active environments (their
         predicted rewards for these actions go to ``predicted_reward``)."""
         index = torch.as_tensor(np.flatnonzero(active))
-        z, _ = self.vae.encode(torch.as_tensor(frames_to_tensor_layout(frames[index.numpy()])))
+        if self.acting_encoder is not None:
+            z = self.acting_encoder(torch.from_numpy(frames[index.numpy()]))
+        else:
+            z, _ = self.vae.encode(torch.as_tensor(frames_to_tensor_layout(frames[index.numpy()])))
         if self._predicted is not None:
             mixture = [self._predicted[k][index] for k in ("log_pi", "mu", "log_sigma")]
             self.surprise[active] = mixture_nll(*mixture, z).mean(-1).numpy()
@@ -166,15 +173,20 @@ class EpisodeResults:
 
 def run_agent_episodes(
     vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, seeds: list[int], max_steps: int,
-    patience: int = 0, use_hidden: bool = True, fast_render: bool = False,
+    patience: int = 0, use_hidden: bool = True, fast_render: bool = False, fast_acting: bool = False,
 ) -> EpisodeResults:
     """Run episode i on track seeds[i] with controller params[i], all in lockstep.
 
     patience > 0 ends an episode early after that many steps in a row without a positive
-    reward (training only: it saves the time of cars that are lost; 0 runs full episodes)."""
+    reward (training only: it saves the time of cars that are lost; 0 runs full episodes).
+    fast_acting (with fast_render): the envs draw V's 64x64 frames directly and V encodes
+    them with ``ActingEncoder``; the same physics and rewards, slightly different frames."""
+    if fast_acting and not fast_render:
+        raise ValueError("fast_acting needs the fast renderer")
     batch = len(seeds)
-    envs = [make_env(max_steps, fast_render) for _ in range(batch)]
-    agent = Agent(vae, mdrnn, params, use_hidden)
+    envs = [make_env(max_steps, fast_render, agent_frames=fast_acting) for _ in range(batch)]
+    prepare = (lambda frame: frame) if fast_acting else preprocess_frame  # agent frames are preprocessed as drawn
+    agent = Agent(vae, mdrnn, params, use_hidden, fast_acting)
     frames = np.zeros((batch, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     returns, predicted_returns, surprise = np.zeros(batch), np.zeros(batch), np.zeros(batch)
     steps = np.zeros(batch, dtype=np.int64)
@@ -182,7 +194,7 @@ def run_agent_episodes(
     active = np.ones(batch, dtype=bool)
     try:
         for i, (env, seed) in enumerate(zip(envs, seeds)):
-            frames[i] = preprocess_frame(env.reset(seed=int(seed))[0])
+            frames[i] = prepare(env.reset(seed=int(seed))[0])
         while active.any():
             actions = agent.act(frames, active)
             predicted_returns[active] += agent.predicted_reward[active]
@@ -195,7 +207,7 @@ def run_agent_episodes(
                 if terminated or truncated or (patience and since_progress[i] >= patience):
                     active[i] = False
                 else:
-                    frames[i] = preprocess_frame(frame)
+                    frames[i] = prepare(frame)
     finally:
         for env in envs:
             env.close()
@@ -238,18 +250,19 @@ class AgentJob:
     patience: int = 0
     use_hidden: bool = True
     fast_render: bool = False
+    fast_acting: bool = False
 
 
 def run_agent_job(job: AgentJob) -> EpisodeResults:
     vae, mdrnn = load_agent_models(job.vae_path, job.mdrnn_path)
     return run_agent_episodes(vae, mdrnn, job.params, list(job.seeds), job.max_steps, job.patience, job.use_hidden,
-                              job.fast_render)
+                              job.fast_render, job.fast_acting)
 
 
 def run_agent_parallel(
     pool: WorkerPool, vae_path: str, mdrnn_path: str, params: np.ndarray, seeds: list[int], max_steps: int,
     patience: int = 0, use_hidden: bool = True, fast_render: bool = False, max_envs_per_job: int = 64,
-    desc: str | None = None,
+    desc: str | None = None, fast_acting: bool = False,
 ) -> EpisodeResults:
     """Episode i runs controller params[i] on track seeds[i]; episodes are split into jobs
     (several per worker, so a worker whose cars finish early takes another job) and each
@@ -257,7 +270,7 @@ def run_agent_parallel(
     count = len(seeds)
     per_job = max(1, min(max_envs_per_job, -(-count // (2 * pool.workers))))
     jobs = [AgentJob(vae_path, mdrnn_path, params[i : i + per_job], tuple(int(s) for s in seeds[i : i + per_job]),
-                     max_steps, patience, use_hidden, fast_render) for i in range(0, count, per_job)]
+                     max_steps, patience, use_hidden, fast_render, fast_acting) for i in range(0, count, per_job)]
     results = pool.map(run_agent_job, jobs, desc=desc)
     return EpisodeResults(*(np.concatenate([getattr(r, field) for r in results])
                             for field in ("returns", "steps", "predicted_returns", "surprise")))

@@ -17,7 +17,9 @@ class Worlds:
     """V and M of a checkpoint folder, the pool that drives real tracks, and what a dream needs.
 
     starts: float32 [N, Z], real first latents dreams start from (None: no dreams);
-    members: M's ensemble members the dream also runs (DreamBatch).
+    members: M's ensemble members the dream also runs (DreamBatch);
+    fast_acting: real tracks draw V's 64x64 frames directly and V encodes them in bfloat16
+    where the CPU has it (run_agent_episodes).
     """
 
     pool: WorkerPool
@@ -31,11 +33,12 @@ class Worlds:
     starts: np.ndarray | None = None
     members: list[MDNRNN] = field(default_factory=list)
     disagreement: float = 0.0
+    fast_acting: bool = False
 
     def real(self, params: np.ndarray, seeds: list[int], patience: int = 0, desc: str | None = None) -> EpisodeResults:
         """Controller params[i] [P] on track seeds[i]."""
         return run_agent_parallel(self.pool, self.vae_path, self.mdrnn_path, params, seeds, self.max_steps, patience,
-                                  self.use_hidden, self.fast_render, desc=desc)
+                                  self.use_hidden, self.fast_render, desc=desc, fast_acting=self.fast_acting)
 
     def dream(self, params: np.ndarray, seeds: list[int]) -> EpisodeResults:
         """Controller params[i] [P] in dream seeds[i]: the seed picks its first latent among
@@ -44,6 +47,11 @@ class Worlds:
             raise ValueError("these worlds have no first latents to dream from")
         return run_dream_episodes(self.mdrnn, params, first_latents(self.starts, seeds), seeds, self.temperature,
                                   self.max_steps, self.use_hidden, self.members, self.disagreement)
+
+    def describe_renderer(self) -> str:
+        if not self.fast_render:
+            return "stock renderer"
+        return "fast renderer, fast acting" if self.fast_acting else "fast renderer"
 
     def describe(self) -> str:
         if self.starts is None:
