@@ -12,9 +12,11 @@ the preprocessed 64x64 frames:
   what one step of driving changes.
 
 It also writes a picture: stock frames (top), fast frames (middle), and their absolute
-difference x8 (bottom), for the worst frames of each driver. Usage:
+difference x8 (bottom), for the worst frames of each driver. With --agent-frames the fast
+env draws the 64x64 frames directly (stage 05's fast acting) instead of 96x96 frames that
+are then preprocessed. Usage:
 
-    python benchmarks/fast_env_fidelity.py --checkpoint-dir checkpoints/small --tracks 10
+    python benchmarks/fast_env_fidelity.py --checkpoint-dir checkpoints/small --tracks 10 [--agent-frames]
 """
 
 import argparse
@@ -38,12 +40,13 @@ from worldmodels.vae import ConvVAE  # noqa: E402
 FIRST_SEED = TEST_SEED_BASE + 500_000  # tracks no stage trains or evaluates on
 
 
-def drive(seed: int, steps: int, agent: Agent | None) -> tuple[np.ndarray, np.ndarray]:
+def drive(seed: int, steps: int, agent: Agent | None, agent_frames: bool) -> tuple[np.ndarray, np.ndarray]:
     """Stock and fast preprocessed frames, uint8 [T, 64, 64, 3] each, of one episode on track
     ``seed``, driven by ``agent`` (on stock frames) or, without one, by the random walk."""
-    stock, fast = make_env(steps), make_env(steps, fast_render=True)
+    stock, fast = make_env(steps), make_env(steps, fast_render=True, agent_frames=agent_frames)
+    prepare = {stock: preprocess_frame, fast: (lambda frame: frame) if agent_frames else preprocess_frame}
     policy = RandomWalkPolicy(np.random.default_rng(seed))
-    frames = {env: [preprocess_frame(env.reset(seed=seed)[0])] for env in (stock, fast)}
+    frames = {env: [prepare[env](env.reset(seed=seed)[0])] for env in (stock, fast)}
     try:
         for _ in range(steps):
             if agent is None:
@@ -53,7 +56,7 @@ def drive(seed: int, steps: int, agent: Agent | None) -> tuple[np.ndarray, np.nd
             outcomes = []
             for env in (stock, fast):
                 frame, reward, terminated, truncated, _ = env.step(action)
-                frames[env].append(preprocess_frame(frame))
+                frames[env].append(prepare[env](frame))
                 outcomes.append((reward, terminated, truncated))
             if outcomes[0] != outcomes[1]:
                 raise AssertionError(f"track {seed}: stock and fast envs diverged: {outcomes}")
@@ -100,7 +103,9 @@ def main() -> None:
     parser.add_argument("--checkpoint-dir", default="checkpoints/small", help="V, M and C (vae.pt, mdrnn.pt, controller.pt)")
     parser.add_argument("--tracks", type=int, default=10, help="tracks per driver")
     parser.add_argument("--steps", type=int, default=1000, help="steps per track at most")
-    parser.add_argument("--picture", default="benchmarks/results/fast_vs_stock.png")
+    parser.add_argument("--agent-frames", action="store_true", help="the fast env draws 64x64 frames directly")
+    parser.add_argument("--picture", default=None, help="default: benchmarks/results/fast_vs_stock.png "
+                        "(agent_frames_vs_stock.png with --agent-frames)")
     args = parser.parse_args()
     paths = {name: Path(args.checkpoint_dir) / name for name in (VAE_FILE, MDRNN_FILE, CONTROLLER_FILE)}
     for path in paths.values():
@@ -114,13 +119,13 @@ def main() -> None:
         ("random-walk driver", lambda: None),
         ("trained agent", lambda: Agent(vae, mdrnn, controller["params"].numpy()[None], controller["config"]["use_hidden"])),
     ):
-        pairs = [drive(seed, args.steps, make_agent()) for seed in seeds]
+        pairs = [drive(seed, args.steps, make_agent(), args.agent_frames) for seed in seeds]
         shown.append(summarise(name, vae, pairs))
     stock = np.concatenate([s for s, _ in shown])
     fast = np.concatenate([f for _, f in shown])
     difference = np.minimum(np.abs(stock.astype(np.int16) - fast.astype(np.int16)) * 8, 255).astype(np.uint8)
     grid = np.concatenate([np.concatenate(list(rows), axis=1) for rows in (stock, fast, difference)], axis=0)
-    picture = Path(args.picture)
+    picture = Path(args.picture or f"benchmarks/results/{'agent_frames' if args.agent_frames else 'fast'}_vs_stock.png")
     picture.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.Resampling.NEAREST).save(picture)
     print(f"wrote {picture}: stock (top), fast (middle), |difference| x8 (bottom); worst 4 frames of each driver")

@@ -1,4 +1,5 @@
-"""The fast renderer changes pictures only, and only a little."""
+"""The fast renderer changes pictures only, and only a little; so do the agent frames it
+draws straight at V's 64x64."""
 
 import numpy as np
 import pytest
@@ -10,20 +11,21 @@ from worldmodels.frames import preprocess_frame
 
 @pytest.fixture(scope="module")
 def stock_and_fast_episodes():
-    """Two tracks driven by the same random-walk actions in both envs, through the zoom-in
-    of the first second and well past it."""
+    """Two tracks driven by the same random-walk actions in the stock env, the fast env and the
+    fast env drawing agent frames, through the zoom-in of the first second and well past it."""
     episodes = []
     for seed in (2, 7):
         policy = RandomWalkPolicy(np.random.default_rng(seed))
         actions = [policy() for _ in range(150)]
         runs = []
-        for fast in (False, True):
-            env = make_env(150, fast_render=fast)
+        for fast, agent_frames in ((False, False), (True, False), (True, True)):
+            env = make_env(150, fast_render=fast, agent_frames=agent_frames)
+            prepare = (lambda frame: frame) if agent_frames else preprocess_frame
             frame, _ = env.reset(seed=seed)
-            frames, outcomes = [preprocess_frame(frame)], []
+            frames, outcomes = [prepare(frame)], []
             for action in actions:
                 frame, reward, terminated, truncated, _ = env.step(action)
-                frames.append(preprocess_frame(frame))
+                frames.append(prepare(frame))
                 outcomes.append((reward, terminated, truncated))
                 if terminated or truncated:
                     break
@@ -34,15 +36,32 @@ def stock_and_fast_episodes():
 
 
 def test_rewards_and_done_flags_are_identical(stock_and_fast_episodes):
-    for (_, stock), (_, fast) in stock_and_fast_episodes:
-        assert stock == fast
+    for (_, stock), (_, fast), (_, agent) in stock_and_fast_episodes:
+        assert stock == fast == agent
 
 
-def test_preprocessed_frames_differ_by_at_most_3_of_255(stock_and_fast_episodes):
-    for (stock, _), (fast, _) in stock_and_fast_episodes:
+@pytest.mark.parametrize("drawn", [1, 2], ids=["fast frames", "agent frames"])
+def test_preprocessed_frames_differ_by_at_most_3_of_255(stock_and_fast_episodes, drawn):
+    for runs in stock_and_fast_episodes:
+        stock, fast = runs[0][0], runs[drawn][0]
+        assert stock.shape == fast.shape
         error = np.abs(stock.astype(np.int16) - fast.astype(np.int16))
         assert error.mean() <= 3.0
         assert error.mean(axis=(1, 2, 3)).max() <= 6.0  # no single frame is far off either
+
+
+def test_agent_frames_are_within_a_grey_level_of_the_fast_frames_they_replace(stock_and_fast_episodes):
+    for _, (fast, _), (agent, _) in stock_and_fast_episodes:
+        assert np.abs(fast.astype(np.int16) - agent.astype(np.int16)).mean() <= 1.0
+
+
+def test_agent_frames_are_declared_by_the_observation_space_and_need_the_fast_renderer():
+    env = make_env(5, fast_render=True, agent_frames=True)
+    frame, _ = env.reset(seed=1)
+    assert env.observation_space.shape == frame.shape == (64, 64, 3) and frame.dtype == np.uint8
+    env.close()
+    with pytest.raises(ValueError, match="fast renderer"):
+        make_env(5, fast_render=False, agent_frames=True)
 
 
 def test_road_tiles_driven_over_are_drawn_as_stock_draws_them():

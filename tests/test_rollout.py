@@ -8,7 +8,8 @@ from worldmodels.frames import frames_to_tensor_layout
 from worldmodels.mdrnn import MDNRNN, mixture_nll
 from worldmodels.parallel import WorkerPool
 from worldmodels.rollout import Agent, run_agent_episodes, run_agent_parallel
-from worldmodels.vae import ConvVAE
+from worldmodels import vae as vae_module
+from worldmodels.vae import ActingEncoder, ConvVAE, cpu_has_native_bfloat16
 
 
 @pytest.fixture(scope="module")
@@ -17,15 +18,17 @@ def models():
     return ConvVAE(32).eval(), MDNRNN(32, 3, 256, 5).eval()
 
 
-@pytest.mark.parametrize("fast_render", [False, True])
-def test_batched_episodes_equal_one_at_a_time(models, fast_render):
+@pytest.mark.parametrize("fast_render, fast_acting", [(False, False), (True, False), (True, True)],
+                         ids=["stock", "fast renderer", "fast acting"])
+def test_batched_episodes_equal_one_at_a_time(models, fast_render, fast_acting):
     vae, mdrnn = models
     params = np.random.default_rng(0).normal(0, 0.1, (3, parameter_count(288))).astype(np.float32)
     seeds = [11, 12, 13]
-    batched = run_agent_episodes(vae, mdrnn, params, seeds, max_steps=30, patience=10, fast_render=fast_render)
+    batched = run_agent_episodes(vae, mdrnn, params, seeds, max_steps=30, patience=10, fast_render=fast_render,
+                                 fast_acting=fast_acting)
     for i in range(3):
         alone = run_agent_episodes(vae, mdrnn, params[i : i + 1], seeds[i : i + 1], max_steps=30, patience=10,
-                                   fast_render=fast_render)
+                                   fast_render=fast_render, fast_acting=fast_acting)
         assert alone.returns[0] == pytest.approx(batched.returns[i], abs=1e-9)
         assert alone.steps[0] == batched.steps[i]
 
@@ -107,3 +110,29 @@ def test_episode_results_sum_the_surprise_along_each_episode(models):
     params = np.zeros((2, parameter_count(288)), dtype=np.float32)
     results = run_agent_episodes(vae, mdrnn, params, [3, 4], max_steps=12, fast_render=True)
     assert results.surprise.shape == (2,) and (results.surprise > 0).all()
+
+
+def test_acting_encoder_gives_v_s_mu_to_within_bfloat16_rounding(models):
+    vae, _ = models
+    frames = torch.randint(0, 256, (5, 64, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    encoder = ActingEncoder(vae)
+    with torch.no_grad():
+        mu = vae.encode(torch.from_numpy(frames_to_tensor_layout(frames.numpy())))[0]
+    acting = encoder(frames)
+    assert acting.dtype == torch.float32 and acting.shape == mu.shape
+    assert encoder.bfloat16 == cpu_has_native_bfloat16()
+    tolerance = 0.02 * mu.abs().max().item() if encoder.bfloat16 else 1e-5
+    assert (acting - mu).abs().max().item() <= tolerance
+
+
+def test_acting_encoder_stays_in_float32_where_the_cpu_has_no_bfloat16(models, monkeypatch):
+    monkeypatch.setattr(vae_module, "cpu_has_native_bfloat16", lambda: False)
+    encoder = ActingEncoder(models[0])
+    assert not encoder.bfloat16 and encoder.encoder is models[0].encoder
+
+
+def test_fast_acting_needs_the_fast_renderer(models):
+    vae, mdrnn = models
+    params = np.zeros((1, parameter_count(288)), dtype=np.float32)
+    with pytest.raises(ValueError, match="fast renderer"):
+        run_agent_episodes(vae, mdrnn, params, [1], max_steps=5, fast_render=False, fast_acting=True)
