@@ -7,9 +7,14 @@ run, alternating where it can, and prints their ratio:
    the same tracks for both).
 2. stage 01: frames/s written to disk by 01_generate_data.py, fast vs stock, and its peak
    memory.
-3. stage 05 controller evaluation (env + V + M + C): fast env with batched inference
-   against the naive baseline (stock env, batch-1 inference), all cores for both; and the
-   peak memory of a short 05_train_controller.py run.
+3. stage 05 controller evaluation (env + V + M + C), all cores for all: the naive baseline
+   (stock env, batch-1 inference), the fast env with batched float32 inference on 96x96
+   frames (--no-fast-acting), and fast acting (64x64 frames drawn directly, V's encoder in
+   bfloat16 where the CPU has it: the default), run three times in turn; and the peak memory
+   of a short 05_train_controller.py run.
+   ``breakdown``: where one env step's time goes, on one core, for both fast paths.
+   ``scores`` (needs controller.pt): the saved controller on the same tracks with and
+   without fast acting, paired.
 4. stage 02: training images/s on frames streamed from a paper-sized dataset (2000
    episodes, hard links to real ones) against the same training steps on random tensors
    (model-only compute), alternating; and the peak memory of 02_train_vae.py on that
@@ -19,6 +24,7 @@ Peak memory is the largest sum of resident memory over a stage's process and its
 sampled every 0.2 s. Needs trained V and M and real rollouts, e.g. from profiles/small.sh:
 
     python benchmarks/speed.py --checkpoint-dir checkpoints/small --rollout-dir data/small/rollout
+    python benchmarks/speed.py --checkpoint-dir checkpoints/medium --parts stage05 breakdown scores
 """
 
 import argparse
@@ -37,19 +43,20 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worldmodels.checkpoints import MDRNN_FILE, VAE_FILE, load_model  # noqa: E402
+from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, load_checkpoint, load_model  # noqa: E402
 from worldmodels.cli import finite_float, load_stage_script  # noqa: E402
 from worldmodels.controller import parameter_count  # noqa: E402
 from worldmodels.data import stream_frame_batches  # noqa: E402
-from worldmodels.env import ACTION_SIZE, make_env  # noqa: E402
+from worldmodels.env import ACTION_SIZE, MAX_EPISODE_STEPS, TEST_SEED_BASE, make_env  # noqa: E402
 from worldmodels.episodes import episode_id, list_episodes, rollout_length  # noqa: E402
 from worldmodels.exploration import RandomWalkPolicy  # noqa: E402
-from worldmodels.frames import FRAME_SIZE, frames_to_tensor_layout  # noqa: E402
+from worldmodels.frames import FRAME_SIZE, frames_to_tensor_layout, preprocess_frame  # noqa: E402
 from worldmodels.parallel import WorkerPool, default_workers  # noqa: E402
-from worldmodels.rollout import load_agent_models, run_agent_parallel  # noqa: E402
+from worldmodels.rollout import Agent, load_agent_models, run_agent_parallel  # noqa: E402
 from worldmodels.vae import vae_loss  # noqa: E402
 
 PAPER_EPISODES = 2000  # the paper's dataset size, for stage 02
+PARTS = ("env", "stage05", "breakdown", "scores", "stage01", "stage02")
 
 
 def env_steps(job: tuple[int, int, bool]) -> tuple[int, float]:
@@ -96,20 +103,38 @@ def compare_stage01(episodes: int, steps: int, workers: int, scratch: Path) -> N
     report("stage 01 frames/s written", rates["--no-fast-render"], rates["--fast-render"], "stock", "fast")
 
 
+STAGE05_PATHS = {  # name: (fast_render, fast_acting, envs per job)
+    "naive": (False, False, 1),
+    "fast env, float32": (True, False, 64),
+    "fast acting": (True, True, 64),
+}
+
+
 def compare_stage05(checkpoint_dir: Path, episodes: int, steps: int, pool: WorkerPool, scratch: Path) -> None:
     vae_path, mdrnn_path = str(checkpoint_dir / VAE_FILE), str(checkpoint_dir / MDRNN_FILE)
     vae, mdrnn = load_agent_models(vae_path, mdrnn_path)
     # Random controllers, as in an early CMA-ES generation; episodes run up to ``steps`` (no patience).
-    # Ours splits them into jobs as stage 05 does (at least two per worker, at most 64 envs each).
+    # The batched paths split them into jobs as stage 05 does (at least two per worker, at most 64 envs each).
     params = np.random.default_rng(0).normal(0, 0.1, (episodes, parameter_count(vae.z_size + mdrnn.hidden_size)))
     seeds = list(range(episodes))
-    rates = {}
-    for name, fast, per_job in (("naive", False, 1), ("ours", True, 64)):
-        started = time.perf_counter()
-        results = run_agent_parallel(pool, vae_path, mdrnn_path, params, seeds, steps, fast_render=fast, max_envs_per_job=per_job)
-        rates[name] = results.steps.sum() / (time.perf_counter() - started)
-    report(f"stage 05 evaluation steps/s, {pool.workers} cores", rates["naive"], rates["ours"],
-           "stock env + batch-1 inference", "fast env + batched inference")
+    counts, seconds, returns = {name: 0 for name in STAGE05_PATHS}, {name: 0.0 for name in STAGE05_PATHS}, {}
+    for round_ in range(3):  # in turn, so drift hits all alike
+        for name, (fast_render, fast_acting, per_job) in STAGE05_PATHS.items():
+            started = time.perf_counter()
+            results = run_agent_parallel(pool, vae_path, mdrnn_path, params, seeds, steps, fast_render=fast_render,
+                                         max_envs_per_job=per_job, fast_acting=fast_acting)
+            seconds[name] += time.perf_counter() - started
+            counts[name] += int(results.steps.sum())
+            returns.setdefault(name, []).append(results.returns)
+            print(f"  round {round_ + 1}, {name}: {results.steps.sum() / (time.perf_counter() - started):,.0f} steps/s",
+                  flush=True)
+    rates = {name: counts[name] / seconds[name] for name in STAGE05_PATHS}
+    report(f"stage 05 evaluation steps/s, {pool.workers} cores", rates["naive"], rates["fast env, float32"],
+           "stock env + batch-1 inference", "fast env + batched inference (float32, 96x96)")
+    report(f"stage 05 evaluation steps/s, {pool.workers} cores", rates["fast env, float32"], rates["fast acting"],
+           "fast env + batched inference (float32, 96x96)", "fast acting (64x64 drawn, bf16 V)")
+    same = all(np.array_equal(returns["naive"][0], r) for r in returns["fast env, float32"])
+    print(f"  the float32 paths' returns are {'identical' if same else 'NOT identical'} (stock and fast renderer: same rewards)")
     run_dir = scratch / "controller"
     run_dir.mkdir()
     for name in (VAE_FILE, MDRNN_FILE):
@@ -119,6 +144,77 @@ def compare_stage05(checkpoint_dir: Path, episodes: int, steps: int, pool: Worke
                                   "--check-every", "2", "--check-episodes", "8", "--workers", str(pool.workers),
                                   "--checkpoint-dir", str(run_dir)])
     print(f"  stage 05 peak memory: {peak:.2f} GB (2 generations of 16 x 4 episodes, {seconds:.0f} s)")
+
+
+def step_breakdown(checkpoint_dir: Path, envs: int, steps: int) -> None:
+    """Microseconds per env step in each part of stage 05's loop, in this process on one
+    thread, for the float32 path and fast acting (one batch of ``envs`` envs, ``steps`` steps)."""
+    torch.set_num_threads(1)
+    vae, mdrnn = load_agent_models(str(checkpoint_dir / VAE_FILE), str(checkpoint_dir / MDRNN_FILE))
+    params = np.random.default_rng(0).normal(0, 0.1, (envs, parameter_count(vae.z_size + mdrnn.hidden_size)))
+    for fast_acting in (False, True):
+        parts = dict.fromkeys(("physics and wrappers", "render", "preprocess", "V", "M, C and batching"), 0.0)
+
+        def timed(function, part):
+            def measured(*args):
+                started = time.perf_counter()
+                out = function(*args)
+                parts[part] += time.perf_counter() - started
+                return out
+            return measured
+
+        env_list = [make_env(steps, True, agent_frames=fast_acting) for _ in range(envs)]
+        prepare = (lambda frame: frame) if fast_acting else preprocess_frame
+        frames = np.stack([prepare(env.reset(seed=i)[0]) for i, env in enumerate(env_list)])
+        for env in env_list:
+            env.unwrapped._render = timed(env.unwrapped._render, "render")
+        agent = Agent(vae, mdrnn, params, fast_acting=fast_acting)
+        if fast_acting:
+            agent.acting_encoder = timed(agent.acting_encoder, "V")
+        else:
+            vae.encode = timed(vae.encode, "V")  # on this instance only; removed below
+        active, started_all = np.ones(envs, dtype=bool), time.perf_counter()
+        for _ in range(steps):
+            started = time.perf_counter()
+            actions = agent.act(frames, active)
+            parts["M, C and batching"] += time.perf_counter() - started
+            for i, env in enumerate(env_list):
+                started = time.perf_counter()
+                frame, *_ = env.step(actions[i])
+                parts["physics and wrappers"] += time.perf_counter() - started
+                started = time.perf_counter()
+                frames[i] = prepare(frame)
+                parts["preprocess"] += time.perf_counter() - started
+        elapsed = time.perf_counter() - started_all
+        parts["physics and wrappers"] -= parts["render"]  # env.step's time includes the drawing
+        parts["M, C and batching"] -= parts["V"]
+        if not fast_acting:
+            del vae.encode
+        for env in env_list:
+            env.close()
+        count = envs * steps
+        name = "fast acting (64x64 drawn, bf16 V)" if fast_acting else "fast env, float32 96x96"
+        shown = ", ".join(f"{part} {seconds / count * 1e6:.0f}" for part, seconds in parts.items())
+        print(f"  {name}: {elapsed / count * 1e6:.0f} us per step: {shown}", flush=True)
+
+
+def compare_scores(checkpoint_dir: Path, tracks: int, pool: WorkerPool) -> None:
+    """The saved controller on the same ``tracks`` fresh tracks, fast renderer, with and
+    without fast acting: mean ± std of each and the paired difference ± its standard error."""
+    controller = load_checkpoint(str(checkpoint_dir / CONTROLLER_FILE), "controller", "05_train_controller.py")
+    params = np.repeat(controller["params"].numpy()[None], tracks, axis=0)
+    seeds = [TEST_SEED_BASE + i for i in range(tracks)]
+    returns = {}
+    for fast_acting in (False, True):
+        returns[fast_acting] = run_agent_parallel(pool, str(checkpoint_dir / VAE_FILE), str(checkpoint_dir / MDRNN_FILE),
+                                                  params, seeds, MAX_EPISODE_STEPS, use_hidden=controller["config"]["use_hidden"],
+                                                  fast_render=True, fast_acting=fast_acting,
+                                                  desc=f"scores, fast acting {'on' if fast_acting else 'off'}").returns
+        print(f"  fast acting {'on' if fast_acting else 'off'}: {returns[fast_acting].mean():.1f} ± "
+              f"{returns[fast_acting].std():.1f} on tracks {seeds[0]}..{seeds[-1]}", flush=True)
+    difference = returns[True] - returns[False]
+    print(f"  paired difference (on - off): {difference.mean():.1f} ± {difference.std(ddof=1) / np.sqrt(tracks):.1f} "
+          f"standard error; {np.mean(np.abs(difference) < 1):.0%} of tracks within 1 point")
 
 
 def compare_stage02(rollout_dir: Path, checkpoint_dir: Path, seconds: float, scratch: Path) -> None:
@@ -226,22 +322,35 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=64, help="episodes for stages 01 and 05")
     parser.add_argument("--vae-seconds", type=finite_float, default=240,
                         help="stage 02: seconds of training compared (alternating); half as long for its memory")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=["env", "stage05", "stage01", "stage02"],
+                        help="what to measure (default: all but breakdown and scores)")
+    parser.add_argument("--score-tracks", type=int, default=100, help="tracks for --parts scores")
     args = parser.parse_args()
     checkpoint_dir, rollout_dir = Path(args.checkpoint_dir), Path(args.rollout_dir)
     for path in (checkpoint_dir / VAE_FILE, checkpoint_dir / MDRNN_FILE):
         if not path.is_file():
             sys.exit(f"error: {path} not found; train V and M first (bash profiles/small.sh), or pass --checkpoint-dir")
-    if not list_episodes(rollout_dir):
+    if "scores" in args.parts and not (checkpoint_dir / CONTROLLER_FILE).is_file():
+        sys.exit(f"error: {checkpoint_dir / CONTROLLER_FILE} not found; --parts scores needs a trained controller")
+    if "stage02" in args.parts and not list_episodes(rollout_dir):
         sys.exit(f"error: {rollout_dir}: no rollout files; run 01_generate_data.py first, or pass --rollout-dir")
     print(f"{args.workers} workers, torch {torch.__version__}, {os.cpu_count()} CPUs visible; action size {ACTION_SIZE}")
     (ROOT / "data").mkdir(exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="benchmark-", dir=ROOT / "data"))  # same disk as the rollouts (hard links)
     try:
         with WorkerPool(args.workers) as pool:
-            compare_env(args.tracks, args.steps, pool)
-            compare_stage05(checkpoint_dir, args.episodes, args.steps, pool, scratch)
-        compare_stage01(args.episodes, args.steps, args.workers, scratch)
-        compare_stage02(rollout_dir, checkpoint_dir, args.vae_seconds, scratch)
+            if "env" in args.parts:
+                compare_env(args.tracks, args.steps, pool)
+            if "stage05" in args.parts:
+                compare_stage05(checkpoint_dir, args.episodes, args.steps, pool, scratch)
+            if "scores" in args.parts:
+                compare_scores(checkpoint_dir, args.score_tracks, pool)
+        if "breakdown" in args.parts:
+            step_breakdown(checkpoint_dir, 32, args.steps)
+        if "stage01" in args.parts:
+            compare_stage01(args.episodes, args.steps, args.workers, scratch)
+        if "stage02" in args.parts:
+            compare_stage02(rollout_dir, checkpoint_dir, args.vae_seconds, scratch)
     finally:
         shutil.rmtree(scratch)
 
