@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pygame
+from gymnasium import spaces
 from gymnasium.envs.box2d import car_dynamics
 from gymnasium.envs.box2d import car_racing as stock
-from gymnasium import spaces
 from pygame import gfxdraw
 
 from worldmodels.frames import CROP_ROWS, FRAME_SIZE
