@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, load_checkpoint  # noqa: E402
 from worldmodels.env import TEST_SEED_BASE, make_env  # noqa: E402
 from worldmodels.exploration import RandomWalkPolicy  # noqa: E402
-from worldmodels.frames import frames_to_tensor_layout, preprocess_frame  # noqa: E402
+from worldmodels.frames import frame_preparer, frames_to_tensor_layout, preprocess_frame  # noqa: E402
 from worldmodels.rollout import Agent, load_agent_models  # noqa: E402
 from worldmodels.vae import ConvVAE  # noqa: E402
 
@@ -44,7 +44,7 @@ def drive(seed: int, steps: int, agent: Agent | None, agent_frames: bool) -> tup
     """Stock and fast preprocessed frames, uint8 [T, 64, 64, 3] each, of one episode on track
     ``seed``, driven by ``agent`` (on stock frames) or, without one, by the random walk."""
     stock, fast = make_env(steps), make_env(steps, fast_render=True, agent_frames=agent_frames)
-    prepare = {stock: preprocess_frame, fast: (lambda frame: frame) if agent_frames else preprocess_frame}
+    prepare = {stock: preprocess_frame, fast: frame_preparer(agent_frames)}
     policy = RandomWalkPolicy(np.random.default_rng(seed))
     frames = {env: [prepare[env](env.reset(seed=seed)[0])] for env in (stock, fast)}
     try:

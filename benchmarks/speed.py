@@ -50,7 +50,7 @@ from worldmodels.data import stream_frame_batches  # noqa: E402
 from worldmodels.env import ACTION_SIZE, MAX_EPISODE_STEPS, TEST_SEED_BASE, make_env  # noqa: E402
 from worldmodels.episodes import episode_id, list_episodes, rollout_length  # noqa: E402
 from worldmodels.exploration import RandomWalkPolicy  # noqa: E402
-from worldmodels.frames import FRAME_SIZE, frames_to_tensor_layout, preprocess_frame  # noqa: E402
+from worldmodels.frames import FRAME_SIZE, frame_preparer, frames_to_tensor_layout  # noqa: E402
 from worldmodels.parallel import WorkerPool, default_workers  # noqa: E402
 from worldmodels.rollout import Agent, load_agent_models, run_agent_parallel  # noqa: E402
 from worldmodels.vae import vae_loss  # noqa: E402
@@ -161,7 +161,7 @@ def step_breakdown(checkpoint_dir: Path, envs: int, steps: int) -> None:
             return measured
 
         env_list = [make_env(steps, True, agent_frames=fast_acting) for _ in range(envs)]
-        prepare = (lambda frame: frame) if fast_acting else preprocess_frame
+        prepare = frame_preparer(fast_acting)
         frames = np.stack([prepare(env.reset(seed=i)[0]) for i, env in enumerate(env_list)])
         for env in env_list:
             env.unwrapped._render = timed(env.unwrapped._render, "render")

@@ -6,7 +6,7 @@ import pytest
 
 from worldmodels.env import make_env
 from worldmodels.exploration import RandomWalkPolicy
-from worldmodels.frames import preprocess_frame
+from worldmodels.frames import frame_preparer, preprocess_frame
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def stock_and_fast_episodes():
         runs = []
         for fast, agent_frames in ((False, False), (True, False), (True, True)):
             env = make_env(150, fast_render=fast, agent_frames=agent_frames)
-            prepare = (lambda frame: frame) if agent_frames else preprocess_frame
+            prepare = frame_preparer(agent_frames)
             frame, _ = env.reset(seed=seed)
             frames, outcomes = [prepare(frame)], []
             for action in actions:

@@ -5,6 +5,8 @@ CarRacing-v3 renders 96x96x3 uint8 frames whose bottom rows 84-95 hold the indic
 part of the world, so it is cropped before resizing to the 64x64 frame V sees.
 """
 
+from typing import Callable
+
 import numpy as np
 from PIL import Image
 
@@ -24,6 +26,12 @@ def preprocess_frame(frame: np.ndarray) -> np.ndarray:
     # Pillow's bilinear filter widens its support when shrinking, i.e. it antialiases.
     image = image.resize((FRAME_SIZE, FRAME_SIZE), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
+
+
+def frame_preparer(agent_frames: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """What turns an env observation into V's frame: ``preprocess_frame``, or nothing for
+    agent frames (``FastCarRacing(agent_frames=True)`` draws the same crop at 64x64)."""
+    return (lambda frame: frame) if agent_frames else preprocess_frame
 
 
 def frames_to_tensor_layout(frames: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from worldmodels.controller import LinearControllers
 from worldmodels.env import ACTION_SIZE, make_env
 from worldmodels.episodes import episode_id, write_rollout
 from worldmodels.exploration import RandomWalkPolicy
-from worldmodels.frames import FRAME_SIZE, frames_to_tensor_layout, preprocess_frame
+from worldmodels.frames import FRAME_SIZE, frame_preparer, frames_to_tensor_layout, preprocess_frame
 from worldmodels.mdrnn import MDNRNN, mixture_nll
 from worldmodels.parallel import WorkerPool
 from worldmodels.vae import ActingEncoder, ConvVAE
@@ -181,11 +181,9 @@ def run_agent_episodes(
     reward (training only: it saves the time of cars that are lost; 0 runs full episodes).
     fast_acting (with fast_render): the envs draw V's 64x64 frames directly and V encodes
     them with ``ActingEncoder``; the same physics and rewards, slightly different frames."""
-    if fast_acting and not fast_render:
-        raise ValueError("fast_acting needs the fast renderer")
     batch = len(seeds)
-    envs = [make_env(max_steps, fast_render, agent_frames=fast_acting) for _ in range(batch)]
-    prepare = (lambda frame: frame) if fast_acting else preprocess_frame  # agent frames are preprocessed as drawn
+    envs = [make_env(max_steps, fast_render, agent_frames=fast_acting) for _ in range(batch)]  # refuses agent frames on stock
+    prepare = frame_preparer(fast_acting)
     agent = Agent(vae, mdrnn, params, use_hidden, fast_acting)
     frames = np.zeros((batch, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     returns, predicted_returns, surprise = np.zeros(batch), np.zeros(batch), np.zeros(batch)

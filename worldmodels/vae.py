@@ -90,12 +90,12 @@ class ActingEncoder:
     """
 
     def __init__(self, vae: ConvVAE):
-        self.bfloat16 = not next(vae.parameters()).is_cuda and cpu_has_native_bfloat16()
+        self.device = next(vae.parameters()).device
+        self.bfloat16 = self.device.type == "cpu" and cpu_has_native_bfloat16()
         self.dtype = torch.bfloat16 if self.bfloat16 else torch.float32
         self.encoder = (copy.deepcopy(vae.encoder).to(self.dtype).to(memory_format=torch.channels_last)
                         if self.bfloat16 else vae.encoder)
         self.to_mu = copy.deepcopy(vae.to_mu).to(self.dtype) if self.bfloat16 else vae.to_mu
-        self.device = next(vae.parameters()).device
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
