@@ -40,7 +40,7 @@ from worldmodels.checkpoints import (
 from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage
 from worldmodels.curves import draw_curves
 from worldmodels.data import SeriesEpisodes, split_episodes, time_chunks
-from worldmodels.env import ACTION_SIZE
+from worldmodels.constants import ACTION_SIZE
 from worldmodels.episodes import SKIP_FLAG, map_episodes, read_series, require_episodes
 from worldmodels.errors import DataError
 from worldmodels.interrupt import Interrupted, stop_requested

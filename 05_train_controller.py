@@ -51,7 +51,8 @@ import numpy as np
 from worldmodels.atomic import prepare_output
 from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, controller_config, load_controller, load_members
 from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage
-from worldmodels.env import MAX_EPISODE_STEPS, TEST_SEED_BASE
+from worldmodels.constants import MAX_EPISODE_STEPS
+from worldmodels.env import TEST_SEED_BASE
 from worldmodels.episodes import INITIAL_LATENTS_FILE, read_initial_latents
 from worldmodels.evaluation import EVALUATION_FILE, evaluate_saved, write_dream_gif
 from worldmodels.interrupt import Interrupted
@@ -85,7 +86,7 @@ INIT_FROM = ""  # a controller.pt to start the search from ("" : the zero contro
 EVALUATION_EPISODES = 100  # --evaluate with no N: the paper's protocol, 100 tracks
 FIRST_TEST_TRACK = TEST_SEED_BASE  # evaluation tracks are FIRST_TEST_TRACK, +1, ... (never used in training)
 GIF_STEPS = 300  # steps shown in the GIFs (6 s of driving)
-FAST_RENDER = True  # worldmodels.fast_env: stock physics and rewards, 12x faster frames (--no-fast-render: stock)
+FAST_RENDER = True  # worldmodels.envs.fast_car_racing: stock physics and rewards, 12x faster frames (--no-fast-render: stock)
 FAST_ACTING = True  # with the fast renderer: 64x64 frames drawn directly, V's encoder in bfloat16 where the CPU has it
 CHECKPOINT_DIR = "checkpoints"
 

@@ -5,9 +5,17 @@ batch of random controllers from real first latents, with all torch threads. Cou
 the steps of dreams that have not ended. Usage:
 
     python benchmarks/dream_speed.py --checkpoint-dir checkpoints/small --series-dir data/small/series --batch 1024
+
+--gym-env instead times the gymnasium DreamEnv (WorldModels/CarRacingDream-v0: one dream,
+random actions, as a gymnasium agent steps it) with one torch thread and with torch's
+default threads, first alone and then as --copies processes at once (as vector-env workers
+or other jobs share the cores):
+
+    python benchmarks/dream_speed.py --gym-env --checkpoint-dir pretrained --series-dir pretrained
 """
 
 import argparse
+import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -21,7 +29,31 @@ from worldmodels.checkpoints import MDRNN_FILE, load_model  # noqa: E402
 from worldmodels.cli import finite_float  # noqa: E402
 from worldmodels.controller import parameter_count  # noqa: E402
 from worldmodels.dream import run_dream_episodes  # noqa: E402
+from worldmodels.envs.dream_env import DreamEnv  # noqa: E402
 from worldmodels.episodes import INITIAL_LATENTS_FILE, read_initial_latents  # noqa: E402
+
+
+def gym_env_steps_per_second(checkpoint_dir: str, series_dir: str, threads: int | None, steps: int) -> float:
+    """One DreamEnv stepped ``steps`` times with random actions (dreams that end restart)."""
+    env = DreamEnv(checkpoint_dir, series_dir, threads=threads)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    started = time.perf_counter()
+    for _ in range(steps):
+        *_, done, truncated, _ = env.step(env.action_space.sample())
+        if done or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - started)
+
+
+def time_gym_env(args: argparse.Namespace) -> None:
+    for copies in (1, args.copies):
+        for threads in (1, None):
+            with multiprocessing.get_context("spawn").Pool(copies) as pool:
+                rates = pool.starmap(gym_env_steps_per_second, [(args.checkpoint_dir, args.series_dir, threads, args.steps)] * copies)
+            print(f"{copies} DreamEnv process{'es' if copies > 1 else ''} at once, "
+                  f"{'1 torch thread' if threads else f'default torch threads ({torch.get_num_threads()})'}: "
+                  f"{np.mean(rates):,.0f} steps/s each ({args.steps} steps)")
 
 
 def main() -> None:
@@ -31,7 +63,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--temperature", type=finite_float, default=1.15)
+    parser.add_argument("--gym-env", action="store_true", help="time the gymnasium DreamEnv instead (see above)")
+    parser.add_argument("--copies", type=int, default=2, help="--gym-env: processes stepping at once")
     args = parser.parse_args()
+    if args.gym_env:
+        time_gym_env(args)
+        return
     mdrnn = load_model(Path(args.checkpoint_dir) / MDRNN_FILE, "mdrnn")
     starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size, mdrnn.made_from.get("vae"))["mu"].astype(np.float32)
     rng = np.random.default_rng(0)

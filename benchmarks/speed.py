@@ -45,9 +45,10 @@ sys.path.insert(0, str(ROOT))
 
 from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, load_checkpoint, load_model  # noqa: E402
 from worldmodels.cli import finite_float, load_stage_script  # noqa: E402
+from worldmodels.constants import ACTION_SIZE, MAX_EPISODE_STEPS  # noqa: E402
 from worldmodels.controller import parameter_count  # noqa: E402
 from worldmodels.data import stream_frame_batches  # noqa: E402
-from worldmodels.env import ACTION_SIZE, MAX_EPISODE_STEPS, TEST_SEED_BASE, make_env  # noqa: E402
+from worldmodels.env import TEST_SEED_BASE, make_env  # noqa: E402
 from worldmodels.episodes import episode_id, list_episodes, rollout_length  # noqa: E402
 from worldmodels.exploration import RandomWalkPolicy  # noqa: E402
 from worldmodels.frames import FRAME_SIZE, frame_preparer, frames_to_tensor_layout  # noqa: E402

@@ -6,7 +6,8 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from worldmodels.controller import parameter_count
-from worldmodels.dream import DreamBatch, DreamEnv, run_dream_episodes
+from worldmodels.dream import DreamBatch, run_dream_episodes
+from worldmodels.envs.dream_env import DreamEnv
 from worldmodels.mdrnn import MDNRNN
 
 
@@ -51,7 +52,7 @@ def test_temperature_widens_the_dreamed_latents(mdrnn):
 
 @pytest.mark.filterwarnings("ignore:.*Box observation space (minimum|maximum) value is:UserWarning")  # z is unbounded
 def test_dream_env_passes_gymnasiums_checker(mdrnn):
-    env = DreamEnv(mdrnn, np.random.default_rng(0).normal(size=(5, 32)), temperature=1.0, max_steps=20)
+    env = DreamEnv.from_models(mdrnn, np.random.default_rng(0).normal(size=(5, 32)), temperature=1.0, max_steps=20)
     check_env(env, skip_render_check=True)
     observation, _ = env.reset(seed=3)
     assert observation.shape == (32 + 64,)

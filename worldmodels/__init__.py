@@ -1,6 +1,12 @@
 """World Models (Ha & Schmidhuber, 2018) on gymnasium's CarRacing-v3.
 
-One concept per module: ``frames`` (preprocessing), ``episodes`` (file formats),
+One concept per module: ``constants`` and ``errors`` (shared, dependency-free),
+``frames`` (preprocessing), ``episodes`` (file formats),
 ``vae`` (V), ``mdrnn`` (M), ``controller`` (C), ``rollout`` (running envs with or without
-the agent), ``parallel`` (the worker pool), ``evolution`` (CMA-ES with saved state).
+the agent), ``parallel`` (the worker pool), ``evolution`` (CMA-ES with saved state),
+``envs`` (the gymnasium environments, registered on import: see worldmodels/envs).
 """
+
+from worldmodels.envs import register_envs
+
+register_envs()  # the gymnasium ids (imports only gymnasium: no pygame, Box2D or torch)

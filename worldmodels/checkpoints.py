@@ -292,6 +292,15 @@ def require_made_from(path: str | Path, model: nn.Module, expected: dict[str, st
         raise DataError(f"{path}: made from other models than these ({_differences(model.made_from, expected)}); {fix}")
 
 
+def load_vae_and_mdrnn(vae_path: str | Path, mdrnn_path: str | Path) -> tuple[ConvVAE, MDNRNN]:
+    """V and M from their checkpoints; M must have been trained on this V's latents."""
+    vae = load_model(vae_path, "vae")
+    mdrnn = load_model(mdrnn_path, "mdrnn", z_size=vae.z_size)
+    require_made_from(mdrnn_path, mdrnn, {"vae": fingerprint(vae)},
+                      f"M was trained on another V's latents: re-run 03_generate_rnn_data.py and 04_train_rnn.py with {vae_path}")
+    return vae, mdrnn
+
+
 def load_members(directory: str | Path, count: int, vae: nn.Module) -> list[MDNRNN]:
     """Ensemble members 1 .. count - 1 of ``directory`` (04_train_rnn.py --member k), each
     trained on this V's latents."""

@@ -6,7 +6,7 @@ as one flat vector laid out as W_c row-major, then b_c.
 
 import torch
 
-from worldmodels.env import ACTION_SIZE
+from worldmodels.constants import ACTION_SIZE
 
 
 def parameter_count(input_size: int, action_size: int = ACTION_SIZE) -> int:

@@ -8,20 +8,19 @@ from its done head.
 
 ``DreamBatch`` steps B dreams at once in torch (a CMA population times its episodes).
 Every dream draws its random numbers from its own generator, seeded by the dream's seed,
-so a dream unfolds the same alone or in a batch of any size. ``DreamEnv`` is the same
-engine behind the standard ``gymnasium.Env`` interface, for any gymnasium agent.
+so a dream unfolds the same alone or in a batch of any size. ``DreamEnv``
+(worldmodels/envs/dream_env.py) is the same engine behind the ``gymnasium.Env`` interface,
+for any gymnasium agent.
 """
 
 from collections.abc import Sequence
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from worldmodels.controller import LinearControllers
-from worldmodels.env import ACTION_SIZE
 from worldmodels.mdrnn import MDNRNN, LSTMState, done_probability, sample_mixture
-from worldmodels.rollout import EpisodeResults
+from worldmodels.results import EpisodeResults
 
 NOISE_CHUNK = 64  # steps of random draws made at a time per dream (fewer small generator calls)
 
@@ -134,39 +133,3 @@ def run_dream_episodes(
         if not active.any():
             break
     return EpisodeResults(returns.numpy(), steps.numpy())
-
-
-class DreamEnv(gym.Env):
-    """One dream behind gymnasium's interface: observation [z, h], CarRacing's action space.
-
-    initial_latents: [N, Z] real first latents; reset picks one with the env's RNG.
-    """
-
-    metadata = {"render_modes": []}
-
-    def __init__(self, mdrnn: MDNRNN, initial_latents: np.ndarray, temperature: float = 1.0, max_steps: int = 1000):
-        self.mdrnn, self.initial_latents = mdrnn, np.asarray(initial_latents, dtype=np.float32)
-        self.temperature, self.max_steps = temperature, max_steps
-        size = mdrnn.z_size + mdrnn.hidden_size
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), dtype=np.float32)
-        self.action_space = gym.spaces.Box(np.array([-1, 0, 0], dtype=np.float32), np.array([1, 1, 1], dtype=np.float32),
-                                           (ACTION_SIZE,), dtype=np.float32)
-        self.dream: DreamBatch | None = None
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
-        super().reset(seed=seed)
-        start = int(self.np_random.integers(len(self.initial_latents)))
-        self.dream = DreamBatch(self.mdrnn, torch.from_numpy(self.initial_latents[start : start + 1]),
-                                [int(self.np_random.integers(2**62))], self.temperature)
-        return self._observation(), {"start": start}
-
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        if self.dream is None:
-            raise RuntimeError("call reset() before step()")
-        action = np.clip(np.asarray(action, dtype=np.float32), self.action_space.low, self.action_space.high)
-        reward, done = self.dream.step(torch.from_numpy(action)[None])
-        truncated = self.dream.t >= self.max_steps and not bool(done[0])
-        return self._observation(), float(reward[0]), bool(done[0]), truncated, {}
-
-    def _observation(self) -> np.ndarray:
-        return self.dream.features[0].numpy().astype(np.float32)

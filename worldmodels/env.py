@@ -4,15 +4,12 @@ Track seeds come from disjoint ranges, so data collection, controller training, 
 periodic check of the CMA mean and the final evaluation never share a track.
 """
 
-import dataclasses
-
 import gymnasium as gym
 
-from worldmodels.fast_env import FastCarRacing
+from worldmodels.constants import MAX_EPISODE_STEPS
+from worldmodels.envs import FAST_CAR_RACING_ID
 
 ENV_ID = "CarRacing-v3"
-MAX_EPISODE_STEPS = 1000  # CarRacing-v3's own time limit
-ACTION_SIZE = 3  # steering in [-1, 1], gas in [0, 1], brake in [0, 1]
 
 DATA_SEED_BASE = 0  # stage 01 episode i uses track seed i
 TRAIN_SEED_BASE = 10_000_000  # stage 05 training episodes
@@ -26,10 +23,8 @@ def make_env(max_steps: int = MAX_EPISODE_STEPS, fast_render: bool = False, agen
     fast_render: draw observations with ``FastCarRacing`` (same physics, rewards and
     wrappers; frames drawn on a smaller canvas) instead of the stock renderer.
     agent_frames (fast renderer only): observations are V's 64x64 frames, drawn directly."""
-    spec = gym.spec(ENV_ID)
     if not fast_render:
         if agent_frames:
             raise ValueError("agent_frames needs the fast renderer")
-        return gym.make(spec, continuous=True, max_episode_steps=max_steps)
-    spec = dataclasses.replace(spec, entry_point=FastCarRacing)
-    return gym.make(spec, continuous=True, max_episode_steps=max_steps, agent_frames=agent_frames)
+        return gym.make(ENV_ID, continuous=True, max_episode_steps=max_steps)
+    return gym.make(FAST_CAR_RACING_ID, continuous=True, max_episode_steps=max_steps, agent_frames=agent_frames)

@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from worldmodels.atomic import save_npz
-from worldmodels.env import ACTION_SIZE
+from worldmodels.constants import ACTION_SIZE
 from worldmodels.errors import DataError, OutputError
 from worldmodels.frames import FRAME_SIZE
 from worldmodels.interrupt import Interrupted, stop_requested

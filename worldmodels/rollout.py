@@ -15,22 +15,16 @@ from typing import Callable
 import numpy as np
 import torch
 
-from worldmodels.checkpoints import (
-    CONTROLLER_FILE,
-    MDRNN_FILE,
-    VAE_FILE,
-    fingerprint,
-    load_controller_for,
-    load_model,
-    require_made_from,
-)
+from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, fingerprint, load_controller_for, load_vae_and_mdrnn
+from worldmodels.constants import ACTION_SIZE
 from worldmodels.controller import LinearControllers
-from worldmodels.env import ACTION_SIZE, make_env
+from worldmodels.env import make_env
 from worldmodels.episodes import episode_id, write_rollout
 from worldmodels.exploration import RandomWalkPolicy
 from worldmodels.frames import FRAME_SIZE, frame_preparer, frames_to_tensor_layout, preprocess_frame
 from worldmodels.mdrnn import MDNRNN, mixture_nll
 from worldmodels.parallel import WorkerPool
+from worldmodels.results import EpisodeResults
 from worldmodels.vae import ActingEncoder, ConvVAE
 
 
@@ -160,17 +154,6 @@ class Agent:
         return out
 
 
-@dataclass
-class EpisodeResults:
-    returns: np.ndarray  # float64 [B], summed reward of each episode
-    steps: np.ndarray  # int64 [B], steps each episode ran
-    # float64 [B], real episodes only: the summed rewards M's reward head predicted along them,
-    # what a dream would have paid for the same steps
-    predicted_returns: np.ndarray | None = None
-    # float64 [B], real episodes only: M's surprise summed along them (Agent.surprise)
-    surprise: np.ndarray | None = None
-
-
 def run_agent_episodes(
     vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, seeds: list[int], max_steps: int,
     patience: int = 0, use_hidden: bool = True, fast_render: bool = False, fast_acting: bool = False,
@@ -230,11 +213,7 @@ def _file_version(path: str) -> tuple[int, int] | None:
 
 @lru_cache(maxsize=2)
 def _load_agent_models(vae_path: str, mdrnn_path: str, *versions) -> tuple[ConvVAE, MDNRNN]:
-    vae = load_model(vae_path, "vae")
-    mdrnn = load_model(mdrnn_path, "mdrnn", z_size=vae.z_size)
-    require_made_from(mdrnn_path, mdrnn, {"vae": fingerprint(vae)},
-                      f"M was trained on another V's latents: re-run 03_generate_rnn_data.py and 04_train_rnn.py with {vae_path}")
-    return vae, mdrnn
+    return load_vae_and_mdrnn(vae_path, mdrnn_path)
 
 
 @dataclass(frozen=True)

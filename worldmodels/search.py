@@ -19,7 +19,7 @@ from worldmodels.errors import DataError
 from worldmodels.evolution import STATE_FILE, SearchState, load_search, new_search, save_search
 from worldmodels.interrupt import Interrupted, stop_requested
 from worldmodels.logs import write_csv
-from worldmodels.rollout import EpisodeResults
+from worldmodels.results import EpisodeResults
 from worldmodels.worlds import Worlds
 
 LOG_FILE = "controller_log.csv"

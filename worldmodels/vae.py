@@ -4,6 +4,7 @@ import copy
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -53,6 +54,12 @@ class ConvVAE(nn.Module):
 
     def config(self) -> dict:
         return {"z_size": self.z_size}
+
+
+@torch.no_grad()
+def decode_frames(vae: ConvVAE, z: torch.Tensor) -> np.ndarray:
+    """z [T, Z] -> V's decoded frames, uint8 numpy [T, 64, 64, 3]."""
+    return (vae.decode(z.to(torch.float32)).numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
 
 
 def vae_loss(

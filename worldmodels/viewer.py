@@ -23,7 +23,7 @@ from worldmodels.frames import frames_to_tensor_layout, preprocess_frame
 from worldmodels.mdrnn import MDNRNN, most_likely_z
 from worldmodels.pictures import GIF_COLOURS, captioned, save_gif, save_png, side_by_side, text_strip
 from worldmodels.rollout import Agent
-from worldmodels.vae import ConvVAE
+from worldmodels.vae import ConvVAE, decode_frames
 
 STILLS = 4  # GIF frames also saved as a PNG, evenly spaced (a README can show them)
 NOTHING_YET = 128  # grey: M has predicted no frame before the first one
@@ -37,12 +37,6 @@ class Recording:
     ended: bool  # the episode ended (terminated or the dream's done) before the step limit
     reconstructions: np.ndarray | None = None  # uint8 [T, 64, 64, 3], real episodes: V's decoding of its z_t
     predictions: np.ndarray | None = None  # uint8 [T, 64, 64, 3], real episodes: M's z_t predicted at t - 1, decoded
-
-
-def decode(vae: ConvVAE, z: torch.Tensor) -> np.ndarray:
-    """z [T, Z] -> V's decoded frames, uint8 [T, 64, 64, 3]."""
-    with torch.no_grad():
-        return (vae.decode(z).numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
 
 
 @dataclass
@@ -85,10 +79,10 @@ def record_real(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, track_seed: int
     record = list(drive(vae, mdrnn, params, track_seed, steps, use_hidden, fast_render))
     first = np.full((1, *record[0].frame.shape), NOTHING_YET, dtype=np.uint8)
     predicted = [step.next_z for step in record[:-1]]
-    predictions = np.concatenate([first, decode(vae, torch.stack(predicted))]) if predicted else first
+    predictions = np.concatenate([first, decode_frames(vae, torch.stack(predicted))]) if predicted else first
     return Recording(np.stack([step.frame for step in record]), np.stack([step.action for step in record]),
                      np.asarray([step.reward for step in record], np.float32), record[-1].ended,
-                     decode(vae, torch.stack([step.z for step in record])), predictions)
+                     decode_frames(vae, torch.stack([step.z for step in record])), predictions)
 
 
 @torch.no_grad()
@@ -108,7 +102,7 @@ def record_dream(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, z0: np.ndarray
         done = bool(ended[0])
         if done:
             break
-    return Recording(decode(vae, torch.stack(latents)), np.stack(actions), np.asarray(rewards, np.float32), done)
+    return Recording(decode_frames(vae, torch.stack(latents)), np.stack(actions), np.asarray(rewards, np.float32), done)
 
 
 def first_latent(vae: ConvVAE, frame: np.ndarray) -> np.ndarray:

@@ -15,8 +15,8 @@ import torch
 
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.pictures import captioned, side_by_side, text_strip
-from worldmodels.vae import ConvVAE
-from worldmodels.viewer import NOTHING_YET, decode, drive
+from worldmodels.vae import ConvVAE, decode_frames
+from worldmodels.viewer import NOTHING_YET, drive
 
 STEPS_PER_SECOND = 50  # CarRacing's frame rate
 SCALE = 4  # 64x64 panels drawn 256x256; the env's 96x96 frame at 256x256 too (scaled by 8/3)
@@ -51,7 +51,7 @@ def watch(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, tracks: list[int], ma
             total, predicted = 0.0, None
             for t, step in enumerate(drive(vae, mdrnn, params, track, max_steps, use_hidden, fast_render)):
                 total += step.reward
-                seen = decode(vae, torch.stack([step.z, step.next_z]))  # V's reconstruction, M's next prediction
+                seen = decode_frames(vae, torch.stack([step.z, step.next_z]))  # V's reconstruction, M's next prediction
                 prediction = np.full_like(step.frame, NOTHING_YET) if predicted is None else predicted
                 predicted = seen[1]
                 steer, gas, brake = step.action

@@ -9,7 +9,8 @@ import numpy as np
 from worldmodels.dream import first_latents, run_dream_episodes
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.parallel import WorkerPool
-from worldmodels.rollout import EpisodeResults, run_agent_parallel
+from worldmodels.results import EpisodeResults
+from worldmodels.rollout import run_agent_parallel
 
 
 @dataclass

@@ -32,6 +32,7 @@ import pygame
 from gymnasium import spaces
 from gymnasium.envs.box2d import car_dynamics
 from gymnasium.envs.box2d import car_racing as stock
+from gymnasium.utils import EzPickle
 from pygame import gfxdraw
 
 from worldmodels.frames import CROP_ROWS, FRAME_SIZE
@@ -48,10 +49,21 @@ class _Polygons:
 
 
 class FastCarRacing(stock.CarRacing):
+    """Stock CarRacing (every constructor argument) drawn by the fast renderer.
+
+    downscale: the canvas is WINDOW_W/downscale x WINDOW_H/downscale (stock: 1);
+    agent_frames: observations are V's uint8 [64, 64, 3] frames instead of [96, 96, 3].
+    Only the agent's observations ("state_pixels") are drawn fast; render_mode "human" and
+    "rgb_array" show stock's own pictures."""
+
     def __init__(self, *args, downscale: int = DOWNSCALE, agent_frames: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        if not (isinstance(downscale, int) and 1 <= downscale <= 8):
+            raise ValueError(f"downscale must be an integer from 1 to 8, got {downscale!r}")
+        # stock's EzPickle records only its own arguments: a pickled copy must keep these too
+        EzPickle.__init__(self, *args, downscale=downscale, agent_frames=agent_frames, **kwargs)
         self.downscale = downscale
-        self.agent_frames = agent_frames  # observations: V's uint8 [64, 64, 3] frames instead of [96, 96, 3]
+        self.agent_frames = agent_frames
         if agent_frames:
             self.observation_space = spaces.Box(0, 255, (FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
         self._polygons: _Polygons | None = None

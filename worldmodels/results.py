@@ -1,0 +1,17 @@
+"""What a batch of episodes gives back, real (worldmodels/rollout.py) or dreamed
+(worldmodels/dream.py). Dependency-free beyond numpy, so the dream needs no real env."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class EpisodeResults:
+    returns: np.ndarray  # float64 [B], summed reward of each episode
+    steps: np.ndarray  # int64 [B], steps each episode ran
+    # float64 [B], real episodes only: the summed rewards M's reward head predicted along them,
+    # what a dream would have paid for the same steps
+    predicted_returns: np.ndarray | None = None
+    # float64 [B], real episodes only: M's surprise summed along them (Agent.surprise)
+    surprise: np.ndarray | None = None
