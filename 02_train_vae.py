@@ -1,4 +1,7 @@
-"""Stage 02: train V, the convolutional VAE, on the frames of data/rollout.
+"""Stage 02: train V, the vision model, on the frames of data/rollout: the paper's convolutional
+VAE (VISION = "vae") or the same encoder and decoder trained as a VAE-GAN (VISION = "vaegan",
+Larsen et al. 2016: reconstructions measured in a discriminator's features; see
+worldmodels/vision/vaegan.py). Stages 03-05 take either as it is.
 
 Frames are streamed from disk (bounded memory at any dataset size). The last
 HELD_OUT_FRACTION of the sorted episode files is held out. After every epoch the model,
@@ -8,37 +11,24 @@ their reconstructions (bottom) is written.
 """
 
 import argparse
-import itertools
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.atomic import prepare_output, require_free_space
-from worldmodels.checkpoints import (
-    VAE_FILE,
-    TrainingProgress,
-    check_finite_loss,
-    default_device,
-    refuse_to_replace,
-    resume_training,
-    save_training,
-    training_checkpoint_bytes,
-)
+from worldmodels.atomic import prepare_output
+from worldmodels.checkpoints import VAE_FILE, default_device, training_checkpoint_bytes
 from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage
-from worldmodels.curves import draw_curves
 from worldmodels.data import split_episodes, stream_frame_batches
-from worldmodels.episodes import SKIP_FLAG, map_episodes, read_rollout_frames, require_episodes, rollout_length
 from worldmodels.errors import DataError
+from worldmodels.episodes import SKIP_FLAG, map_episodes, read_rollout_frames, require_episodes, rollout_length
 from worldmodels.frames import frames_to_tensor_layout
-from worldmodels.interrupt import Interrupted, stop_requested
-from worldmodels.logs import write_csv
 from worldmodels.pictures import enlarge, save_png
-from worldmodels.run_config import config_path, write_run_config
-from worldmodels.vae import ConvVAE, vae_loss
+from worldmodels.training import EpochScore, TrainingRun
+from worldmodels.vision import VISION_MODELS, TrainingSettings, VisionModel
 
+VISION = "vae"  # V's kind: "vae" (the paper's) or "vaegan"
 EPOCHS = 10  # passes over the dataset (the original's CarRacing setting)
 BATCH_SIZE = 100  # images per batch
 LEARNING_RATE = 1e-4  # Adam
@@ -47,6 +37,9 @@ KL_TOLERANCE = 0.5  # KL floored at KL_TOLERANCE * Z_SIZE nats per image (free b
 HELD_OUT_FRACTION = 0.05  # last 5% of the sorted episode files, never trained on
 HELD_OUT_FRAMES = 10_000  # held-out frames scored after each epoch (at most)
 BUFFER_EPISODES = 50  # episodes shuffled together in memory (~0.6 GB at 1000 frames each)
+GAMMA = 1.0  # VAE-GAN: the decoder's weight on the feature reconstruction against its GAN loss
+PIXEL_WARMUP_EPOCHS = 1.0  # VAE-GAN: epochs over which the pixel error's weight falls from 1 to PIXEL_WEIGHT_FLOOR
+PIXEL_WEIGHT_FLOOR = 0.25  # VAE-GAN: the pixel error's weight after the warm-up
 INIT_FROM = ""  # a vae.pt whose weights a new run starts from ("": random weights)
 SEED = 0  # model initialisation, sampling and data order
 DATA_DIR = "data/rollout"
@@ -55,11 +48,15 @@ CHECKPOINT_DIR = "checkpoints"
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vision", choices=sorted(VISION_MODELS), default=VISION, help="V's kind (worldmodels/vision/)")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--lr", type=finite_float, default=LEARNING_RATE)
     parser.add_argument("--z-size", type=int, default=Z_SIZE)
     parser.add_argument("--kl-tolerance", type=finite_float, default=KL_TOLERANCE)
+    parser.add_argument("--gamma", type=finite_float, default=GAMMA, help="VAE-GAN only")
+    parser.add_argument("--pixel-warmup-epochs", type=finite_float, default=PIXEL_WARMUP_EPOCHS, help="VAE-GAN only")
+    parser.add_argument("--pixel-weight-floor", type=finite_float, default=PIXEL_WEIGHT_FLOOR, help="VAE-GAN only")
     parser.add_argument("--held-out-fraction", type=finite_float, default=HELD_OUT_FRACTION)
     parser.add_argument("--buffer-episodes", type=int, default=BUFFER_EPISODES)
     parser.add_argument("--seed", type=int, default=SEED)
@@ -73,30 +70,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     require_folders(parser, args, "data_dir", "checkpoint_dir")
     if not 0 <= args.held_out_fraction < 1:
         parser.error("--held-out-fraction must be in [0, 1)")
-    if args.lr <= 0 or args.kl_tolerance < 0:
-        parser.error("--lr must be positive and --kl-tolerance non-negative")
+    if args.lr <= 0 or min(args.kl_tolerance, args.gamma, args.pixel_warmup_epochs, args.pixel_weight_floor) < 0:
+        parser.error("--lr must be positive and --kl-tolerance, --gamma, --pixel-warmup-epochs and --pixel-weight-floor non-negative")
     return args
 
 
+def pixel_weight(args: argparse.Namespace, batches_done: int, batches_per_epoch: int) -> float:
+    """The VAE-GAN's pixel-error weight: 1 falling linearly to the floor over the warm-up."""
+    warmup = args.pixel_warmup_epochs * batches_per_epoch
+    return max(args.pixel_weight_floor, 1 - batches_done / warmup) if warmup > 0 else args.pixel_weight_floor
+
+
 @torch.no_grad()
-def evaluate(vae: ConvVAE, frames: np.ndarray, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+def evaluate(vae: VisionModel, frames: np.ndarray, settings: TrainingSettings, args: argparse.Namespace,
+             device: torch.device) -> dict[str, float]:
     """Mean loss terms over held-out frames, with a fixed sampling seed that leaves the
     training run's random stream untouched."""
     vae.eval()
-    totals = np.zeros(3)
+    totals = dict.fromkeys(vae.loss_terms, 0.0)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(args.seed)
         for start in tqdm(range(0, len(frames), args.batch_size), desc="held-out frames", leave=False, dynamic_ncols=True):
             x = torch.from_numpy(frames_to_tensor_layout(frames[start : start + args.batch_size])).to(device)
-            recon, mu, logvar = vae(x)
-            terms = vae_loss(x, recon, mu, logvar, args.kl_tolerance)
-            totals += np.array([t.item() for t in terms]) * len(x)
+            for name, value in vae.evaluate(x, settings).items():
+                totals[name] += value * len(x)
     vae.train()
-    return dict(zip(("loss", "recon", "kl"), totals / len(frames)))
+    return {name: total / len(frames) for name, total in totals.items()}
 
 
 @torch.no_grad()
-def save_reconstructions(vae: ConvVAE, frames: np.ndarray, path: Path, device: torch.device) -> None:
+def save_reconstructions(vae: VisionModel, frames: np.ndarray, path: Path, device: torch.device) -> None:
     """PNG: frames on the top row, V's reconstructions (from mu) below, 2x enlarged."""
     vae.eval()
     mu, _ = vae.encode(torch.from_numpy(frames_to_tensor_layout(frames)).to(device))
@@ -122,65 +125,50 @@ def main(argv=None) -> None:
     device = default_device()
     torch.manual_seed(args.seed)
     files = require_episodes(args.data_dir, "01_generate_data.py")
-    vae = ConvVAE(args.z_size).to(device)
-    optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr)
-    checkpoint_bytes = training_checkpoint_bytes(vae)
-    checkpoint_path = prepare_output(args.checkpoint_dir, checkpoint_bytes) / VAE_FILE
-    log_path = checkpoint_path.parent / "vae_log.csv"
-    columns = ["epoch", "train_loss", "train_recon", "train_kl", "held_out_loss", "held_out_recon", "held_out_kl", "seconds"]
-    refuse_to_replace(checkpoint_path, [log_path], args.restart)
-    progress = resume_training(checkpoint_path, "vae", vae, optimizer, args.restart, columns, made_from={}, init_from=args.init_from)
-    write_csv(log_path, columns, progress.log)  # the log as the checkpoint has it
-    if progress.epoch >= args.epochs:
-        print(f"{checkpoint_path} is already trained for {progress.epoch} epochs; pass --restart or more --epochs to train again")
+    vae = VISION_MODELS[args.vision](args.z_size).to(device)
+    columns = ["epoch", *[f"{split}_{term}" for split in ("train", "held_out") for term in vae.loss_terms], "seconds"]
+    checkpoint_path = prepare_output(args.checkpoint_dir, training_checkpoint_bytes(vae)) / VAE_FILE
+    run = TrainingRun(checkpoint_path, "vae_log.csv", vae.kind, vae, vae.make_optimizer(args.lr), columns, weight="frames")
+    run.resume(args.restart, args.init_from)
+    if run.done(args.epochs):
         print("next: python 03_generate_rnn_data.py")
         return
 
-    write_run_config(config_path(log_path), args, "02_train_vae.py")  # what this run was started with, beside its log
+    run.record_settings(args, "02_train_vae.py")
     lengths = map_episodes(files, rollout_length, args.skip_bad_files)  # checks every file before training starts
     train_files, held_out_files = split_episodes(list(lengths), args.held_out_fraction)
     held_out = held_out_frames(held_out_files or train_files, HELD_OUT_FRAMES, args.skip_bad_files)
     train_frames = sum(lengths[path] for path in train_files)
-    print(f"{len(train_files)} training episodes ({train_frames} frames), {len(held_out_files)} held out; device {device}")
-    picture = checkpoint_path.parent / "vae_reconstructions.png"
+    batches_per_epoch = train_frames // args.batch_size
+    if batches_per_epoch == 0:
+        raise DataError(f"{args.data_dir}: fewer training frames than one batch of {args.batch_size}; collect more episodes "
+                        "or lower --batch-size")
+    print(f"{len(train_files)} training episodes ({train_frames} frames), {len(held_out_files)} held out; V: {vae.kind}; "
+          f"device {device}")
+    picture = run.checkpoint_path.parent / "vae_reconstructions.png"
 
-    for epoch in range(progress.epoch + 1, args.epochs + 1):
-        require_free_space(checkpoint_path.parent, checkpoint_bytes)  # not an epoch of training that cannot be saved
-        started = time.time() - progress.seconds
-        batches = stream_frame_batches(train_files, args.batch_size, args.buffer_episodes, seed=args.seed + epoch,
-                                       skip_bad=args.skip_bad_files)
-        batches = itertools.islice(batches, progress.batch, None)  # after a Ctrl-C: the epoch's order, from where it stopped
-        bar = tqdm(batches, initial=progress.batch, total=max(1, train_frames // args.batch_size), desc=f"epoch {epoch}/{args.epochs}",
-                   dynamic_ncols=True)
-        for frames in bar:
-            x = torch.from_numpy(frames_to_tensor_layout(frames)).to(device)
-            recon, mu, logvar = vae(x)
-            loss, recon_term, kl_term = vae_loss(x, recon, mu, logvar, args.kl_tolerance)
-            check_finite_loss(loss, checkpoint_path, epoch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            progress.batch += 1
-            progress.add(loss=loss.item() * len(x), recon=recon_term.item() * len(x), kl=kl_term.item() * len(x), frames=len(x))
-            bar.set_postfix(loss=f"{loss.item():.1f}", kl=f"{kl_term.item():.1f}")
-            if stop_requested():
-                progress.seconds = time.time() - started
-                save_training(checkpoint_path, "vae", vae, optimizer, progress)
-                raise Interrupted(f"{checkpoint_path} saved after batch {progress.batch} of epoch {epoch}; re-run to go on from there")
-        if not progress.sums:
-            raise DataError(f"{args.data_dir}: fewer training frames than one batch of {args.batch_size}; collect more episodes or lower --batch-size")
-        train = {k: progress.sums[k] / progress.sums["frames"] for k in ("loss", "recon", "kl")}
-        scores = evaluate(vae, held_out, args, device)
-        row = {"epoch": str(epoch), **{f"train_{k}": f"{v:.3f}" for k, v in train.items()},
-               **{f"held_out_{k}": f"{v:.3f}" for k, v in scores.items()}, "seconds": f"{time.time() - started:.1f}"}
-        progress = TrainingProgress(epoch=epoch, log=progress.log + [row])
-        save_training(checkpoint_path, "vae", vae, optimizer, progress, held_out_loss=float(scores["loss"]))
-        write_csv(log_path, columns, progress.log)
+    def settings(epoch: int) -> TrainingSettings:  # for the next batch of this epoch (or, after it, as it ended)
+        weight = pixel_weight(args, (epoch - 1) * batches_per_epoch + run.progress.batch, batches_per_epoch)
+        return TrainingSettings(kl_tolerance=args.kl_tolerance, gamma=args.gamma, pixel_weight=weight)
+
+    def epoch_batches(epoch: int):
+        return stream_frame_batches(train_files, args.batch_size, args.buffer_episodes, seed=args.seed + epoch,
+                                    skip_bad=args.skip_bad_files)
+
+    def train_batch(frames: np.ndarray, epoch: int) -> dict[str, float]:
+        x = torch.from_numpy(frames_to_tensor_layout(frames)).to(device)
+        terms = vae.train_step(x, run.optimizer, settings(epoch))
+        return {name: value * len(x) for name, value in terms.items()} | {"frames": len(x)}
+
+    def score_epoch(epoch: int, train: dict[str, float]) -> EpochScore:
+        scores = evaluate(vae, held_out, settings(epoch), args, device)
         save_reconstructions(vae, held_out[np.linspace(0, len(held_out) - 1, 8).astype(int)], picture, device)
-        print(f"epoch {epoch}: train loss {train['loss']:.2f} (recon {train['recon']:.2f}, KL {train['kl']:.2f}); "
-              f"held-out loss {scores['loss']:.2f} (recon {scores['recon']:.2f}, KL {scores['kl']:.2f})")
+        row = {**{f"train_{k}": f"{v:.3f}" for k, v in train.items()}, **{f"held_out_{k}": f"{v:.3f}" for k, v in scores.items()}}
+        return EpochScore(row, scores["loss"], f"train loss {train['loss']:.2f} (recon {train['recon']:.2f}, KL {train['kl']:.2f}); "
+                          f"held-out loss {scores['loss']:.2f} (recon {scores['recon']:.2f}, KL {scores['kl']:.2f})")
 
-    print(f"wrote {checkpoint_path}, {log_path}, {picture} and {draw_curves(log_path)}")
+    curves = run.train(args.epochs, epoch_batches, batches_per_epoch, train_batch, score_epoch)
+    print(f"wrote {run.checkpoint_path}, {run.log_path}, {picture} and {curves}")
     print("next: python 03_generate_rnn_data.py")
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from worldmodels.atomic import prepare_output
-from worldmodels.checkpoints import VAE_FILE, default_device, fingerprint, load_model
+from worldmodels.checkpoints import VAE_FILE, VISION, default_device, fingerprint, load_model
 from worldmodels.cli import require_at_least, require_folders, run_stage
 from worldmodels.episodes import (
     INITIAL_LATENTS_FILE,
@@ -31,7 +31,7 @@ from worldmodels.episodes import (
 )
 from worldmodels.frames import frames_to_tensor_layout
 from worldmodels.run_config import write_run_config
-from worldmodels.vae import ConvVAE
+from worldmodels.vision import VisionModel
 
 BATCH_SIZE = 1000  # frames encoded per forward pass
 ROLLOUT_DIR = "data/rollout"
@@ -54,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 @torch.no_grad()
-def encode_frames(vae: ConvVAE, frames: np.ndarray, batch_size: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def encode_frames(vae: VisionModel, frames: np.ndarray, batch_size: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """uint8 [T, 64, 64, 3] -> mu, logvar float32 [T, Z]."""
     mus, logvars = [], []
     for start in range(0, len(frames), batch_size):
@@ -69,7 +69,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     device = default_device()
     rollouts = require_episodes(args.rollout_dir, "01_generate_data.py")
-    vae = load_model(Path(args.checkpoint_dir) / VAE_FILE, "vae").to(device)
+    vae = load_model(Path(args.checkpoint_dir) / VAE_FILE, VISION).to(device)
     series_dir = prepare_output(args.series_dir, needed_bytes=2**20)  # a series file of 1000 steps is about 0.2 MB
     vae_id = fingerprint(vae)
     encoded_by = {p: series_vae(series_dir / p.name) for p in rollouts}

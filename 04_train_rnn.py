@@ -16,37 +16,20 @@ guessing, and a dream can charge for it (05_train_controller.py --members, --dis
 """
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from worldmodels.atomic import prepare_output, require_free_space
-from worldmodels.checkpoints import (
-    VAE_FILE,
-    TrainingProgress,
-    check_finite_loss,
-    default_device,
-    fingerprint,
-    load_model,
-    member_file,
-    refuse_to_replace,
-    resume_training,
-    save_training,
-    training_checkpoint_bytes,
-)
+from worldmodels.atomic import prepare_output
+from worldmodels.checkpoints import VAE_FILE, VISION, default_device, fingerprint, load_model, member_file, training_checkpoint_bytes
 from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage
-from worldmodels.curves import draw_curves
-from worldmodels.data import SeriesEpisodes, split_episodes, time_chunks
 from worldmodels.constants import ACTION_SIZE
+from worldmodels.data import SeriesEpisodes, split_episodes, time_chunks
 from worldmodels.episodes import SKIP_FLAG, map_episodes, read_series, require_episodes
 from worldmodels.errors import DataError
-from worldmodels.interrupt import Interrupted, stop_requested
-from worldmodels.logs import write_csv
 from worldmodels.mdrnn import MDNRNN, head_scores, mdrnn_loss
-from worldmodels.run_config import config_path, write_run_config
+from worldmodels.training import EpochScore, TrainingRun
 
 EPOCHS = 200  # passes over the data (the original: 4000 batches of 100 x 1000 steps on 2M steps)
 BATCH_SIZE = 100  # episodes per batch
@@ -109,7 +92,7 @@ def evaluate(mdrnn: MDNRNN, data: SeriesEpisodes, seed: int, device: torch.devic
 
 
 def train_on_episodes(mdrnn: MDNRNN, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], seq_len: int,
-                      grad_clip: float, checkpoint_path: Path, epoch: int) -> dict[str, float]:
+                      grad_clip: float) -> dict[str, float]:
     """One optimizer step per chunk of ``seq_len`` steps of a batch of whole episodes
     (SeriesEpisodes.sample), carrying M's hidden state from chunk to chunk (truncated
     backpropagation through time). Each chunk's loss is weighted by its share of real
@@ -120,7 +103,6 @@ def train_on_episodes(mdrnn: MDNRNN, optimizer: torch.optim.Optimizer, batch: di
         out, state = mdrnn(chunk["z"], chunk["action"], state)
         state = tuple(s.detach() for s in state)
         losses = mdrnn_loss(out, chunk)
-        check_finite_loss(losses["loss"], checkpoint_path, epoch)
         steps = chunk["step_mask"].sum().item()
         optimizer.zero_grad()
         (losses["loss"] * steps / chunk["step_mask"].numel()).backward()
@@ -151,68 +133,51 @@ def main(argv=None) -> None:
             raise DataError(f"{path}: encoded by V {episode['vae']}, but {first.name} by V {vae_id}: the series come from "
                             "different Vs; re-run 03_generate_rnn_data.py, which encodes again what another V encoded")
     vae_path = Path(args.checkpoint_dir) / VAE_FILE
-    if vae_path.exists() and fingerprint(load_model(vae_path, "vae")) != vae_id:
+    if vae_path.exists() and fingerprint(load_model(vae_path, VISION)) != vae_id:
         raise DataError(f"{args.series_dir}: encoded by V {vae_id}, but {vae_path} is another V; re-run 03_generate_rnn_data.py "
                         "with it first")
     mdrnn = MDNRNN(z_size, ACTION_SIZE, args.hidden_size, args.gaussians).to(device)
-    optimizer = torch.optim.Adam(mdrnn.parameters(), lr=args.lr)
     rng = np.random.default_rng(seed)  # z samples; its state is saved with the model
-    checkpoint_bytes = training_checkpoint_bytes(mdrnn)
-    checkpoint_path = prepare_output(args.checkpoint_dir, checkpoint_bytes) / member_file(args.member)
-    log_path = checkpoint_path.with_name(f"{checkpoint_path.stem}_log.csv")
+    checkpoint_path = prepare_output(args.checkpoint_dir, training_checkpoint_bytes(mdrnn)) / member_file(args.member)
     columns = (["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")]
                + ["held_out_nll_first_100", "held_out_tile_accuracy", "held_out_tile_auc", "held_out_ends", "held_out_ends_found",
                   "held_out_false_ends", "seconds"])
-    refuse_to_replace(checkpoint_path, [log_path], args.restart)
-    progress = resume_training(checkpoint_path, "mdrnn", mdrnn, optimizer, args.restart, columns, {"vae": vae_id}, rng,
-                               init_from=args.init_from)
-    write_csv(log_path, columns, progress.log)  # the log as the checkpoint has it
+    run = TrainingRun(checkpoint_path, f"{checkpoint_path.stem}_log.csv", "mdrnn", mdrnn,
+                      torch.optim.Adam(mdrnn.parameters(), lr=args.lr), columns, weight="steps", made_from={"vae": vae_id}, rng=rng)
+    run.resume(args.restart, args.init_from)
     train_files, held_out_files = split_episodes(list(episodes), args.held_out_fraction)
     held_out = SeriesEpisodes([episodes[path] for path in held_out_files or train_files])
-    if progress.epoch >= args.epochs:
-        print(f"{checkpoint_path} is already trained for {progress.epoch} epochs; pass --restart or more --epochs to train again")
+    if run.done(args.epochs):
         print(f"held-out heads: {describe_heads(evaluate(mdrnn, held_out, args.seed, device)[1])}")
         print("next: python 05_train_controller.py")
         return
 
-    write_run_config(config_path(log_path), args, "04_train_rnn.py")  # what this run was started with, beside its log
+    run.record_settings(args, "04_train_rnn.py")
     train = SeriesEpisodes([episodes[path] for path in train_files])
     batches_per_epoch = -(-len(train.lengths) // args.batch_size)
     print(f"{len(train_files)} training episodes ({train.steps} steps; {batches_per_epoch} batches of up to {args.batch_size} "
           f"whole episodes per epoch, in chunks of {args.seq_len} steps), {len(held_out_files)} held out; device {device}")
+    heads = {}
 
-    bar = tqdm(range(progress.epoch + 1, args.epochs + 1), desc="epochs", dynamic_ncols=True)
-    for epoch in bar:
-        require_free_space(checkpoint_path.parent, checkpoint_bytes)  # not an epoch of training that cannot be saved
-        started = time.time() - progress.seconds
-        order = train.epoch_batches(args.batch_size, seed=seed + epoch)
-        batches = tqdm(order[progress.batch :], initial=progress.batch, total=len(order), desc=f"epoch {epoch} batches",
-                       leave=False, dynamic_ncols=True, disable=len(order) < 2)
-        for episode_batch in batches:  # after a stop: the epoch's order, from where it stopped
-            batch = {k: v.to(device) for k, v in train.sample(episode_batch, rng).items()}
-            progress.add(**train_on_episodes(mdrnn, optimizer, batch, args.seq_len, args.grad_clip, checkpoint_path, epoch))
-            progress.batch += 1
-            if stop_requested():
-                progress.seconds = time.time() - started
-                save_training(checkpoint_path, "mdrnn", mdrnn, optimizer, progress, rng, made_from={"vae": vae_id})
-                raise Interrupted(f"{checkpoint_path} saved after batch {progress.batch} of epoch {epoch}; re-run to go on from there")
-        totals = {k: progress.sums[k] / progress.sums["steps"] for k in ("loss", "nll", "reward", "done")}
-        scores, heads = evaluate(mdrnn, held_out, args.seed, device)
-        row = {"epoch": str(epoch), **{f"train_{k}": f"{v:.4f}" for k, v in totals.items()},
-               **{f"held_out_{k}": f"{v:.4f}" for k, v in scores.items()},
+    def train_batch(episode_batch: np.ndarray, epoch: int) -> dict[str, float]:
+        batch = {k: v.to(device) for k, v in train.sample(episode_batch, rng).items()}
+        return train_on_episodes(mdrnn, run.optimizer, batch, args.seq_len, args.grad_clip)
+
+    def score_epoch(epoch: int, train_means: dict[str, float]) -> EpochScore:
+        scores, heads_now = evaluate(mdrnn, held_out, args.seed, device)
+        heads.update(heads_now)
+        row = {**{f"train_{k}": f"{v:.4f}" for k, v in train_means.items()}, **{f"held_out_{k}": f"{v:.4f}" for k, v in scores.items()},
                **{f"held_out_{k}": f"{heads[k]:.4f}" for k in ("tile_accuracy", "tile_auc")},
-               **{f"held_out_{k}": str(heads[k]) for k in ("ends", "ends_found", "false_ends")}, "seconds": f"{time.time() - started:.1f}"}
-        progress = TrainingProgress(epoch=epoch, log=progress.log + [row])
-        save_training(checkpoint_path, "mdrnn", mdrnn, optimizer, progress, rng, made_from={"vae": vae_id},
-                      held_out_loss=float(scores["loss"]))
-        write_csv(log_path, columns, progress.log)
-        bar.set_postfix(train=f"{totals['loss']:.3f}", held_out=f"{scores['loss']:.3f}")
-        tqdm.write(f"epoch {epoch}: train loss {totals['loss']:.3f} (z NLL {totals['nll']:.3f}, reward {totals['reward']:.3f}, "
-                   f"done {totals['done']:.3f}); held-out {scores['loss']:.3f} (z NLL {scores['nll']:.3f}, "
-                   f"reward {scores['reward']:.3f}, done {scores['done']:.3f}; z NLL on the first 100 steps {scores['nll_first_100']:.3f})")
+               **{f"held_out_{k}": str(heads[k]) for k in ("ends", "ends_found", "false_ends")}}
+        return EpochScore(row, scores["loss"], f"train loss {train_means['loss']:.3f} (z NLL {train_means['nll']:.3f}, reward "
+                          f"{train_means['reward']:.3f}, done {train_means['done']:.3f}); held-out {scores['loss']:.3f} (z NLL "
+                          f"{scores['nll']:.3f}, reward {scores['reward']:.3f}, done {scores['done']:.3f}; z NLL on the first 100 "
+                          f"steps {scores['nll_first_100']:.3f})")
 
+    curves = run.train(args.epochs, lambda epoch: train.epoch_batches(args.batch_size, seed=seed + epoch), batches_per_epoch,
+                       train_batch, score_epoch, bar_per_epoch=False)
     print(f"held-out heads after epoch {args.epochs}: {describe_heads(heads)}")
-    print(f"wrote {checkpoint_path}, {log_path} and {draw_curves(log_path)}")
+    print(f"wrote {checkpoint_path}, {run.log_path} and {curves}")
     print("next: python 05_train_controller.py")
 
 

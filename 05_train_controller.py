@@ -61,7 +61,7 @@ from worldmodels.parallel import WorkerPool, default_workers
 from worldmodels.rollout import load_agent_models
 from worldmodels.run_config import config_path, write_run_config
 from worldmodels.search import ControllerSearch, SearchSettings
-from worldmodels.vae import ConvVAE
+from worldmodels.vision import VisionModel
 from worldmodels.watch import display_problem, watch
 from worldmodels.worlds import Worlds
 
@@ -149,7 +149,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def watch_saved(args: argparse.Namespace, vae: ConvVAE, mdrnn: MDNRNN, controller_path: str, config: dict) -> None:
+def watch_saved(args: argparse.Namespace, vae: VisionModel, mdrnn: MDNRNN, controller_path: str, config: dict) -> None:
     """--watch: the saved controller live in a window, or one line saying why there is none."""
     params = load_controller(controller_path, config)["params"].numpy()
     if (problem := display_problem()) is not None:

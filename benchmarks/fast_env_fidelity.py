@@ -35,7 +35,7 @@ from worldmodels.env import TEST_SEED_BASE, make_env  # noqa: E402
 from worldmodels.exploration import RandomWalkPolicy  # noqa: E402
 from worldmodels.frames import frame_preparer, frames_to_tensor_layout, preprocess_frame  # noqa: E402
 from worldmodels.rollout import Agent, load_agent_models  # noqa: E402
-from worldmodels.vae import ConvVAE  # noqa: E402
+from worldmodels.vision import ConvVAE  # noqa: E402
 
 FIRST_SEED = TEST_SEED_BASE + 500_000  # tracks no stage trains or evaluates on
 

@@ -43,7 +43,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, load_checkpoint, load_model  # noqa: E402
+from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, VISION, load_checkpoint, load_model  # noqa: E402
 from worldmodels.cli import finite_float, load_stage_script  # noqa: E402
 from worldmodels.constants import ACTION_SIZE, MAX_EPISODE_STEPS  # noqa: E402
 from worldmodels.controller import parameter_count  # noqa: E402
@@ -54,7 +54,7 @@ from worldmodels.exploration import RandomWalkPolicy  # noqa: E402
 from worldmodels.frames import FRAME_SIZE, frame_preparer, frames_to_tensor_layout  # noqa: E402
 from worldmodels.parallel import WorkerPool, default_workers  # noqa: E402
 from worldmodels.rollout import Agent, load_agent_models, run_agent_parallel  # noqa: E402
-from worldmodels.vae import vae_loss  # noqa: E402
+from worldmodels.vision import TrainingSettings  # noqa: E402
 
 PAPER_EPISODES = 2000  # the paper's dataset size, for stage 02
 PARTS = ("env", "stage05", "breakdown", "scores", "stage01", "stage02")
@@ -225,8 +225,8 @@ def compare_stage02(rollout_dir: Path, checkpoint_dir: Path, seconds: float, scr
     files = list_episodes(rollout)
     frames = sum(map(rollout_length, files))
     print(f"  stage 02 dataset: {len(files)} episodes, {frames} frames ({frames * FRAME_SIZE**2 * 3 / 1e9:.1f} GB as uint8)")
-    vae = load_model(str(checkpoint_dir / VAE_FILE), "vae").train()
-    optimizer = torch.optim.Adam(vae.parameters(), lr=defaults.lr)
+    vae = load_model(str(checkpoint_dir / VAE_FILE), VISION).train()
+    optimizer, settings = vae.make_optimizer(defaults.lr), TrainingSettings(kl_tolerance=defaults.kl_tolerance)
 
     def train(batches: Iterator[np.ndarray], budget: float) -> float:
         """Images per second of stage 02's training step on ``batches`` for ``budget`` seconds
@@ -234,13 +234,8 @@ def compare_stage02(rollout_dir: Path, checkpoint_dir: Path, seconds: float, scr
         next(batches)
         images, started = 0, time.perf_counter()
         for frames in batches:
-            x = torch.from_numpy(frames_to_tensor_layout(frames))
-            recon, mu, logvar = vae(x)
-            loss = vae_loss(x, recon, mu, logvar, defaults.kl_tolerance)[0]
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            images += len(x)
+            vae.train_step(torch.from_numpy(frames_to_tensor_layout(frames)), optimizer, settings)
+            images += len(frames)
             if time.perf_counter() - started >= budget:
                 break
         return images / (time.perf_counter() - started)

@@ -16,7 +16,7 @@ from worldmodels.checkpoints import fingerprint, save_model
 from worldmodels.cli import run_stage
 from worldmodels.episodes import episode_id, write_rollout, write_series
 from worldmodels.mdrnn import MDNRNN
-from worldmodels.vae import ConvVAE
+from worldmodels.vision import ConvVAE
 
 ROOT = Path(__file__).resolve().parent.parent
 

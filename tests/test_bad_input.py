@@ -12,12 +12,13 @@ import pytest
 import torch
 from helpers import ROOT, save_untrained_models, stage_error, untrained_vae, write_random_rollouts, write_random_series
 
+import worldmodels.vision.vae as vae_module
 from worldmodels.atomic import remove_stale_temp_files
 from worldmodels.checkpoints import fingerprint, save_model
 from worldmodels.cli import finite_float
 from worldmodels.episodes import list_episodes, read_series, write_initial_latents
 from worldmodels.mdrnn import MDNRNN
-from worldmodels.vae import ConvVAE
+from worldmodels.vision import ConvVAE
 
 COLLECT, TRAIN_V, ENCODE, TRAIN_M, TRAIN_C = range(5)
 
@@ -197,7 +198,7 @@ def test_a_damaged_or_wrong_checkpoint_is_named(tmp_path, scripts, content):
     save_untrained_models(ckpt)
     if content is None:
         shutil.copy(ckpt / "vae.pt", ckpt / "mdrnn.pt")
-        expected = "mdrnn.pt: not a mdrnn checkpoint; re-run 04_train_rnn.py"
+        expected = "mdrnn.pt: not a mdrnn checkpoint but a 'vae' one; re-run 04_train_rnn.py"
     else:
         (ckpt / "mdrnn.pt").write_bytes(content)
         expected = "mdrnn.pt: unreadable (UnpicklingError); delete it and re-run 04_train_rnn.py"
@@ -213,16 +214,16 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
     train_v.main(["--epochs", "1"] + argv)
     good = (tmp_path / "ckpt" / "vae.pt").read_bytes()
 
-    real_loss = train_v.vae_loss
+    real_loss = vae_module.vae_loss
     def nan_loss(*args, **kwargs):
         loss, recon, kl = real_loss(*args, **kwargs)
         return loss * torch.nan, recon, kl
-    monkeypatch.setattr(train_v, "vae_loss", nan_loss)
+    monkeypatch.setattr(vae_module, "vae_loss", nan_loss)  # what the VAE's train_step calls
     message = stage_error(train_v, ["--epochs", "2"] + argv)
     assert "vae.pt: loss became nan in epoch 2; the last good checkpoint is kept" in message
     assert (tmp_path / "ckpt" / "vae.pt").read_bytes() == good
 
-    monkeypatch.setattr(train_v, "vae_loss", real_loss)
+    monkeypatch.setattr(vae_module, "vae_loss", real_loss)
     train_v.main(["--epochs", "2", "--lr", "3e-5"] + argv)  # the fix the message suggests: resume with a lower rate
     assert torch.load(tmp_path / "ckpt" / "vae.pt", weights_only=True)["optimizer"]["param_groups"][0]["lr"] == 3e-5
 

@@ -65,7 +65,7 @@ def test_dream_env_passes_gymnasiums_checker(mdrnn):
 
 
 def test_the_dream_viewer_replays_the_dream_it_decodes(mdrnn):
-    from worldmodels.vae import ConvVAE
+    from worldmodels.vision import ConvVAE
     from worldmodels.viewer import record_dream
 
     torch.manual_seed(1)

@@ -22,7 +22,7 @@ from worldmodels.envs.dream_env import PRETRAINED_DIR, DreamEnv
 from worldmodels.envs.fast_car_racing import FastCarRacing
 from worldmodels.episodes import INITIAL_LATENTS_FILE, write_initial_latents
 from worldmodels.errors import DataError
-from worldmodels.vae import decode_frames
+from worldmodels.vision import decode_frames
 
 UNBOUNDED_Z = "ignore:.*Box observation space (minimum|maximum) value is:UserWarning"  # z and h are unbounded
 

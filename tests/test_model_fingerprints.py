@@ -10,7 +10,7 @@ from helpers import save_untrained_models, stage_error, untrained_vae, write_ran
 from worldmodels.checkpoints import fingerprint, load_model, save_model
 from worldmodels.episodes import list_episodes, read_initial_latents, read_series
 from worldmodels.mdrnn import MDNRNN
-from worldmodels.vae import ConvVAE
+from worldmodels.vision import ConvVAE
 
 COLLECT, TRAIN_V, ENCODE, TRAIN_M, TRAIN_C = range(5)
 

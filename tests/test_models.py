@@ -6,7 +6,7 @@ import torch
 
 from worldmodels.controller import LinearControllers, parameter_count, squash_action
 from worldmodels.mdrnn import MDNRNN, mdrnn_loss, mixture_nll, sample_mixture
-from worldmodels.vae import ConvVAE, vae_loss
+from worldmodels.vision import ConvVAE, vae_loss
 
 
 @pytest.mark.parametrize("batch", [1, 5])

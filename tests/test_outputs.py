@@ -23,6 +23,7 @@ from helpers import (
 import worldmodels.evaluation
 import worldmodels.rollout
 import worldmodels.search as search
+import worldmodels.training as training
 from worldmodels.cli import INTERRUPTED_EXIT, run_stage
 
 COLLECT, TRAIN_V, ENCODE, TRAIN_M, TRAIN_C = range(5)
@@ -209,7 +210,7 @@ def test_a_kill_between_the_state_and_its_log_loses_no_row(tmp_path, scripts, mo
         argv, log, key = _search_args(tmp_path / "ckpt", 4), tmp_path / "ckpt" / "controller_log.csv", "generation"
     # write_csv is called once as the run starts, then after each epoch's or generation's save:
     # the 3rd call comes right after the state of the 2nd was saved
-    _kill_at_call(monkeypatch, scripts[stage] if stage == TRAIN_M else search, "write_csv", 3)  # 05's loop is in search.py
+    _kill_at_call(monkeypatch, training if stage == TRAIN_M else search, "write_csv", 3)  # the loops of 04 and 05 are in the package
     with pytest.raises(Killed):
         scripts[stage].main(argv)
     assert [row[key] for row in log_rows(log)] == ["1"]  # the row of the 2nd is not in the file yet

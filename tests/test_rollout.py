@@ -8,8 +8,8 @@ from worldmodels.frames import frames_to_tensor_layout
 from worldmodels.mdrnn import MDNRNN, mixture_nll
 from worldmodels.parallel import WorkerPool
 from worldmodels.rollout import Agent, run_agent_episodes, run_agent_parallel
-from worldmodels import vae as vae_module
-from worldmodels.vae import ActingEncoder, ConvVAE, cpu_has_native_bfloat16
+from worldmodels.vision import acting as acting_module
+from worldmodels.vision import ActingEncoder, ConvVAE, cpu_has_native_bfloat16
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_acting_encoder_gives_v_s_mu_to_within_bfloat16_rounding(models):
 
 
 def test_acting_encoder_stays_in_float32_where_the_cpu_has_no_bfloat16(models, monkeypatch):
-    monkeypatch.setattr(vae_module, "cpu_has_native_bfloat16", lambda: False)
+    monkeypatch.setattr(acting_module, "cpu_has_native_bfloat16", lambda: False)
     encoder = ActingEncoder(models[0])
     assert not encoder.bfloat16 and encoder.encoder is models[0].encoder
 

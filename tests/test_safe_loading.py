@@ -10,7 +10,7 @@ from helpers import save_untrained_models, stage_error, write_random_rollouts, w
 
 from worldmodels.checkpoints import controller_config, load_checkpoint, load_model, save_controller, save_model
 from worldmodels.controller import parameter_count
-from worldmodels.vae import ConvVAE
+from worldmodels.vision import ConvVAE
 
 COLLECT, TRAIN_V, ENCODE, TRAIN_M, TRAIN_C = range(5)
 

@@ -2,8 +2,9 @@
 
 One concept per module: ``constants`` and ``errors`` (shared, dependency-free),
 ``frames`` (preprocessing), ``episodes`` (file formats),
-``vae`` (V), ``mdrnn`` (M), ``controller`` (C), ``rollout`` (running envs with or without
-the agent), ``parallel`` (the worker pool), ``evolution`` (CMA-ES with saved state),
+``vision`` (V: the VAE and the VAE-GAN behind one interface), ``mdrnn`` (M), ``controller``
+(C), ``training`` (the epoch loop of stages 02 and 04), ``rollout`` (running envs with or
+without the agent), ``parallel`` (the worker pool), ``evolution`` (CMA-ES with saved state),
 ``envs`` (the gymnasium environments, registered on import: see worldmodels/envs).
 """
 

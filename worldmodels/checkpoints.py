@@ -21,14 +21,20 @@ from worldmodels.controller import parameter_count
 from worldmodels.errors import DataError
 from worldmodels.logs import log_fits
 from worldmodels.mdrnn import MDNRNN
-from worldmodels.vae import ConvVAE
+from worldmodels.vision import VISION_MODELS, VisionModel
 
 VAE_FILE = "vae.pt"
 MDRNN_FILE = "mdrnn.pt"
 CONTROLLER_FILE = "controller.pt"
 
 CONTROLLER_PRODUCER = "05_train_controller.py"
-_MODELS = {"vae": (ConvVAE, "02_train_vae.py"), "mdrnn": (MDNRNN, "04_train_rnn.py")}
+VISION = "vision"  # load_model's kind for V: any vision model, rebuilt as the kind its checkpoint records
+_MODELS = {**{kind: (cls, "02_train_vae.py") for kind, cls in VISION_MODELS.items()}, "mdrnn": (MDNRNN, "04_train_rnn.py")}
+
+
+def _kinds(kind: str) -> tuple[str, ...]:
+    """The checkpoint kinds that ``kind`` accepts: every vision kind for VISION, else itself."""
+    return tuple(VISION_MODELS) if kind == VISION else (kind,)
 
 
 def member_file(member: int) -> str:
@@ -65,7 +71,7 @@ def load_checkpoint(path: str | Path, kind: str, producer: str) -> dict:
 
     Files are read with ``weights_only=True``: tensors and plain values only, so a crafted
     file cannot run code; one that holds other objects is refused. The keys its kind needs
-    must be there and every tensor must be finite."""
+    must be there and every tensor must be finite. ``kind`` VISION accepts any vision model."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: not found; run {producer} first")
@@ -78,9 +84,11 @@ def load_checkpoint(path: str | Path, kind: str, producer: str) -> dict:
             raise DataError(f"{path}: refused: it holds Python objects besides tensors and plain values, and loading "
                             f"those could run code; delete it and re-run {producer}") from None
         raise DataError(f"{path}: unreadable ({type(error).__name__}); delete it and re-run {producer}") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != kind:
-        raise DataError(f"{path}: not a {kind} checkpoint; re-run {producer}")
-    missing = [key for key, kinds in _REQUIRED.items() if not isinstance(checkpoint.get(key), kinds.get(kind, object))]
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") not in _kinds(kind):
+        found = f" but a {checkpoint['kind']!r} one" if isinstance(checkpoint, dict) and isinstance(checkpoint.get("kind"), str) else ""
+        raise DataError(f"{path}: not a {kind} checkpoint{found}; re-run {producer}")
+    role = "controller" if kind == "controller" else "model"
+    missing = [key for key, kinds in _REQUIRED.items() if not isinstance(checkpoint.get(key), kinds.get(role, object))]
     if missing:
         raise DataError(f"{path}: {', '.join(missing)} missing or of the wrong type (written by another version of this code?); "
                         f"delete it and re-run {producer}")
@@ -93,10 +101,10 @@ def load_checkpoint(path: str | Path, kind: str, producer: str) -> dict:
     return checkpoint
 
 
-# what each kind of checkpoint must hold, with its type (beyond "kind")
+# what a model's (V's or M's) and a controller's checkpoint must hold, with its type (beyond "kind")
 _REQUIRED = {
-    "config": {"vae": dict, "mdrnn": dict, "controller": dict},
-    "state_dict": {"vae": dict, "mdrnn": dict},
+    "config": {"model": dict, "controller": dict},
+    "state_dict": {"model": dict},
     "params": {"controller": torch.Tensor},
     "generation": {"controller": int},
 }
@@ -117,13 +125,14 @@ def load_weights(model: nn.Module, state_dict: dict, path: Path, fix: str) -> No
 
 
 def load_model(path: str | Path, kind: str, **expected_config: Any) -> nn.Module:
-    """Rebuild a model from its checkpoint in eval mode on the CPU.
+    """Rebuild a model from its checkpoint in eval mode on the CPU, as the kind the
+    checkpoint records (``kind`` VISION: whichever vision model V is).
 
     ``expected_config`` (e.g. z_size=32) must match what the checkpoint was built with. The
     model carries ``made_from``: the fingerprints of the models it was made from, as its
     checkpoint records them (M: {"vae": ...}; V: {})."""
-    cls, producer = _MODELS[kind]
-    checkpoint = load_checkpoint(path, kind, producer)
+    checkpoint = load_checkpoint(path, kind, _MODELS[_kinds(kind)[0]][1])
+    cls, producer = _MODELS[checkpoint["kind"]]
     config = checkpoint["config"]
     for key, value in expected_config.items():
         if config.get(key) != value:
@@ -251,7 +260,10 @@ def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: to
             load_weights(model, start["state_dict"], Path(init_from), "choose another --init-from")
             print(f"starting from the weights of {init_from}")
         return TrainingProgress()
-    checkpoint = load_checkpoint(path, kind, _MODELS[kind][1])
+    checkpoint = load_checkpoint(path, VISION if kind in VISION_MODELS else kind, _MODELS[kind][1])
+    if checkpoint["kind"] != kind:  # one vision model is never trained on as another
+        raise DataError(f"{path}: a {checkpoint['kind']} checkpoint, not a {kind} one; go on training it with "
+                        f"{_MODELS[kind][1]} --vision {checkpoint['kind']}, or pass --restart to train a new {kind}")
     if checkpoint["config"] != model.config():
         raise DataError(f"{path}: built with {checkpoint['config']}, not {model.config()}; pass --restart to train a new one")
     if "optimizer" not in checkpoint or "progress" not in checkpoint:
@@ -292,9 +304,9 @@ def require_made_from(path: str | Path, model: nn.Module, expected: dict[str, st
         raise DataError(f"{path}: made from other models than these ({_differences(model.made_from, expected)}); {fix}")
 
 
-def load_vae_and_mdrnn(vae_path: str | Path, mdrnn_path: str | Path) -> tuple[ConvVAE, MDNRNN]:
+def load_vae_and_mdrnn(vae_path: str | Path, mdrnn_path: str | Path) -> tuple[VisionModel, MDNRNN]:
     """V and M from their checkpoints; M must have been trained on this V's latents."""
-    vae = load_model(vae_path, "vae")
+    vae = load_model(vae_path, VISION)
     mdrnn = load_model(mdrnn_path, "mdrnn", z_size=vae.z_size)
     require_made_from(mdrnn_path, mdrnn, {"vae": fingerprint(vae)},
                       f"M was trained on another V's latents: re-run 03_generate_rnn_data.py and 04_train_rnn.py with {vae_path}")
@@ -324,9 +336,3 @@ def refuse_to_replace(state_path: str | Path, outputs: list[Path], restart: bool
     if found and not restart and not state_path.exists():
         raise DataError(f"{state_path.parent}: holds {', '.join(found)} from an earlier run but no {state_path.name} to resume it "
                         "from; pass --restart to replace them, or choose another folder")
-
-
-def check_finite_loss(loss: torch.Tensor, path: str | Path, epoch: int) -> None:
-    """Stop training on a NaN or inf loss; the checkpoint at ``path`` is the last good one."""
-    if not torch.isfinite(loss):
-        raise DataError(f"{path}: loss became {loss.item()} in epoch {epoch}; the last good checkpoint is kept; try a lower --lr")

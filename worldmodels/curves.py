@@ -38,9 +38,23 @@ def _train_and_held_out(ax, x: np.ndarray, log: dict[str, np.ndarray], term: str
 
 
 def draw_vae(log: dict[str, np.ndarray], fig) -> None:
-    recon, kl = fig.subplots(1, 2)
-    _train_and_held_out(recon, log["epoch"], log, "recon", "V: reconstruction (summed squared error per image)")
+    """Reconstruction and KL; for a VAE-GAN's log also its discriminator's side of the game."""
+    gan = "train_d_real" in log
+    recon, kl, *game = fig.subplots(1, 3 if gan else 2)
+    _train_and_held_out(recon, log["epoch"], log, "recon",
+                        "V: reconstruction (squared error per image)" if gan else "V: reconstruction (summed squared error per image)")
     _train_and_held_out(kl, log["epoch"], log, "kl", "V: KL per image (nats)")
+    if gan:
+        ax, epoch = game[0], log["epoch"]
+        for column, label in (("d_real", "D's BCE on real frames"), ("d_fake", "D's BCE on decoded frames"),
+                              ("d_updates", "share of steps D trained"), ("decoder_updates", "share the decoder trained")):
+            ax.plot(epoch, log[f"train_{column}"], marker=".", label=label)
+        from worldmodels.vision.vaegan import BALANCE_EQUILIBRIUM as middle, BALANCE_MARGIN as margin
+
+        ax.axhspan(middle - margin, middle + margin, alpha=0.1, label=f"BCE where neither rests ({middle} ± {margin})")
+        ax.set(title="VAE-GAN: D and the balance (train)", xlabel="epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize="x-small")
 
 
 def draw_mdrnn(log: dict[str, np.ndarray], fig) -> None:

@@ -44,7 +44,7 @@ def export_agent(source: str | Path, destination: str | Path, rollout_dir: str |
     dtype = torch.float16 if float16 else None
     # copies (the loaded models are cached for workers), rounded as a loader will see them
     vae, mdrnn = (copy.deepcopy(model).to(dtype).float() if float16 else model for model in (vae, mdrnn))
-    save_model(destination / VAE_FILE, "vae", vae, dtype=dtype)
+    save_model(destination / VAE_FILE, vae.kind, vae, dtype=dtype)
     save_model(destination / MDRNN_FILE, "mdrnn", mdrnn, made_from={"vae": fingerprint(vae)}, dtype=dtype)
     extra = {k: v for k, v in controller.items() if k not in ("kind", "config", "params", "generation")}
     save_controller(destination / CONTROLLER_FILE, controller["params"].numpy(), controller_config(vae, mdrnn, config["use_hidden"]),

@@ -25,7 +25,7 @@ from worldmodels.frames import FRAME_SIZE, frame_preparer, frames_to_tensor_layo
 from worldmodels.mdrnn import MDNRNN, mixture_nll
 from worldmodels.parallel import WorkerPool
 from worldmodels.results import EpisodeResults
-from worldmodels.vae import ActingEncoder, ConvVAE
+from worldmodels.vision import ActingEncoder, VisionModel
 
 
 def collect_episode(seed: int, max_steps: int, fast_render: bool, act: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
@@ -110,7 +110,7 @@ class Agent:
     float32 encoder.
     """
 
-    def __init__(self, vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, use_hidden: bool = True,
+    def __init__(self, vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, use_hidden: bool = True,
                  fast_acting: bool = False):
         self.vae, self.mdrnn, self.use_hidden = vae, mdrnn, use_hidden
         self.acting_encoder = ActingEncoder(vae) if fast_acting else None
@@ -155,7 +155,7 @@ class Agent:
 
 
 def run_agent_episodes(
-    vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, seeds: list[int], max_steps: int,
+    vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, seeds: list[int], max_steps: int,
     patience: int = 0, use_hidden: bool = True, fast_render: bool = False, fast_acting: bool = False,
 ) -> EpisodeResults:
     """Run episode i on track seeds[i] with controller params[i], all in lockstep.
@@ -195,7 +195,7 @@ def run_agent_episodes(
     return EpisodeResults(returns, steps, predicted_returns, surprise)
 
 
-def load_agent_models(vae_path: str, mdrnn_path: str) -> tuple[ConvVAE, MDNRNN]:
+def load_agent_models(vae_path: str, mdrnn_path: str) -> tuple[VisionModel, MDNRNN]:
     """V and M from their checkpoints, loaded once per process and version of the files
     (workers reuse them; a checkpoint rewritten since is loaded again); M must have been
     trained on this V's latents."""
@@ -212,7 +212,7 @@ def _file_version(path: str) -> tuple[int, int] | None:
 
 
 @lru_cache(maxsize=2)
-def _load_agent_models(vae_path: str, mdrnn_path: str, *versions) -> tuple[ConvVAE, MDNRNN]:
+def _load_agent_models(vae_path: str, mdrnn_path: str, *versions) -> tuple[VisionModel, MDNRNN]:
     return load_vae_and_mdrnn(vae_path, mdrnn_path)
 
 

@@ -23,7 +23,7 @@ from worldmodels.frames import frames_to_tensor_layout, preprocess_frame
 from worldmodels.mdrnn import MDNRNN, most_likely_z
 from worldmodels.pictures import GIF_COLOURS, captioned, save_gif, save_png, side_by_side, text_strip
 from worldmodels.rollout import Agent
-from worldmodels.vae import ConvVAE, decode_frames
+from worldmodels.vision import VisionModel, decode_frames
 
 STILLS = 4  # GIF frames also saved as a PNG, evenly spaced (a README can show them)
 NOTHING_YET = 128  # grey: M has predicted no frame before the first one
@@ -51,7 +51,7 @@ class DriveStep:
 
 
 @torch.no_grad()
-def drive(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, steps: int, use_hidden: bool = True,
+def drive(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, steps: int, use_hidden: bool = True,
           fast_render: bool = True) -> Iterator[DriveStep]:
     """Controller ``params`` [P] drives track ``track_seed`` for up to ``steps`` steps, one
     DriveStep at a time (the GIFs record them, --watch shows them live)."""
@@ -72,7 +72,7 @@ def drive(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, step
         env.close()
 
 
-def record_real(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, steps: int, use_hidden: bool = True,
+def record_real(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, steps: int, use_hidden: bool = True,
                 fast_render: bool = True) -> Recording:
     """Controller ``params`` [P] drives track ``track_seed`` for up to ``steps`` steps; V's
     reconstruction and M's one-step prediction of every frame are recorded too."""
@@ -86,7 +86,7 @@ def record_real(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, track_seed: int
 
 
 @torch.no_grad()
-def record_dream(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, z0: np.ndarray, dream_seed: int, temperature: float,
+def record_dream(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, z0: np.ndarray, dream_seed: int, temperature: float,
                  steps: int, use_hidden: bool = True) -> Recording:
     """Controller ``params`` [P] drives a dream from latent ``z0`` [Z] for up to ``steps`` steps."""
     dream = DreamBatch(mdrnn, torch.as_tensor(z0, dtype=torch.float32)[None], [dream_seed], temperature)
@@ -105,7 +105,7 @@ def record_dream(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, z0: np.ndarray
     return Recording(decode_frames(vae, torch.stack(latents)), np.stack(actions), np.asarray(rewards, np.float32), done)
 
 
-def first_latent(vae: ConvVAE, frame: np.ndarray) -> np.ndarray:
+def first_latent(vae: VisionModel, frame: np.ndarray) -> np.ndarray:
     """V's mu [Z] of a preprocessed frame [64, 64, 3]: where a dream of that track starts."""
     with torch.no_grad():
         return vae.encode(torch.as_tensor(frames_to_tensor_layout(frame[None])))[0][0].numpy()
@@ -145,7 +145,7 @@ def write_drive(path: str | Path, recording: Recording, title: str, every: int =
     _save_gif_and_stills(path, frames, every)
 
 
-def write_dream_vs_real(path: str | Path, vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, track_seed: int,
+def write_dream_vs_real(path: str | Path, vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed: int,
                         temperature: float, steps: int = 300, every: int = 2, scale: int = 3, use_hidden: bool = True,
                         fast_render: bool = True) -> tuple[Recording, Recording]:
     """Drive track ``track_seed`` and a dream from its first frame for ``steps`` steps each,

@@ -15,7 +15,7 @@ import torch
 
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.pictures import captioned, side_by_side, text_strip
-from worldmodels.vae import ConvVAE, decode_frames
+from worldmodels.vision import VisionModel, decode_frames
 from worldmodels.viewer import NOTHING_YET, drive
 
 STEPS_PER_SECOND = 50  # CarRacing's frame rate
@@ -37,7 +37,7 @@ def _env_panel(observation: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([text_strip(size, ["the track"]), observation[index][:, index]], axis=0)
 
 
-def watch(vae: ConvVAE, mdrnn: MDNRNN, params: np.ndarray, tracks: list[int], max_steps: int, use_hidden: bool,
+def watch(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, tracks: list[int], max_steps: int, use_hidden: bool,
           fast_render: bool, realtime: bool = True) -> list[float]:
     """Show controller ``params`` [P] driving each of ``tracks`` in a window; returns the return
     of every track driven (the last one cut short if the window was closed)."""

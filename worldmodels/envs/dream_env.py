@@ -37,7 +37,7 @@ from worldmodels.episodes import INITIAL_LATENTS_FILE, read_initial_latents
 from worldmodels.errors import DataError
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.pictures import enlarge
-from worldmodels.vae import ConvVAE, decode_frames
+from worldmodels.vision import VisionModel, decode_frames
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[2] / "pretrained"  # the shipped weights, beside the package
 TEMPERATURE = 1.15  # stage 05's dream temperature
@@ -78,7 +78,7 @@ class DreamEnv(gym.Env, EzPickle):
         self._set_up(mdrnn, latents, vae, temperature, max_steps, render_mode, threads)
 
     @classmethod
-    def from_models(cls, mdrnn: MDNRNN, initial_latents: np.ndarray, vae: ConvVAE | None = None,
+    def from_models(cls, mdrnn: MDNRNN, initial_latents: np.ndarray, vae: VisionModel | None = None,
                     temperature: float = TEMPERATURE, max_steps: int = MAX_EPISODE_STEPS, render_mode: str | None = None,
                     threads: int | None = 1) -> "DreamEnv":
         """A dream in these models: initial_latents [N, Z] real first latents; vae (optional)
@@ -87,7 +87,7 @@ class DreamEnv(gym.Env, EzPickle):
         env._set_up(mdrnn, initial_latents, vae, temperature, max_steps, render_mode, threads)
         return env
 
-    def _set_up(self, mdrnn: MDNRNN, initial_latents: np.ndarray, vae: ConvVAE | None, temperature: float, max_steps: int,
+    def _set_up(self, mdrnn: MDNRNN, initial_latents: np.ndarray, vae: VisionModel | None, temperature: float, max_steps: int,
                 render_mode: str | None, threads: int | None) -> None:
         latents = np.asarray(initial_latents, dtype=np.float32)
         if latents.ndim != 2 or latents.shape[1] != mdrnn.z_size or len(latents) == 0:
