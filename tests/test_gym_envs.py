@@ -129,7 +129,7 @@ def test_the_dream_renders_vs_decoding_of_its_latent(tmp_path, monkeypatch):
     shown = gym.make(DREAM_ID, checkpoint_dir=checkpoints, series_dir=series, render_mode="human")
     shown.reset(seed=2)
     shown.step(shown.action_space.sample())
-    assert shown.render() is None and shown.unwrapped._window.get_size() == (384, 384)
+    assert shown.render() is None and shown.unwrapped._window.size == (384, 384)
     shown.close()
     with pytest.raises(ValueError, match="render_mode"):
         DreamEnv(checkpoints, series, render_mode="ansi")

@@ -17,6 +17,7 @@ from worldmodels.mdrnn import MDNRNN
 from worldmodels.pictures import captioned, side_by_side, text_strip
 from worldmodels.vision import VisionModel, decode_frames
 from worldmodels.viewer import NOTHING_YET, drive
+from worldmodels.window import PictureWindow
 
 STEPS_PER_SECOND = 50  # CarRacing's frame rate
 SCALE = 4  # 64x64 panels drawn 256x256; the env's 96x96 frame at 256x256 too (scaled by 8/3)
@@ -41,11 +42,7 @@ def watch(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, tracks: list[int]
           fast_render: bool, realtime: bool = True) -> list[float]:
     """Show controller ``params`` [P] driving each of ``tracks`` in a window; returns the return
     of every track driven (the last one cut short if the window was closed)."""
-    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-    import pygame  # only here: importing the package must not need a display library
-
-    pygame.display.init()
-    clock, screen, returns = pygame.time.Clock(), None, []
+    window, returns = PictureWindow("World Models: the agent, and what V and M see", STEPS_PER_SECOND if realtime else None), []
     try:
         for track in tracks:
             total, predicted = 0.0, None
@@ -62,19 +59,11 @@ def watch(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, tracks: list[int]
                 picture = np.concatenate([text_strip(row.shape[1], [
                     f"track {track}  step {t + 1}  return {total:.1f}",
                     f"steer {steer:+.2f}  gas {gas:.2f}  brake {brake:.2f}"]), row])
-                if screen is None:
-                    screen = pygame.display.set_mode((picture.shape[1], picture.shape[0]))
-                    pygame.display.set_caption("World Models: the agent, and what V and M see")
-                screen.blit(pygame.surfarray.make_surface(picture.transpose(1, 0, 2)), (0, 0))
-                pygame.display.flip()
-                for event in pygame.event.get():
-                    if event.type == pygame.QUIT or (event.type == pygame.KEYDOWN and event.key in (pygame.K_ESCAPE, pygame.K_q)):
-                        returns.append(total)
-                        return returns
-                if realtime:
-                    clock.tick(STEPS_PER_SECOND)
+                if not window.show(picture):
+                    returns.append(total)
+                    return returns
             returns.append(total)
             print(f"track {track}: return {total:.1f}")
     finally:
-        pygame.quit()
+        window.close()
     return returns

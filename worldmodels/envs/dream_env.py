@@ -20,7 +20,6 @@ used torch's thread pool hangs in it. So the env runs its torch work on ``thread
 (default 1) and gives the process its own setting back after each call.
 """
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +37,7 @@ from worldmodels.errors import DataError
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.pictures import enlarge
 from worldmodels.vision import VisionModel, decode_frames
+from worldmodels.window import PictureWindow
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[2] / "pretrained"  # the shipped weights, beside the package
 TEMPERATURE = 1.15  # stage 05's dream temperature
@@ -109,7 +109,7 @@ class DreamEnv(gym.Env, EzPickle):
         self.action_space = gym.spaces.Box(np.array(ACTION_LOW, dtype=np.float32), np.array(ACTION_HIGH, dtype=np.float32),
                                            (ACTION_SIZE,), dtype=np.float32)
         self.dream: DreamBatch | None = None
-        self._window = self._clock = None
+        self._window = None
 
     def __getstate__(self) -> dict:
         if "_ezpickle_args" not in self.__dict__:
@@ -171,22 +171,11 @@ class DreamEnv(gym.Env, EzPickle):
         return None
 
     def _show(self, picture: np.ndarray) -> None:
-        os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-        import pygame  # only here: a dream needs no display library until one is shown
-
         if self._window is None:
-            pygame.display.init()
-            self._window = pygame.display.set_mode((picture.shape[1], picture.shape[0]))
-            pygame.display.set_caption("World Models: a dream in M, decoded by V")
-            self._clock = pygame.time.Clock()
-        pygame.event.pump()
-        self._window.blit(pygame.surfarray.make_surface(picture.transpose(1, 0, 2)), (0, 0))
-        pygame.display.flip()
-        self._clock.tick(self.metadata["render_fps"])
+            self._window = PictureWindow("World Models: a dream in M, decoded by V", self.metadata["render_fps"])
+        self._window.show(picture)  # closing the window does not end the episode: gymnasium's envs go on too
 
     def close(self) -> None:
         if getattr(self, "_window", None) is not None:
-            import pygame
-
-            pygame.display.quit()
-            self._window = self._clock = None
+            self._window.close()
+            self._window = None
