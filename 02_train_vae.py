@@ -26,7 +26,7 @@ from worldmodels.episodes import SKIP_FLAG, map_episodes, read_rollout_frames, r
 from worldmodels.frames import frames_to_tensor_layout
 from worldmodels.pictures import enlarge, save_png
 from worldmodels.training import EpochScore, TrainingRun
-from worldmodels.vision import VISION_MODELS, TrainingSettings, VisionModel
+from worldmodels.vision import VISION_MODELS, TrainingSettings, VisionModel, decode_frames
 
 VISION = "vae"  # V's kind: "vae" (the paper's) or "vaegan"
 EPOCHS = 10  # passes over the dataset (the original's CarRacing setting)
@@ -103,7 +103,7 @@ def save_reconstructions(vae: VisionModel, frames: np.ndarray, path: Path, devic
     """PNG: frames on the top row, V's reconstructions (from mu) below, 2x enlarged."""
     vae.eval()
     mu, _ = vae.encode(torch.from_numpy(frames_to_tensor_layout(frames)).to(device))
-    recon = (vae.decode(mu).cpu().numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
+    recon = decode_frames(vae, mu)
     vae.train()
     grid = np.concatenate([np.concatenate(list(frames), axis=1), np.concatenate(list(recon), axis=1)], axis=0)
     save_png(path, enlarge(grid, 2))

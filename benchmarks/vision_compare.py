@@ -40,7 +40,6 @@ from worldmodels.checkpoints import VAE_FILE, VISION, load_model  # noqa: E402
 from worldmodels.cli import finite_float, load_stage_script, run_stage  # noqa: E402
 from worldmodels.data import split_episodes  # noqa: E402
 from worldmodels.episodes import require_episodes  # noqa: E402
-from worldmodels.frames import frames_to_tensor_layout  # noqa: E402
 from worldmodels.logs import read_csv  # noqa: E402
 from worldmodels.pictures import enlarge, save_png  # noqa: E402
 from worldmodels.vision import VISION_MODELS, TrainingSettings, decode_frames  # noqa: E402
@@ -73,16 +72,6 @@ def gradient_energy(frames: np.ndarray) -> float:
     return float((np.diff(f, axis=1) ** 2).mean() + (np.diff(f, axis=2) ** 2).mean())
 
 
-@torch.no_grad()
-def decodings(vae, frames: np.ndarray, batch: int = 500) -> np.ndarray:
-    """V's decodings of the mu of each frame: uint8 [N, 64, 64, 3]."""
-    out = []
-    for start in range(0, len(frames), batch):
-        mu, _ = vae.encode(torch.from_numpy(frames_to_tensor_layout(frames[start : start + batch])))
-        out.append(decode_frames(vae, mu))
-    return np.concatenate(out)
-
-
 def frame_scores(real: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
     pixel = ((decoded.astype(np.float32) - real.astype(np.float32)) / 255) ** 2
     near = (slice(None), *NEAR_CAR)
@@ -107,9 +96,9 @@ def training_probe(kind: str, steps: int) -> None:
                       "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def last_row(path: Path) -> dict[str, str]:
-    rows = read_csv(path) if path.exists() else []
-    return rows[-1] if rows else {}
+def rows_if_any(path: Path) -> list[dict[str, str]]:
+    """A log's rows, or none if the stage that writes it has not run in that folder."""
+    return read_csv(path) if path.exists() else []
 
 
 def main() -> None:
@@ -125,7 +114,7 @@ def main() -> None:
     if args.training_probe:
         return training_probe(args.training_probe, args.probe_steps)
 
-    stage02 = load_stage_script("02_train_vae.py")
+    stage02, stage03 = load_stage_script("02_train_vae.py"), load_stage_script("03_generate_rnn_data.py")
     _, held_out_files = split_episodes(require_episodes(args.rollout_dir, "01_generate_data.py"), args.held_out_fraction)
     real = stage02.held_out_frames(held_out_files, args.frames, skip_bad=False)
     print(f"{len(real)} held-out frames from {len(held_out_files)} episodes of {args.rollout_dir}")
@@ -138,12 +127,12 @@ def main() -> None:
 
     rows, pictures = [], [real[np.linspace(0, len(real) - 1, PICTURE_FRAMES).astype(int)]]
     for folder, vae in models.items():
-        decoded = decodings(vae, real)
+        mu, _ = stage03.encode_frames(vae, real, 500, torch.device("cpu"))
+        decoded = decode_frames(vae, torch.from_numpy(mu))
         pictures.append(decoded[np.linspace(0, len(real) - 1, PICTURE_FRAMES).astype(int)])
         scores = frame_scores(real, decoded)
-        log = read_csv(Path(folder) / "vae_log.csv") if (Path(folder) / "vae_log.csv").exists() else []
-        m = last_row(Path(folder) / "mdrnn_log.csv")
-        evaluation = read_csv(Path(folder) / "evaluation.csv") if (Path(folder) / "evaluation.csv").exists() else []
+        log, evaluation = rows_if_any(Path(folder) / "vae_log.csv"), rows_if_any(Path(folder) / "evaluation.csv")
+        m = (rows_if_any(Path(folder) / "mdrnn_log.csv") or [{}])[-1]
         returns = np.array([float(r["return"]) for r in evaluation])
         probe = probes.get(vae.kind, {})
         rows.append([folder, vae.kind, f"{scores['pixel_error']:.1f}", f"{scores['sharpness']:.2f}", f"{scores['road_iou']:.3f}",

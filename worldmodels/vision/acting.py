@@ -13,8 +13,8 @@ from worldmodels.vision.base import VisionModel
 
 @torch.no_grad()
 def decode_frames(vae: VisionModel, z: torch.Tensor) -> np.ndarray:
-    """z [T, Z] -> V's decoded frames, uint8 numpy [T, 64, 64, 3]."""
-    return (vae.decode(z.to(torch.float32)).numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
+    """z [T, Z] (on V's device) -> V's decoded frames, uint8 numpy [T, 64, 64, 3]."""
+    return (vae.decode(z.to(torch.float32)).cpu().numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
 
 
 @lru_cache(maxsize=1)
