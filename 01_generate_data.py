@@ -10,25 +10,28 @@ missing (Ctrl-C lets the episodes in progress finish and be written, then stops)
 episode adds Gaussian noise of std POLICY_NOISE to C's parameters, drawn from its seed
 (the way CMA-ES samples candidates around its mean: the data covers where the search's
 candidates drive, and each episode drives consistently).
+
+--ray [ADDRESS] collects on a Ray cluster instead of this machine's cores (worldmodels/parallel):
+workers return each episode's file to this process, which writes it as it arrives, so
+they need no shared disk; the same seeds give the same files.
 """
 
 import argparse
 from functools import partial
 
-from worldmodels.atomic import prepare_output
-from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage
+from worldmodels.atomic import prepare_output, save_bytes
+from worldmodels.cli import add_pool_flags, check_pool_flags, finite_float, pool_from_args, require_at_least, require_folders, run_stage
 from worldmodels.env import DATA_SEED_BASE, TRAIN_SEED_BASE
 from worldmodels.episodes import episode_id, list_episodes
 from worldmodels.frames import FRAME_SIZE
 from worldmodels.interrupt import Interrupted
-from worldmodels.parallel import WorkerPool, default_workers
-from worldmodels.rollout import load_agent_policy, write_episode
+from worldmodels.rollout import EpisodeFile, collect_episode_file, load_agent_policy
 from worldmodels.run_config import write_run_config
 
 EPISODES = 2000  # the paper's 10,000 for CarRacing was cut to 2000 in its code; 2000 here
 MAX_STEPS = 1000  # CarRacing-v3's time limit
 OUT_DIR = "data/rollout"  # one .npz per episode
-WORKERS = default_workers()  # one process per core
+WORKERS = 0  # parallel workers; 0: one process per core (with --ray: one per CPU of the cluster)
 FAST_RENDER = True  # worldmodels.envs.fast_car_racing: stock physics and rewards, 12x faster frames (--no-fast-render: stock)
 FIRST_SEED = DATA_SEED_BASE  # track seed of episode 0 (and its file name)
 POLICY = ""  # a folder with vae.pt, mdrnn.pt and controller.pt to drive with ("": the exploration walk)
@@ -40,14 +43,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--episodes", type=int, default=EPISODES, help="episodes in the dataset")
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS, help="steps per episode at most")
     parser.add_argument("--out-dir", default=OUT_DIR)
-    parser.add_argument("--workers", type=int, default=WORKERS, help="parallel processes")
     parser.add_argument("--fast-render", action=argparse.BooleanOptionalAction, default=FAST_RENDER,
                         help="draw frames with the fast renderer (same physics and rewards); --no-fast-render draws them the stock way")
     parser.add_argument("--first-seed", type=int, default=FIRST_SEED, help="track seed of the first episode")
     parser.add_argument("--policy", default=POLICY, help="folder of the V, M and C to drive with (default: the exploration walk)")
     parser.add_argument("--policy-noise", type=finite_float, default=POLICY_NOISE, help="std of the noise on C's parameters")
+    add_pool_flags(parser, WORKERS)
     args = parser.parse_args(argv)
-    require_at_least(parser, args, 1, "episodes", "max_steps", "workers")
+    require_at_least(parser, args, 1, "episodes", "max_steps")
+    check_pool_flags(parser, args)
     require_at_least(parser, args, 0, "first_seed", "policy_noise")
     if args.first_seed + args.episodes > TRAIN_SEED_BASE:
         parser.error(f"--first-seed + --episodes must stay below {TRAIN_SEED_BASE} (the seeds above are other stages' tracks)")
@@ -58,17 +62,22 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     out_dir = prepare_output(args.out_dir, needed_bytes=args.max_steps * FRAME_SIZE * FRAME_SIZE * 3)  # an episode, uncompressed
-    agent = load_agent_policy(args.policy, args.policy_noise) if args.policy else None  # fails early with a clear message
     wanted = {episode_id(args.first_seed + i): args.first_seed + i for i in range(args.episodes)}
     existing = {path.stem for path in list_episodes(out_dir)}
     seeds = [seed for name, seed in wanted.items() if name not in existing]
-    print(f"{len(wanted) - len(seeds)} of these {args.episodes} episodes already in {out_dir} ({len(existing)} episodes in all); "
-          f"collecting {len(seeds)} with {agent.source if agent else 'the exploration walk'}, {args.workers} workers")
     write_run_config(out_dir / "collect_config.json", args, "01_generate_data.py")
-    with WorkerPool(args.workers) as pool:
+
+    def write(episode: EpisodeFile) -> int:  # here, in this process, as each episode arrives: workers need no shared disk
+        save_bytes(out_dir / episode.name, episode.data)
+        return episode.steps
+
+    with pool_from_args(args) as pool:
+        agent = load_agent_policy(args.policy, args.policy_noise, pool) if args.policy else None  # fails early, in one line
+        print(f"{len(wanted) - len(seeds)} of these {args.episodes} episodes already in {out_dir} ({len(existing)} episodes in "
+              f"all); collecting {len(seeds)} with {agent.source if agent else 'the exploration walk'}, {pool.describe()}")
         try:
-            steps = pool.map(partial(write_episode, out_dir=str(out_dir), max_steps=args.max_steps, fast_render=args.fast_render,
-                                     agent=agent), seeds, desc="episodes")
+            steps = pool.map(partial(collect_episode_file, max_steps=args.max_steps, fast_render=args.fast_render, agent=agent),
+                             seeds, desc="episodes", on_result=write)
         except Interrupted:
             done = len(wanted.keys() & {path.stem for path in list_episodes(out_dir)})
             raise Interrupted(f"{done} of {args.episodes} episodes are in {out_dir}; re-run to collect the rest") from None

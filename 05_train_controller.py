@@ -36,6 +36,10 @@ started from.
 --watch [N] shows the saved controller driving N tracks (from --first-track) live in a
 window, beside what C sees, V's reconstruction and M's prediction (worldmodels/watch.py).
 
+--ray [ADDRESS] drives the real episodes on a Ray cluster instead of this machine's cores
+(worldmodels/parallel): V's and M's weights reach the workers once, through Ray's object
+store, and the same seeds give the same search as here.
+
 The phases of the search (set up, one generation, check and keep, finish) are in
 worldmodels/search.py, the evaluation in worldmodels/evaluation.py. Every run records its
 flags, paths and commit beside its log (controller_config.json, evaluation_config.json;
@@ -49,16 +53,16 @@ from pathlib import Path
 import numpy as np
 
 from worldmodels.atomic import prepare_output
-from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, controller_config, load_controller, load_members
-from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage
+from worldmodels.checkpoints import (CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, controller_config, load_controller, load_members,
+                                     load_vae_and_mdrnn)
+from worldmodels.cli import (add_pool_flags, check_pool_flags, finite_float, pool_from_args, require_at_least, require_folders,
+                             run_stage)
 from worldmodels.constants import MAX_EPISODE_STEPS
 from worldmodels.env import TEST_SEED_BASE
 from worldmodels.episodes import INITIAL_LATENTS_FILE, read_initial_latents
 from worldmodels.evaluation import EVALUATION_FILE, evaluate_saved, write_dream_gif
 from worldmodels.interrupt import Interrupted
 from worldmodels.mdrnn import MDNRNN
-from worldmodels.parallel import WorkerPool, default_workers
-from worldmodels.rollout import load_agent_models
 from worldmodels.run_config import config_path, write_run_config
 from worldmodels.search import ControllerSearch, SearchSettings
 from worldmodels.vision import VisionModel
@@ -75,7 +79,7 @@ MAX_STEPS = MAX_EPISODE_STEPS  # steps per episode at most
 PATIENCE = 0  # end a training episode after this many steps without reward (0: never)
 USE_HIDDEN = True  # C sees [z, h] (the full agent); False: z only
 SEED = 0  # CMA-ES sampling
-WORKERS = default_workers()  # one process per core
+WORKERS = 0  # parallel workers; 0: one process per core (with --ray: one per CPU of the cluster)
 DREAM = False  # train in the dream (M) instead of the real env
 TEMPERATURE = 1.15  # dream sampling temperature tau (the paper's best for its Doom dream)
 MEMBERS = 1  # Ms the dream runs: M and members 1.. of 04_train_rnn.py --member (1: M alone)
@@ -103,7 +107,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--patience", type=int, default=PATIENCE, help="training episodes end after this many steps without reward (0: never)")
     parser.add_argument("--z-only", dest="use_hidden", action="store_false", default=USE_HIDDEN, help="C sees z only, not [z, h]")
     parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--workers", type=int, default=WORKERS)
     parser.add_argument("--fast-render", action=argparse.BooleanOptionalAction, default=FAST_RENDER,
                         help="draw frames with the fast renderer (same physics and rewards); --no-fast-render draws them the stock way")
     parser.add_argument("--fast-acting", action=argparse.BooleanOptionalAction, default=FAST_ACTING,
@@ -127,8 +130,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--watch", type=int, nargs="?", const=1, metavar="N", default=None,
                         help="only watch the saved controller drive N tracks (default 1) live in a window, beside what V and M see")
     parser.add_argument("--first-track", type=int, default=FIRST_TEST_TRACK, help="track seed of the first evaluation episode")
+    add_pool_flags(parser, WORKERS)
     args = parser.parse_args(argv)
-    require_at_least(parser, args, 1, "generations", "episodes_per_candidate", "check_every", "check_episodes", "max_steps", "workers")
+    require_at_least(parser, args, 1, "generations", "episodes_per_candidate", "check_every", "check_episodes", "max_steps")
+    check_pool_flags(parser, args)
     require_at_least(parser, args, 2, "population")
     if args.evaluate is not None:
         require_at_least(parser, args, 1, "evaluate")
@@ -165,7 +170,7 @@ def main(argv=None) -> None:
     directory = Path(args.checkpoint_dir)
     paths = {name: str(directory / file) for name, file in
              (("vae", VAE_FILE), ("mdrnn", MDRNN_FILE), ("controller", CONTROLLER_FILE))}
-    vae, mdrnn = load_agent_models(paths["vae"], paths["mdrnn"])  # fails early with a clear message
+    vae, mdrnn = load_vae_and_mdrnn(paths["vae"], paths["mdrnn"])  # fails early with a clear message
     config = controller_config(vae, mdrnn, args.use_hidden)  # C belongs with this V and M
     if args.watch is not None:  # writes nothing, so a read-only folder (pretrained/) will do
         watch_saved(args, vae, mdrnn, paths["controller"], config)
@@ -176,8 +181,8 @@ def main(argv=None) -> None:
         starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size, config["vae"])["mu"].astype(np.float32)
         members = load_members(directory, args.members, vae)
 
-    with WorkerPool(args.workers) as pool:
-        worlds = Worlds(pool, paths["vae"], paths["mdrnn"], mdrnn, args.max_steps, args.use_hidden, args.fast_render,
+    with pool_from_args(args) as pool:
+        worlds = Worlds(pool, vae, mdrnn, args.max_steps, args.use_hidden, args.fast_render,
                         args.temperature, starts, members, args.disagreement,
                         fast_acting=args.fast_acting and args.fast_render)  # the stock renderer is the stock path throughout
         if args.evaluate is not None:
@@ -187,7 +192,7 @@ def main(argv=None) -> None:
         search = ControllerSearch(SearchSettings(**{f.name: getattr(args, f.name) for f in fields(SearchSettings)}),
                                   worlds, directory, config)
         write_run_config(config_path(search.log_path), args, "05_train_controller.py")
-        print(search.describe(args.workers))
+        print(search.describe(pool.describe()))
         search.run()
     search.finish()
     if args.dream:

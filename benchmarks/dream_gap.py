@@ -23,13 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from worldmodels.checkpoints import MDRNN_FILE, VAE_FILE, load_checkpoint  # noqa: E402
+from worldmodels.checkpoints import MDRNN_FILE, VAE_FILE, load_checkpoint, load_vae_and_mdrnn  # noqa: E402
 from worldmodels.cli import finite_float, run_stage  # noqa: E402
 from worldmodels.controller import parameter_count  # noqa: E402
 from worldmodels.dream import first_latents, run_dream_episodes  # noqa: E402
 from worldmodels.env import CHECK_SEED_BASE  # noqa: E402
 from worldmodels.episodes import INITIAL_LATENTS_FILE, read_initial_latents  # noqa: E402
-from worldmodels.rollout import load_agent_models, run_agent_episodes  # noqa: E402
+from worldmodels.rollout import run_agent_episodes  # noqa: E402
 
 SATURATED = 5.0  # a raw action this large squashes to (almost) the bound: tanh(5) = 0.9999
 
@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)  # fixed drivers in lockstep batches; one core is plenty
     directory = Path(args.checkpoint_dir)
-    vae, mdrnn = load_agent_models(str(directory / VAE_FILE), str(directory / MDRNN_FILE))
+    vae, mdrnn = load_vae_and_mdrnn(str(directory / VAE_FILE), str(directory / MDRNN_FILE))
     starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size, mdrnn.made_from.get("vae"))["mu"].astype(np.float32)
     drivers = fixed_drivers(vae.z_size + mdrnn.hidden_size)
     for path in args.controllers:

@@ -30,11 +30,11 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, load_checkpoint  # noqa: E402
+from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, load_checkpoint, load_vae_and_mdrnn  # noqa: E402
 from worldmodels.env import TEST_SEED_BASE, make_env  # noqa: E402
 from worldmodels.exploration import RandomWalkPolicy  # noqa: E402
 from worldmodels.frames import frame_preparer, frames_to_tensor_layout, preprocess_frame  # noqa: E402
-from worldmodels.rollout import Agent, load_agent_models  # noqa: E402
+from worldmodels.rollout import Agent  # noqa: E402
 from worldmodels.vision import ConvVAE  # noqa: E402
 
 FIRST_SEED = TEST_SEED_BASE + 500_000  # tracks no stage trains or evaluates on
@@ -111,7 +111,7 @@ def main() -> None:
     for path in paths.values():
         if not path.is_file():
             sys.exit(f"error: {path} not found; train the agent first (bash profiles/small.sh), or pass --checkpoint-dir")
-    vae, mdrnn = load_agent_models(str(paths[VAE_FILE]), str(paths[MDRNN_FILE]))
+    vae, mdrnn = load_vae_and_mdrnn(str(paths[VAE_FILE]), str(paths[MDRNN_FILE]))
     controller = load_checkpoint(str(paths[CONTROLLER_FILE]), "controller", "05_train_controller.py")
     seeds = range(FIRST_SEED, FIRST_SEED + args.tracks)
     shown = []

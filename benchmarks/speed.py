@@ -43,7 +43,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, VISION, load_checkpoint, load_model  # noqa: E402
+from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, VISION, load_checkpoint, load_model, load_vae_and_mdrnn  # noqa: E402
 from worldmodels.cli import finite_float, load_stage_script  # noqa: E402
 from worldmodels.constants import ACTION_SIZE, MAX_EPISODE_STEPS  # noqa: E402
 from worldmodels.controller import parameter_count  # noqa: E402
@@ -52,8 +52,8 @@ from worldmodels.env import TEST_SEED_BASE, make_env  # noqa: E402
 from worldmodels.episodes import episode_id, list_episodes, rollout_length  # noqa: E402
 from worldmodels.exploration import RandomWalkPolicy  # noqa: E402
 from worldmodels.frames import FRAME_SIZE, frame_preparer, frames_to_tensor_layout  # noqa: E402
-from worldmodels.parallel import WorkerPool, default_workers  # noqa: E402
-from worldmodels.rollout import Agent, load_agent_models, run_agent_parallel  # noqa: E402
+from worldmodels.parallel import LocalPool, WorkerPool, default_workers  # noqa: E402
+from worldmodels.rollout import Agent, run_agent_parallel, share_agent_models  # noqa: E402
 from worldmodels.vision import TrainingSettings  # noqa: E402
 
 PAPER_EPISODES = 2000  # the paper's dataset size, for stage 02
@@ -112,8 +112,8 @@ STAGE05_PATHS = {  # name: (fast_render, fast_acting, envs per job)
 
 
 def compare_stage05(checkpoint_dir: Path, episodes: int, steps: int, pool: WorkerPool, scratch: Path) -> None:
-    vae_path, mdrnn_path = str(checkpoint_dir / VAE_FILE), str(checkpoint_dir / MDRNN_FILE)
-    vae, mdrnn = load_agent_models(vae_path, mdrnn_path)
+    vae, mdrnn = load_vae_and_mdrnn(checkpoint_dir / VAE_FILE, checkpoint_dir / MDRNN_FILE)
+    models = share_agent_models(pool, vae, mdrnn)
     # Random controllers, as in an early CMA-ES generation; episodes run up to ``steps`` (no patience).
     # The batched paths split them into jobs as stage 05 does (at least two per worker, at most 64 envs each).
     params = np.random.default_rng(0).normal(0, 0.1, (episodes, parameter_count(vae.z_size + mdrnn.hidden_size)))
@@ -122,7 +122,7 @@ def compare_stage05(checkpoint_dir: Path, episodes: int, steps: int, pool: Worke
     for round_ in range(3):  # in turn, so drift hits all alike
         for name, (fast_render, fast_acting, per_job) in STAGE05_PATHS.items():
             started = time.perf_counter()
-            results = run_agent_parallel(pool, vae_path, mdrnn_path, params, seeds, steps, fast_render=fast_render,
+            results = run_agent_parallel(pool, models, params, seeds, steps, fast_render=fast_render,
                                          max_envs_per_job=per_job, fast_acting=fast_acting)
             seconds[name] += time.perf_counter() - started
             counts[name] += int(results.steps.sum())
@@ -148,7 +148,7 @@ def step_breakdown(checkpoint_dir: Path, envs: int, steps: int) -> None:
     """Microseconds per env step in each part of stage 05's loop, in this process on one
     thread, for the float32 path and fast acting (one batch of ``envs`` envs, ``steps`` steps)."""
     torch.set_num_threads(1)
-    vae, mdrnn = load_agent_models(str(checkpoint_dir / VAE_FILE), str(checkpoint_dir / MDRNN_FILE))
+    vae, mdrnn = load_vae_and_mdrnn(checkpoint_dir / VAE_FILE, checkpoint_dir / MDRNN_FILE)
     params = np.random.default_rng(0).normal(0, 0.1, (envs, parameter_count(vae.z_size + mdrnn.hidden_size)))
     for fast_acting in (False, True):
         parts = dict.fromkeys(("physics and wrappers", "render", "preprocess", "V", "M, C and batching"), 0.0)
@@ -202,10 +202,10 @@ def compare_scores(checkpoint_dir: Path, tracks: int, pool: WorkerPool) -> None:
     controller = load_checkpoint(str(checkpoint_dir / CONTROLLER_FILE), "controller", "05_train_controller.py")
     params = np.repeat(controller["params"].numpy()[None], tracks, axis=0)
     seeds = [TEST_SEED_BASE + i for i in range(tracks)]
+    models = share_agent_models(pool, *load_vae_and_mdrnn(checkpoint_dir / VAE_FILE, checkpoint_dir / MDRNN_FILE))
     returns = {}
     for fast_acting in (False, True):
-        returns[fast_acting] = run_agent_parallel(pool, str(checkpoint_dir / VAE_FILE), str(checkpoint_dir / MDRNN_FILE),
-                                                  params, seeds, MAX_EPISODE_STEPS, use_hidden=controller["config"]["use_hidden"],
+        returns[fast_acting] = run_agent_parallel(pool, models, params, seeds, MAX_EPISODE_STEPS, use_hidden=controller["config"]["use_hidden"],
                                                   fast_render=True, fast_acting=fast_acting,
                                                   desc=f"scores, fast acting {'on' if fast_acting else 'off'}").returns
         print(f"  fast acting {'on' if fast_acting else 'off'}: {returns[fast_acting].mean():.1f} ± "
@@ -331,7 +331,7 @@ def main() -> None:
     (ROOT / "data").mkdir(exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="benchmark-", dir=ROOT / "data"))  # same disk as the rollouts (hard links)
     try:
-        with WorkerPool(args.workers) as pool:
+        with LocalPool(args.workers) as pool:
             if "env" in args.parts:
                 compare_env(args.tracks, args.steps, pool)
             if "stage05" in args.parts:

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodels.checkpoints import fingerprint, save_model
+from worldmodels.checkpoints import controller_config, fingerprint, load_model, save_controller, save_model
+from worldmodels.controller import parameter_count
 from worldmodels.cli import run_stage
 from worldmodels.episodes import episode_id, write_rollout, write_series
 from worldmodels.mdrnn import MDNRNN
@@ -60,6 +61,17 @@ def save_untrained_models(folder: Path, z_size: int = 32, hidden_size: int = 32)
     vae = untrained_vae(z_size)
     save_model(folder / "vae.pt", "vae", vae)
     save_model(folder / "mdrnn.pt", "mdrnn", MDNRNN(z_size=z_size, hidden_size=hidden_size), made_from={"vae": fingerprint(vae)})
+
+
+def save_untrained_agent(folder: Path, bias_gas: float = 1.0) -> np.ndarray:
+    """The untrained V and M with a controller that steers a little and gives gas."""
+    save_untrained_models(folder)
+    vae, mdrnn = load_model(folder / "vae.pt", "vae"), load_model(folder / "mdrnn.pt", "mdrnn")
+    config = controller_config(vae, mdrnn, use_hidden=True)
+    params = np.zeros(parameter_count(config["input_size"]), dtype=np.float32)
+    params[-3:] = (0.2, bias_gas, -1.0)
+    save_controller(folder / "controller.pt", params, config, generation=1)
+    return params
 
 
 def stage_error(script, argv: list[str]) -> str:

@@ -4,24 +4,12 @@ what drove it, and adds a new round of episodes beside the old ones without touc
 import numpy as np
 import pytest
 import torch
-from helpers import log_rows, save_untrained_models, stage_error
+from helpers import log_rows, save_untrained_agent, save_untrained_models, stage_error
 
-from worldmodels.checkpoints import controller_config, fingerprint, load_model, save_controller
-from worldmodels.controller import parameter_count
+from worldmodels.checkpoints import fingerprint, load_model
 from worldmodels.episodes import list_episodes, read_rollout, read_rollout_source
 
 COLLECT = 0
-
-
-def _agent_folder(folder, bias_gas: float = 1.0):
-    """The untrained V and M with a controller that steers a little and gives gas."""
-    save_untrained_models(folder)
-    vae, mdrnn = load_model(folder / "vae.pt", "vae"), load_model(folder / "mdrnn.pt", "mdrnn")
-    config = controller_config(vae, mdrnn, use_hidden=True)
-    params = np.zeros(parameter_count(config["input_size"]), dtype=np.float32)
-    params[-3:] = (0.2, bias_gas, -1.0)
-    save_controller(folder / "controller.pt", params, config, generation=1)
-    return params
 
 
 def _collect(scripts, out, *flags: str) -> None:
@@ -29,7 +17,7 @@ def _collect(scripts, out, *flags: str) -> None:
 
 
 def test_a_round_collected_with_an_agent_is_added_beside_the_first_and_says_what_drove_it(tmp_path, scripts):
-    params = _agent_folder(tmp_path / "agent")
+    params = save_untrained_agent(tmp_path / "agent")
     out = tmp_path / "rollout"
     _collect(scripts, out)  # round one: the exploration walk, seeds 0 and 1
     first_round = {path.name: path.read_bytes() for path in list_episodes(out)}
@@ -45,7 +33,7 @@ def test_a_round_collected_with_an_agent_is_added_beside_the_first_and_says_what
 
 
 def test_agent_episodes_are_reproducible_and_the_noise_is_drawn_per_episode(tmp_path, scripts):
-    _agent_folder(tmp_path / "agent")
+    save_untrained_agent(tmp_path / "agent")
     runs = {}
     for name, noise in (("a", "0.5"), ("b", "0.5"), ("still", "0")):
         _collect(scripts, tmp_path / name, "--policy", str(tmp_path / "agent"), "--policy-noise", noise)
@@ -57,7 +45,7 @@ def test_agent_episodes_are_reproducible_and_the_noise_is_drawn_per_episode(tmp_
 
 
 def test_an_agent_whose_models_do_not_belong_together_is_refused(tmp_path, scripts):
-    _agent_folder(tmp_path / "agent")
+    save_untrained_agent(tmp_path / "agent")
     save_untrained_models(tmp_path / "other", hidden_size=16)
     (tmp_path / "agent" / "mdrnn.pt").write_bytes((tmp_path / "other" / "mdrnn.pt").read_bytes())
     message = stage_error(scripts[COLLECT], ["--episodes", "1", "--out-dir", str(tmp_path / "out"), "--policy", str(tmp_path / "agent")])

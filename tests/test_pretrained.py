@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, controller_config, load_controller
-from worldmodels.rollout import load_agent_models, run_agent_episodes
+from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, controller_config, load_controller, load_vae_and_mdrnn
+from worldmodels.rollout import run_agent_episodes
 
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
 # Evaluation tracks the shipped agent lapped in all 6 ways it was tried (all in one batch, in
@@ -32,7 +32,7 @@ def test_shipped_files_are_weights_only_float16_and_small():
 
 @pytest.mark.parametrize("fast_acting", [False, True], ids=["float32 96x96 frames", "fast acting"])
 def test_shipped_agent_finishes_a_lap_on_two_fixed_tracks(fast_acting):
-    vae, mdrnn = load_agent_models(str(PRETRAINED / VAE_FILE), str(PRETRAINED / MDRNN_FILE))
+    vae, mdrnn = load_vae_and_mdrnn(str(PRETRAINED / VAE_FILE), str(PRETRAINED / MDRNN_FILE))
     controller = load_controller(PRETRAINED / CONTROLLER_FILE, controller_config(vae, mdrnn, use_hidden=True))
     params = np.repeat(controller["params"].numpy()[None], len(LAP_TRACKS), axis=0)
     results = run_agent_episodes(vae, mdrnn, params, LAP_TRACKS, LAP_STEPS, fast_render=True, fast_acting=fast_acting)

@@ -125,12 +125,23 @@ def save_npz(path: str | os.PathLike, compress: bool = True, **arrays: np.ndarra
         (np.savez_compressed if compress else np.savez)(f, **arrays)
 
 
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    """The bytes of a compressed .npz file of ``arrays`` (made where the work is done, written by the driver)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def save_bytes(path: str | os.PathLike, data: bytes | memoryview) -> None:
+    with atomic_open(path) as f:
+        f.write(data)
+
+
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
     """Tensors and plain values only: what torch.load(weights_only=True) reads back."""
     buffer = io.BytesIO()  # torch's writer reports a full disk as a RuntimeError; a plain write says ENOSPC
     torch.save(obj, buffer)
-    with atomic_open(path) as f:
-        f.write(buffer.getbuffer())
+    save_bytes(path, buffer.getbuffer())
 
 
 def save_text(path: str | os.PathLike, text: str) -> None:

@@ -58,12 +58,19 @@ def fingerprint(model: nn.Module | dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()[:12]
 
 
+def model_checkpoint(kind: str, model: nn.Module, made_from: dict[str, str] | None = None,
+                     dtype: torch.dtype | None = None) -> dict:
+    """What a model's checkpoint holds (tensors and plain values only): the weights (as
+    ``dtype`` if given: loading turns them back into the model's float32), the config that
+    rebuilds the model and the fingerprints of the models it was made from (M: V's)."""
+    state = {k: v.detach().cpu().to(dtype or v.dtype) for k, v in model.state_dict().items()}
+    return {"kind": kind, "config": model.config(), "state_dict": state, "made_from": made_from or {}}
+
+
 def save_model(path: str | Path, kind: str, model: nn.Module, made_from: dict[str, str] | None = None,
                dtype: torch.dtype | None = None, **extra: Any) -> None:
-    """The weights (as ``dtype`` if given: loading turns them back into the model's float32),
-    the config that rebuilds the model and the fingerprints of the models it was made from (M: V's)."""
-    state = {k: v.detach().cpu().to(dtype or v.dtype) for k, v in model.state_dict().items()}
-    save_torch(path, {"kind": kind, "config": model.config(), "state_dict": state, "made_from": made_from or {}, **extra})
+    """``model_checkpoint`` and ``extra`` (plain values), written atomically."""
+    save_torch(path, {**model_checkpoint(kind, model, made_from, dtype), **extra})
 
 
 def load_checkpoint(path: str | Path, kind: str, producer: str) -> dict:
@@ -131,8 +138,14 @@ def load_model(path: str | Path, kind: str, **expected_config: Any) -> nn.Module
     ``expected_config`` (e.g. z_size=32) must match what the checkpoint was built with. The
     model carries ``made_from``: the fingerprints of the models it was made from, as its
     checkpoint records them (M: {"vae": ...}; V: {})."""
-    checkpoint = load_checkpoint(path, kind, _MODELS[_kinds(kind)[0]][1])
+    return build_model(load_checkpoint(path, kind, _MODELS[_kinds(kind)[0]][1]), path, **expected_config)
+
+
+def build_model(checkpoint: dict, path: str | Path, **expected_config: Any) -> nn.Module:
+    """The model a checkpoint dict holds (one ``load_checkpoint`` checked), in eval mode on
+    the CPU, as ``load_model`` describes; ``path`` names where it came from in errors."""
     cls, producer = _MODELS[checkpoint["kind"]]
+    kind = checkpoint["kind"]
     config = checkpoint["config"]
     for key, value in expected_config.items():
         if config.get(key) != value:

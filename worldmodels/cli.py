@@ -11,7 +11,7 @@ from typing import Callable
 
 from worldmodels.errors import DataError
 from worldmodels.interrupt import Interrupted, stop_at_safe_points, stop_requested, stopped_exit_status
-from worldmodels.parallel import WorkerDied
+from worldmodels.parallel import TASK_TIMEOUT, WorkerDied, WorkerPool, make_pool
 
 
 def finite_float(text: str) -> float:
@@ -38,6 +38,27 @@ def require_at_least(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     for name in names:
         if getattr(args, name) < minimum:
             parser.error(f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(args, name)}")
+
+
+def add_pool_flags(parser: argparse.ArgumentParser, workers: int) -> None:
+    """--workers, --ray [ADDRESS] and --task-timeout: where a stage's parallel work runs (worldmodels/parallel)."""
+    parser.add_argument("--workers", type=int, default=workers,
+                        help="tasks at once (0: one process per core here; with --ray, one per CPU of the cluster)")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="run the parallel work on a Ray cluster: auto (started here with `ray start`), HOST:PORT, "
+                             "local (a new instance), or nothing (RAY_ADDRESS if set, else a new instance)")
+    parser.add_argument("--task-timeout", type=finite_float, default=TASK_TIMEOUT,
+                        help="with --ray: seconds a task may run before it is stopped and run again")
+
+
+def check_pool_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    require_at_least(parser, args, 0, "workers")
+    if args.task_timeout <= 0:
+        parser.error(f"--task-timeout must be positive, got {args.task_timeout}")
+
+
+def pool_from_args(args: argparse.Namespace) -> WorkerPool:
+    return make_pool(args.workers, args.ray, args.task_timeout)
 
 
 INTERRUPTED_EXIT = 130  # the shell's status for a run ended by Ctrl-C (SIGTERM: 143)

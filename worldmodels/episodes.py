@@ -32,7 +32,7 @@ from typing import Callable, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from worldmodels.atomic import save_npz
+from worldmodels.atomic import npz_bytes, save_bytes, save_npz
 from worldmodels.constants import ACTION_SIZE
 from worldmodels.errors import DataError, OutputError
 from worldmodels.frames import FRAME_SIZE
@@ -96,6 +96,11 @@ SERIES_KEYS = ("mu", "logvar", "action", "reward", "terminated", "done", "vae")
 
 
 def write_rollout(path: str | Path, obs, action, reward, terminated, done, source: str) -> None:
+    save_bytes(path, rollout_bytes(path, obs, action, reward, terminated, done, source))
+
+
+def rollout_bytes(path: str | Path, obs, action, reward, terminated, done, source: str) -> bytes:
+    """A checked rollout file's bytes (``path``, where it will go, names it in errors)."""
     arrays = dict(
         source=np.array(source),
         obs=np.asarray(obs, dtype=np.uint8),
@@ -105,7 +110,7 @@ def write_rollout(path: str | Path, obs, action, reward, terminated, done, sourc
         done=np.asarray(done, dtype=bool),
     )
     _check_rollout(Path(path), arrays)
-    save_npz(path, **arrays)
+    return npz_bytes(**arrays)
 
 
 def _check_rollout(path: Path, arrays: dict[str, np.ndarray]) -> None:

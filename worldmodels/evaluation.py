@@ -10,7 +10,6 @@ from tqdm import tqdm
 from worldmodels.checkpoints import load_controller
 from worldmodels.interrupt import Interrupted, stop_requested
 from worldmodels.logs import write_csv
-from worldmodels.rollout import load_agent_models
 from worldmodels.viewer import record_real, write_dream_vs_real, write_drive
 from worldmodels.worlds import Worlds
 
@@ -61,7 +60,7 @@ def write_drive_gifs(worlds: Worlds, directory: Path, params: np.ndarray, seeds:
     evaluation episodes, with V's reconstruction and M's prediction of every frame."""
     if gif_steps == 0:
         return
-    vae, mdrnn = load_agent_models(worlds.vae_path, worlds.mdrnn_path)
+    vae, mdrnn = worlds.vae, worlds.mdrnn
     order = np.argsort(returns, kind="stable")
     for name, i in tqdm([("best", order[-1]), ("median", order[len(order) // 2]), ("worst", order[0])], desc="drive GIFs"):
         if stop_requested():
@@ -79,7 +78,7 @@ def write_dream_gif(worlds: Worlds, directory: Path, controller_path: str, confi
         return
     if stop_requested():
         raise Interrupted("dream_vs_real.gif was not written; re-run --evaluate --dream to make it")
-    vae, mdrnn = load_agent_models(worlds.vae_path, worlds.mdrnn_path)
+    vae, mdrnn = worlds.vae, worlds.mdrnn
     params = load_controller(controller_path, config)["params"].numpy()
     path = directory / "dream_vs_real.gif"
     real, dream = write_dream_vs_real(path, vae, mdrnn, params, track, worlds.temperature, gif_steps,

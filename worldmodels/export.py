@@ -11,7 +11,6 @@ agent again (05_train_controller.py --evaluate) before trusting that the score h
 """
 
 import argparse
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -26,24 +25,24 @@ from worldmodels.checkpoints import (
     controller_config,
     fingerprint,
     load_controller_for,
+    load_vae_and_mdrnn,
     save_controller,
     save_model,
 )
 from worldmodels.cli import run_stage
 from worldmodels.episodes import INITIAL_LATENTS_FILE, read_rollout_frames, require_episodes, write_initial_latents
 from worldmodels.frames import frames_to_tensor_layout
-from worldmodels.rollout import load_agent_models
 
 
 @torch.no_grad()
 def export_agent(source: str | Path, destination: str | Path, rollout_dir: str | Path, float16: bool) -> Path:
     """Copy the agent of ``source`` to ``destination`` (see the module docstring); returns it."""
     source, destination = Path(source), prepare_output(destination, needed_bytes=40 * 2**20)
-    vae, mdrnn = load_agent_models(str(source / VAE_FILE), str(source / MDRNN_FILE))
+    vae, mdrnn = load_vae_and_mdrnn(source / VAE_FILE, source / MDRNN_FILE)
     controller, config = load_controller_for(source / CONTROLLER_FILE, vae, mdrnn)
     dtype = torch.float16 if float16 else None
-    # copies (the loaded models are cached for workers), rounded as a loader will see them
-    vae, mdrnn = (copy.deepcopy(model).to(dtype).float() if float16 else model for model in (vae, mdrnn))
+    # rounded as a loader will see them
+    vae, mdrnn = (model.to(dtype).float() if float16 else model for model in (vae, mdrnn))
     save_model(destination / VAE_FILE, vae.kind, vae, dtype=dtype)
     save_model(destination / MDRNN_FILE, "mdrnn", mdrnn, made_from={"vae": fingerprint(vae)}, dtype=dtype)
     extra = {k: v for k, v in controller.items() if k not in ("kind", "config", "params", "generation")}

@@ -6,7 +6,6 @@ batch, C acts for all of them in one batched matmul, and M advances all hidden s
 LSTM step. Each environment may have its own controller parameters (CMA-ES candidates).
 """
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -15,15 +14,16 @@ from typing import Callable
 import numpy as np
 import torch
 
-from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, fingerprint, load_controller_for, load_vae_and_mdrnn
+from worldmodels.checkpoints import (CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, build_model, fingerprint,
+                                     load_controller_for, load_vae_and_mdrnn, model_checkpoint)
 from worldmodels.constants import ACTION_SIZE
 from worldmodels.controller import LinearControllers
 from worldmodels.env import make_env
-from worldmodels.episodes import episode_id, write_rollout
+from worldmodels.episodes import episode_id, rollout_bytes
 from worldmodels.exploration import RandomWalkPolicy
 from worldmodels.frames import FRAME_SIZE, frame_preparer, frames_to_tensor_layout, preprocess_frame
 from worldmodels.mdrnn import MDNRNN, mixture_nll
-from worldmodels.parallel import WorkerPool
+from worldmodels.parallel import Shared, WorkerPool
 from worldmodels.results import EpisodeResults
 from worldmodels.vision import ActingEncoder, VisionModel
 
@@ -66,40 +66,47 @@ class AgentPolicy:
     seed (the way CMA-ES samples candidates around its mean, so the data covers where the
     search's candidates will drive; noise on the weights keeps an episode's driving
     consistent, where noise on each action would average out in the car's inertia)."""
-    vae_path: str
-    mdrnn_path: str
+    models: Shared  # V and M (share_agent_models)
     params: np.ndarray  # float32 [P], C's parameters
     use_hidden: bool
     noise: float
     source: str  # what the episode files record as their source
 
     def collect(self, seed: int, max_steps: int, fast_render: bool = False) -> dict[str, np.ndarray]:
-        vae, mdrnn = load_agent_models(self.vae_path, self.mdrnn_path)
+        vae, mdrnn = agent_models(self.models)
         params = self.params + np.random.default_rng(seed).normal(0, self.noise, self.params.shape).astype(np.float32)
         agent, active = Agent(vae, mdrnn, params[None], self.use_hidden), np.ones(1, dtype=bool)
         return collect_episode(seed, max_steps, fast_render, lambda frame: agent.act(frame[None], active)[0])
 
 
-def load_agent_policy(folder: str | Path, noise: float) -> AgentPolicy:
-    """The V, M and C of ``folder`` (which must belong together) as a collection policy."""
-    paths = [str(Path(folder) / name) for name in (VAE_FILE, MDRNN_FILE, CONTROLLER_FILE)]
-    vae, mdrnn = load_agent_models(*paths[:2])
-    controller, config = load_controller_for(paths[2], vae, mdrnn)
+def load_agent_policy(folder: str | Path, noise: float, pool: WorkerPool) -> AgentPolicy:
+    """The V, M and C of ``folder`` (which must belong together) as a collection policy
+    whose V and M the workers of ``pool`` read from ``pool.share``."""
+    vae, mdrnn = load_vae_and_mdrnn(Path(folder) / VAE_FILE, Path(folder) / MDRNN_FILE)
+    controller, config = load_controller_for(Path(folder) / CONTROLLER_FILE, vae, mdrnn)
     params = controller["params"].numpy()
     source = (f"agent: controller {fingerprint({'params': torch.as_tensor(params)})} of {folder} (V {config['vae']}, "
               f"M {config['mdrnn']}), parameter noise {noise}")
-    return AgentPolicy(*paths[:2], params, config["use_hidden"], noise, source)
+    return AgentPolicy(share_agent_models(pool, vae, mdrnn), params, config["use_hidden"], noise, source)
 
 
-def write_episode(seed: int, out_dir: str, max_steps: int, fast_render: bool = False, agent: AgentPolicy | None = None) -> int:
-    """Collect episode ``seed`` with the exploration walk (or ``agent``) and write it to
-    ``out_dir`` with its source; returns its number of steps."""
+@dataclass(frozen=True)
+class EpisodeFile:
+    """A collected episode as the bytes of its rollout file, for the driver to write."""
+    name: str  # ep<seed>.npz
+    data: bytes
+    steps: int
+
+
+def collect_episode_file(seed: int, max_steps: int, fast_render: bool = False, agent: AgentPolicy | None = None) -> EpisodeFile:
+    """Collect episode ``seed`` with the exploration walk (or ``agent``) as its rollout file,
+    which records its source; the compression is done here, in the worker."""
     if agent is None:
         episode, source = collect_exploration_episode(seed, max_steps, fast_render), "exploration"
     else:
         episode, source = agent.collect(seed, max_steps, fast_render), agent.source
-    write_rollout(Path(out_dir) / f"{episode_id(seed)}.npz", **episode, source=source)
-    return len(episode["action"])
+    name = f"{episode_id(seed)}.npz"
+    return EpisodeFile(name, rollout_bytes(name, **episode, source=source), len(episode["action"]))
 
 
 class Agent:
@@ -115,7 +122,7 @@ class Agent:
         self.vae, self.mdrnn, self.use_hidden = vae, mdrnn, use_hidden
         self.acting_encoder = ActingEncoder(vae) if fast_acting else None
         input_size = vae.z_size + (mdrnn.hidden_size if use_hidden else 0)
-        self.controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32), input_size)
+        self.controllers = LinearControllers(torch.tensor(params, dtype=torch.float32), input_size)  # a copy: params may be read-only
         self.state = mdrnn.initial_state(len(params))
         self.predicted_reward = np.zeros(len(params))  # M's reward head on each env's last action
         # M's surprise at each env's last frame: the NLL (nats per latent dimension) of V's z under
@@ -195,32 +202,25 @@ def run_agent_episodes(
     return EpisodeResults(returns, steps, predicted_returns, surprise)
 
 
-def load_agent_models(vae_path: str, mdrnn_path: str) -> tuple[VisionModel, MDNRNN]:
-    """V and M from their checkpoints, loaded once per process and version of the files
-    (workers reuse them; a checkpoint rewritten since is loaded again); M must have been
-    trained on this V's latents."""
-    return _load_agent_models(vae_path, mdrnn_path, _file_version(vae_path), _file_version(mdrnn_path))
-
-
-def _file_version(path: str) -> tuple[int, int] | None:
-    """Changes whenever the file is replaced (an atomic write gives it a new inode)."""
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return None  # load_model says which stage makes it
-    return stat.st_mtime_ns, stat.st_ino
+def share_agent_models(pool: WorkerPool, vae: VisionModel, mdrnn: MDNRNN) -> Shared:
+    """V's and M's weights (loaded and checked by the driver) put once where the pool's
+    workers read them: workers never open the checkpoint files."""
+    return pool.share({"vae": model_checkpoint(vae.kind, vae, getattr(vae, "made_from", {})),
+                       "mdrnn": model_checkpoint("mdrnn", mdrnn, getattr(mdrnn, "made_from", {}))})
 
 
 @lru_cache(maxsize=2)
-def _load_agent_models(vae_path: str, mdrnn_path: str, *versions) -> tuple[VisionModel, MDNRNN]:
-    return load_vae_and_mdrnn(vae_path, mdrnn_path)
+def agent_models(models: Shared) -> tuple[VisionModel, MDNRNN]:
+    """V and M from ``share_agent_models``, rebuilt once per process (workers reuse them
+    for every task that carries the same handle)."""
+    payload = models.get()
+    return build_model(payload["vae"], "V shared by the driver"), build_model(payload["mdrnn"], "M shared by the driver")
 
 
 @dataclass(frozen=True)
 class AgentJob:
     """A picklable unit of work for a worker: episodes of controllers on tracks."""
-    vae_path: str
-    mdrnn_path: str
+    models: Shared  # V and M (share_agent_models)
     params: np.ndarray  # [B, P]
     seeds: tuple[int, ...]  # [B]
     max_steps: int
@@ -231,22 +231,23 @@ class AgentJob:
 
 
 def run_agent_job(job: AgentJob) -> EpisodeResults:
-    vae, mdrnn = load_agent_models(job.vae_path, job.mdrnn_path)
+    vae, mdrnn = agent_models(job.models)
     return run_agent_episodes(vae, mdrnn, job.params, list(job.seeds), job.max_steps, job.patience, job.use_hidden,
                               job.fast_render, job.fast_acting)
 
 
 def run_agent_parallel(
-    pool: WorkerPool, vae_path: str, mdrnn_path: str, params: np.ndarray, seeds: list[int], max_steps: int,
+    pool: WorkerPool, models: Shared, params: np.ndarray, seeds: list[int], max_steps: int,
     patience: int = 0, use_hidden: bool = True, fast_render: bool = False, max_envs_per_job: int = 64,
     desc: str | None = None, fast_acting: bool = False,
 ) -> EpisodeResults:
     """Episode i runs controller params[i] on track seeds[i]; episodes are split into jobs
     (several per worker, so a worker whose cars finish early takes another job) and each
-    job steps its environments in lockstep with batched V, M and C."""
+    job steps its environments in lockstep with batched V, M and C. ``models``: V and M from
+    ``share_agent_models`` on this pool."""
     count = len(seeds)
     per_job = max(1, min(max_envs_per_job, -(-count // (2 * pool.workers))))
-    jobs = [AgentJob(vae_path, mdrnn_path, params[i : i + per_job], tuple(int(s) for s in seeds[i : i + per_job]),
+    jobs = [AgentJob(models, params[i : i + per_job], tuple(int(s) for s in seeds[i : i + per_job]),
                      max_steps, patience, use_hidden, fast_render, fast_acting) for i in range(0, count, per_job)]
     results = pool.map(run_agent_job, jobs, desc=desc)
     return EpisodeResults(*(np.concatenate([getattr(r, field) for r in results])

@@ -94,10 +94,10 @@ class ControllerSearch:
         write_csv(self.log_path, LOG_COLUMNS, state.log)  # the log as the search state has it
         return state
 
-    def describe(self, workers: int) -> str:
+    def describe(self, workers: str) -> str:
         s = self.settings
         return (f"CMA-ES over {parameter_count(self.config['input_size'])} parameters in {self.worlds.describe()}: "
-                f"population {s.population} x {s.episodes_per_candidate} episodes, {workers} workers")
+                f"population {s.population} x {s.episodes_per_candidate} episodes, {workers}")
 
     def run_generation(self) -> str:
         """Ask, drive every candidate on this generation's tracks (or dreams), tell, check

@@ -8,14 +8,16 @@ import numpy as np
 
 from worldmodels.dream import first_latents, run_dream_episodes
 from worldmodels.mdrnn import MDNRNN
-from worldmodels.parallel import WorkerPool
+from worldmodels.parallel import Shared, WorkerPool
 from worldmodels.results import EpisodeResults
-from worldmodels.rollout import run_agent_parallel
+from worldmodels.rollout import run_agent_parallel, share_agent_models
+from worldmodels.vision import VisionModel
 
 
 @dataclass
 class Worlds:
-    """V and M of a checkpoint folder, the pool that drives real tracks, and what a dream needs.
+    """V and M of a checkpoint folder, the pool that drives real tracks (its workers read V
+    and M from ``pool.share``), and what a dream needs.
 
     starts: float32 [N, Z], real first latents dreams start from (None: no dreams);
     members: M's ensemble members the dream also runs (DreamBatch);
@@ -24,8 +26,7 @@ class Worlds:
     """
 
     pool: WorkerPool
-    vae_path: str
-    mdrnn_path: str
+    vae: VisionModel
     mdrnn: MDNRNN
     max_steps: int
     use_hidden: bool
@@ -35,10 +36,14 @@ class Worlds:
     members: list[MDNRNN] = field(default_factory=list)
     disagreement: float = 0.0
     fast_acting: bool = False
+    models: Shared = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.models = share_agent_models(self.pool, self.vae, self.mdrnn)  # once: every real episode reads these
 
     def real(self, params: np.ndarray, seeds: list[int], patience: int = 0, desc: str | None = None) -> EpisodeResults:
         """Controller params[i] [P] on track seeds[i]."""
-        return run_agent_parallel(self.pool, self.vae_path, self.mdrnn_path, params, seeds, self.max_steps, patience,
+        return run_agent_parallel(self.pool, self.models, params, seeds, self.max_steps, patience,
                                   self.use_hidden, self.fast_render, desc=desc, fast_acting=self.fast_acting)
 
     def dream(self, params: np.ndarray, seeds: list[int]) -> EpisodeResults:
