@@ -1,5 +1,6 @@
 """Faults: killed workers, killed stages, Ctrl-C. Nothing hangs, nothing is lost, re-running resumes."""
 
+import importlib.util
 import signal
 
 import pytest
@@ -57,13 +58,18 @@ def _search_args(ckpt) -> list[str]:
             "--max-steps", "20", "--check-every", "5", "--check-episodes", "1", "--workers", "2", "--checkpoint-dir", str(ckpt)]
 
 
-@pytest.mark.parametrize("stop, group", [(signal.SIGKILL, True), (signal.SIGINT, True), (signal.SIGTERM, True), (signal.SIGTERM, False)],
-                         ids=["killed", "ctrl-c", "sigterm", "sigterm-to-the-stage-alone"])
-def test_stage_05_stopped_mid_search_continues_where_it_stopped(tmp_path, stop, group):
+_ON_RAY = dict(marks=pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed"))
+
+
+@pytest.mark.parametrize("stop, group, flags", [
+    (signal.SIGKILL, True, []), (signal.SIGINT, True, []), (signal.SIGTERM, True, []), (signal.SIGTERM, False, []),
+    pytest.param(signal.SIGINT, True, ["--ray", "local"], **_ON_RAY), pytest.param(signal.SIGTERM, False, ["--ray", "local"], **_ON_RAY),
+], ids=["killed", "ctrl-c", "sigterm", "sigterm-to-the-stage-alone", "ctrl-c-on-ray", "sigterm-to-the-stage-alone-on-ray"])
+def test_stage_05_stopped_mid_search_continues_where_it_stopped(tmp_path, stop, group, flags):
     ckpt = tmp_path / "ckpt"
     save_untrained_models(ckpt)  # the search's bookkeeping is under test, not its driving
     log = ckpt / "controller_log.csv"
-    process = start_stage(_search_args(ckpt), tmp_path)
+    process = start_stage(_search_args(ckpt) + flags, tmp_path, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     output = signal_when(process, lambda: len(log_rows(log)) >= 3, stop, group=group)
     if stop != signal.SIGKILL:
         assert process.returncode == 128 + stop and "Traceback" not in output, output

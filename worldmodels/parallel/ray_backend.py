@@ -16,6 +16,7 @@ only when this pool is made (``pip install -e ".[ray]"``).
 """
 
 import os
+import signal
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import ray
 import torch
 from tqdm import tqdm
 
-from worldmodels.interrupt import stop_requested
+from worldmodels.interrupt import STOP_SIGNALS, stop_requested
 from worldmodels.parallel.base import RETRIES, TASK_TIMEOUT, Shared, WorkerDied, WorkerPool, stopped, task_name
 
 LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # makes a new Ray instance bind to 127.0.0.1 only
@@ -61,8 +62,11 @@ class RayPool(WorkerPool):
             if new_instance:  # on loopback: ray reads the variable when imported, so its constant is set too
                 os.environ.update(LOOPBACK)
                 ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
+            handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
             ray.init(address=address or None, num_cpus=workers if new_instance else None, include_dashboard=False,
                      logging_level="WARNING")
+            for signum, handler in handlers.items():  # ray.init makes SIGTERM kill the driver: stops stay safe points
+                signal.signal(signum, handler)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, workers or cpus)
         self.task_timeout, self.retries = task_timeout, retries
