@@ -1,5 +1,5 @@
 """The Ray backend: the same map on a Ray cluster (``--ray [ADDRESS]``); ray is imported
-only when this pool is made (``pip install -e ".[ray]"``).
+only when a Ray pool is asked for (``pip install -e ".[ray]"``).
 
 - Connecting: ADDRESS "auto" (a cluster started on this machine with ``ray start``),
   "HOST:PORT" (a cluster's head), "local" (a new instance for this run), or none: Ray's own
