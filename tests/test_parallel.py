@@ -22,8 +22,10 @@ from worldmodels.checkpoints import load_checkpoint, load_vae_and_mdrnn
 from worldmodels.controller import parameter_count
 from worldmodels.episodes import list_episodes, read_rollout
 from worldmodels.interrupt import Interrupted
+from worldmodels.mdrnn import MDNRNN
 from worldmodels.parallel import LocalPool, WorkerDied
 from worldmodels.rollout import run_agent_episodes, run_agent_parallel, share_agent_models
+from worldmodels.vision import ConvVAE
 
 
 def _square(x):
@@ -103,8 +105,6 @@ def test_a_stop_request_keeps_the_results_in_progress_and_starts_no_more(new_poo
 
 def test_episodes_spread_over_workers_equal_one_batch(new_pool):
     torch.manual_seed(0)
-    from worldmodels.mdrnn import MDNRNN
-    from worldmodels.vision import ConvVAE
     vae, mdrnn = ConvVAE(32).eval(), MDNRNN(32, 3, 256, 5).eval()
     params = np.random.default_rng(1).normal(0, 0.1, (4, parameter_count(288))).astype(np.float32)
     seeds = [21, 22, 23, 24]
@@ -128,7 +128,7 @@ def _die_the_first_time(marker_dir: str, x: int) -> int:
     return x * x
 
 
-def test_a_ray_worker_killed_mid_task_is_replaced_and_the_map_completes(ray_instance, new_pool, tmp_path):
+def test_a_ray_worker_killed_mid_task_is_replaced_and_the_map_completes(ray_instance, tmp_path):
     from worldmodels.parallel.ray_backend import RayPool
 
     with RayPool(workers=2) as pool:

@@ -110,8 +110,9 @@ class WorkerPool(ABC):
     def close(self) -> None:
         """Stop the workers and free what ``share`` put."""
 
+    @abstractmethod
     def describe(self) -> str:
-        return f"{self.workers} workers"
+        """Where the work runs, for the stages' first line, e.g. "2 worker processes"."""
 
     def __enter__(self) -> "WorkerPool":
         return self

@@ -7,7 +7,6 @@ closes. A dead worker cannot be told from a crash of the whole pool here, so the
 with ``WorkerDied`` at once (the Ray backend retries instead).
 """
 
-import io
 import multiprocessing
 import os
 import pickle
@@ -16,7 +15,6 @@ import tempfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -48,7 +46,7 @@ class FileShared(Shared):
     key: str = field(default_factory=new_key)
 
     def get(self) -> Any:
-        return torch.load(io.BytesIO(Path(self.path).read_bytes()), map_location="cpu", weights_only=True)
+        return torch.load(self.path, map_location="cpu", weights_only=True)
 
 
 class LocalPool(WorkerPool):
@@ -69,7 +67,8 @@ class LocalPool(WorkerPool):
             return InProcessShared(value)
         if self._shared_dir is None:
             self._shared_dir = tempfile.mkdtemp(prefix="worldmodels-shared-")
-        handle = FileShared(os.path.join(self._shared_dir, f"{new_key()}.pt"))
+        key = new_key()
+        handle = FileShared(os.path.join(self._shared_dir, f"{key}.pt"), key)
         save_torch(handle.path, value)
         return handle
 
