@@ -13,6 +13,10 @@ an interrupted run resumes where it was (Ctrl-C or SIGTERM saves after the batch
 --member k > 0 trains ensemble member k instead (checkpoints/mdrnn_member<k>.pt and its log),
 the same model on the same data from seed SEED + k: where the members disagree, M is
 guessing, and a dream can charge for it (05_train_controller.py --members, --disagreement).
+
+--dropout P hides a share P of h's units from M's heads, a new mask every step, in training;
+05's dreams then draw such a mask every step too, so that each dream runs in a slightly
+different M and C cannot lean on one M's quirks (Wellmer & Kwok 2021, "Dropout's Dream Land").
 """
 
 import argparse
@@ -38,6 +42,7 @@ LEARNING_RATE = 1e-3  # Adam
 GRAD_CLIP = 1.0  # max gradient norm
 HIDDEN_SIZE = 256  # LSTM units
 GAUSSIANS = 5  # mixture components per latent dimension
+DROPOUT = 0.0  # share of h's units M's heads do not see in training (0: the paper's M); dreams then draw masks too
 HELD_OUT_FRACTION = 0.05  # last 5% of the sorted episode files
 INIT_FROM = ""  # an mdrnn.pt whose weights a new run starts from ("": random weights)
 MEMBER = 0  # 0: M itself (mdrnn.pt); k > 0: ensemble member k (mdrnn_member<k>.pt), trained with seed SEED + k
@@ -55,6 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--grad-clip", type=finite_float, default=GRAD_CLIP)
     parser.add_argument("--hidden-size", type=int, default=HIDDEN_SIZE)
     parser.add_argument("--gaussians", type=int, default=GAUSSIANS)
+    parser.add_argument("--dropout", type=finite_float, default=DROPOUT,
+                        help="dropout on h before M's heads in training; a dream then runs a new mask every step (0: none)")
     parser.add_argument("--held-out-fraction", type=finite_float, default=HELD_OUT_FRACTION)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--member", type=int, default=MEMBER,
@@ -69,8 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     require_at_least(parser, args, 1, "epochs", "batch_size", "seq_len", "hidden_size", "gaussians")
     require_at_least(parser, args, 0, "member")
     require_folders(parser, args, "series_dir", "checkpoint_dir")
-    if not 0 <= args.held_out_fraction < 1:
-        parser.error("--held-out-fraction must be in [0, 1)")
+    if not 0 <= args.held_out_fraction < 1 or not 0 <= args.dropout < 1:
+        parser.error("--held-out-fraction and --dropout must be in [0, 1)")
     if args.lr <= 0 or args.grad_clip <= 0:
         parser.error("--lr and --grad-clip must be positive")
     return args
@@ -136,7 +143,7 @@ def main(argv=None) -> None:
     if vae_path.exists() and fingerprint(load_model(vae_path, VISION)) != vae_id:
         raise DataError(f"{args.series_dir}: encoded by V {vae_id}, but {vae_path} is another V; re-run 03_generate_rnn_data.py "
                         "with it first")
-    mdrnn = MDNRNN(z_size, ACTION_SIZE, args.hidden_size, args.gaussians).to(device)
+    mdrnn = MDNRNN(z_size, ACTION_SIZE, args.hidden_size, args.gaussians, args.dropout).to(device)
     rng = np.random.default_rng(seed)  # z samples; its state is saved with the model
     checkpoint_path = prepare_output(args.checkpoint_dir, training_checkpoint_bytes(mdrnn)) / member_file(args.member)
     columns = (["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")]

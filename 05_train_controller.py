@@ -15,7 +15,9 @@ log; the kept controller is the one with the best dream check, so reality never 
 dream-trained search. --init-from starts the search from a saved controller (for example a
 dream-trained one, fine-tuned in the real env). --members K dreams in M and its ensemble
 members 1..K-1 (04_train_rnn.py --member k), and --disagreement D charges each dreamed step
-D x the Ms' disagreement about its reward (worldmodels/dream.py, DreamBatch).
+D x the Ms' disagreement about its reward (worldmodels/dream.py, DreamBatch). An M trained with
+dropout (04_train_rnn.py --dropout) predicts every dreamed step from a new dropout mask of
+its h, so each dream runs in a slightly different M (--no-dream-dropout: the whole h).
 
 --curiosity W (real env only) ranks candidates, and checks the CMA mean, by return + W x
 M's surprise: the NLL M gives each new frame's z, predicted one step earlier, summed over
@@ -83,6 +85,7 @@ WORKERS = 0  # parallel workers; 0: one process per core (with --ray: one per CP
 DREAM = False  # train in the dream (M) instead of the real env
 TEMPERATURE = 1.15  # dream sampling temperature tau (the paper's best for its Doom dream)
 MEMBERS = 1  # Ms the dream runs: M and members 1.. of 04_train_rnn.py --member (1: M alone)
+DREAM_DROPOUT = True  # in a dream, Ms trained with dropout (04 --dropout) predict from a new mask of h every step
 DISAGREEMENT = 0.0  # dream reward = mean of the Ms' rewards - DISAGREEMENT x their std (a charge for M's guesses)
 CURIOSITY = 0.0  # weight of M's surprise (summed NLL of each new z) added to a real episode's return (0: off)
 SERIES_DIR = "data/series"  # where dreams find their real first latents
@@ -116,6 +119,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--temperature", type=finite_float, default=TEMPERATURE, help="dream sampling temperature")
     parser.add_argument("--members", type=int, default=MEMBERS,
                         help="dream in M and ensemble members 1..MEMBERS-1 (mdrnn_member<k>.pt): z from one at random each step")
+    parser.add_argument("--dream-dropout", action=argparse.BooleanOptionalAction, default=DREAM_DROPOUT,
+                        help="dream with a new dropout mask every step in the Ms trained with dropout (04_train_rnn.py --dropout); "
+                             "--no-dream-dropout: with the whole h")
     parser.add_argument("--disagreement", type=finite_float, default=DISAGREEMENT,
                         help="dream reward = the Ms' mean reward - DISAGREEMENT x their std")
     parser.add_argument("--curiosity", type=finite_float, default=CURIOSITY,
@@ -180,10 +186,11 @@ def main(argv=None) -> None:
     if args.dream:
         starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size, config["vae"])["mu"].astype(np.float32)
         members = load_members(directory, args.members, vae)
+    dream_dropout = args.dream and args.dream_dropout and any(model.dropout for model in (mdrnn, *members))
 
     with pool_from_args(args) as pool:
         worlds = Worlds(pool, vae, mdrnn, args.max_steps, args.use_hidden, args.fast_render,
-                        args.temperature, starts, members, args.disagreement,
+                        args.temperature, starts, members, args.disagreement, dream_dropout,
                         fast_acting=args.fast_acting and args.fast_render)  # the stock renderer is the stock path throughout
         if args.evaluate is not None:
             write_run_config(config_path(directory / EVALUATION_FILE), args, "05_train_controller.py")

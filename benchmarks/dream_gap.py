@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=8)
     parser.add_argument("--dreams", type=int, default=32)
     parser.add_argument("--temperatures", type=finite_float, nargs="+", default=[0.5, 1.0, 1.15, 1.3])
+    parser.add_argument("--dream-dropout", action=argparse.BooleanOptionalAction, default=True,
+                        help="dream with a new dropout mask every step if M was trained with dropout (as 05 does)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # fixed drivers in lockstep batches; one core is plenty
     directory = Path(args.checkpoint_dir)
@@ -73,7 +75,7 @@ def main() -> None:
                  f"{real.predicted_returns.mean():.1f} ± {real.predicted_returns.std():.1f}"]
         for temperature in args.temperatures:
             dream = run_dream_episodes(mdrnn, np.repeat(params[None], args.dreams, 0), first_latents(starts, dream_seeds),
-                                       dream_seeds, temperature, 1000).returns
+                                       dream_seeds, temperature, 1000, dropout=args.dream_dropout).returns
             cells.append(f"{dream.mean():.1f} ± {dream.std():.1f}")
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 

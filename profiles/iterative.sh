@@ -6,7 +6,8 @@
 # (track seeds from (r - 1) x 100000, so no round overwrites another's). V and M go on from the
 # last round's weights on all rounds' data; C's search starts from the last round's controller.
 # The dream runs M and MEMBERS - 1 ensemble members and pays their mean reward minus
-# DISAGREEMENT x its std, so C is charged where the Ms disagree.
+# DISAGREEMENT x its std, so C is charged where the Ms disagree. With DROPOUT > 0, M and its
+# members train with dropout on h and every dreamed step draws a new mask ("Dropout's Dream Land").
 # With CURIOSITY > 0, round 2 collects instead with a collector searched in the real env for
 # return + CURIOSITY x M's surprise (COLLECTOR_GENERATIONS generations of 16 x 1 episodes, in
 # round1/collector): its real steps are data collection, counted in its controller_log.csv.
@@ -21,7 +22,7 @@ DATA=${DATA:-data/iterative} CKPT=${CKPT:-checkpoints/iterative} ROUNDS=${ROUNDS
 EPISODES=${EPISODES:-60} MAX_STEPS=${MAX_STEPS:-1000} WORKERS=${WORKERS:-2}           # collection, per round
 V_EPOCHS=${V_EPOCHS:-4} V_EPOCHS_NEXT=${V_EPOCHS_NEXT:-1} V_BATCH=${V_BATCH:-100}  # V: round 1, then each round
 V_ROUNDS=${V_ROUNDS:-2}  # V trains in rounds 1..V_ROUNDS; later rounds keep it (and its encoded series) and retrain M and C
-M_EPOCHS=${M_EPOCHS:-30}                                                              # M and each member, per round
+M_EPOCHS=${M_EPOCHS:-30} DROPOUT=${DROPOUT:-0}                                       # M and each member, per round
 GENERATIONS=${GENERATIONS:-60} POPULATION=${POPULATION:-32} DREAMS=${DREAMS:-8}       # C's search in the dream
 TEMPERATURE=${TEMPERATURE:-1.15} CHECK_EVERY=${CHECK_EVERY:-10} CHECK_EPISODES=${CHECK_EPISODES:-10} EVALUATE=${EVALUATE:-100}
 MEMBERS=${MEMBERS:-3} DISAGREEMENT=${DISAGREEMENT:-1.0}  # the dream runs M and MEMBERS-1 members; reward: mean - DISAGREEMENT x std
@@ -47,8 +48,8 @@ for round in $(seq 1 "$ROUNDS"); do
         file=mdrnn.pt m_from=()
         if [ "$member" -gt 0 ]; then file=mdrnn_member$member.pt; fi
         if [ "$round" -gt 1 ]; then m_from=(--init-from "$last/$file"); fi
-        python 04_train_rnn.py --epochs "$M_EPOCHS" --batch-size 32 --seq-len 100 --series-dir "$series" --checkpoint-dir "$here" \
-            --member "$member" "${m_from[@]}"
+        python 04_train_rnn.py --epochs "$M_EPOCHS" --batch-size 32 --seq-len 100 --dropout "$DROPOUT" --series-dir "$series" \
+            --checkpoint-dir "$here" --member "$member" "${m_from[@]}"
     done
     if [ "$round" = 1 ] && [ "$ROUNDS" -gt 1 ] && [ "$CURIOSITY" != 0 ]; then
         mkdir -p "$here/collector" && cp "$here/vae.pt" "$here/mdrnn.pt" "$here/collector/"

@@ -133,3 +133,61 @@ def test_an_ensemble_dream_unfolds_the_same_alone_and_in_a_batch(mdrnn):
 def test_a_disagreement_penalty_needs_members(mdrnn):
     with pytest.raises(ValueError, match="needs ensemble members"):
         DreamBatch(mdrnn, torch.zeros(1, 32), [0], 1.0, disagreement=1.0)
+
+
+def dropout_copy(mdrnn, rate):
+    """M's weights in an M trained with dropout ``rate``."""
+    model = MDNRNN(32, 3, 64, 5, dropout=rate).eval()
+    model.load_state_dict(mdrnn.state_dict())
+    return model
+
+
+def test_a_dropout_mask_drops_its_share_and_keeps_the_scale():
+    model = MDNRNN(32, 3, 64, 5, dropout=0.25)
+    mask = model.dropout_mask(torch.rand(200, 64, generator=torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(mask.unique(), torch.tensor([0.0, 1 / 0.75]))
+    assert (mask == 0).float().mean().item() == pytest.approx(0.25, abs=0.02)
+    assert mask.mean().item() == pytest.approx(1.0, abs=0.03)  # the heads see h at its usual scale on average
+
+
+def test_dropout_acts_in_training_and_not_in_the_real_env(mdrnn):
+    model = dropout_copy(mdrnn, 0.5)
+    z, action = torch.randn(2, 10, 32), torch.rand(2, 10, 3)
+    with torch.no_grad():
+        (first, state), (second, _) = model.train()(z, action), model(z, action)
+        (evaluated, eval_state), (plain, plain_state) = model.eval()(z, action), mdrnn(z, action)
+    assert not torch.equal(first["mu"], second["mu"])  # a new mask each call in training
+    torch.testing.assert_close(evaluated["mu"], plain["mu"])  # outside training: M itself
+    torch.testing.assert_close(state[0], plain_state[0])  # h itself is never dropped: C sees all of it
+    torch.testing.assert_close(eval_state[0], plain_state[0])
+
+
+def test_a_dropout_dream_draws_a_new_mask_every_step_and_only_when_asked(mdrnn):
+    model = dropout_copy(mdrnn, 0.3)
+    rng = np.random.default_rng(5)
+    params = rng.normal(0, 0.3, (3, parameter_count(32 + 64))).astype(np.float32)
+    z0 = rng.normal(0, 1, (3, 32)).astype(np.float32)
+    plain = run_dream_episodes(mdrnn, params, z0, [1, 2, 3], 1.15, 100)
+    unmasked = run_dream_episodes(model, params, z0, [1, 2, 3], 1.15, 100, dropout=False)
+    masked = run_dream_episodes(model, params, z0, [1, 2, 3], 1.15, 100, dropout=True)
+    np.testing.assert_allclose(unmasked.returns, plain.returns, atol=1e-5)  # without masks: M's own dream
+    assert not np.allclose(masked.returns, plain.returns)
+    # an M without dropout dreams the same with the flag on: there is nothing to mask
+    np.testing.assert_allclose(run_dream_episodes(mdrnn, params, z0, [1, 2, 3], 1.15, 100, dropout=True).returns,
+                               plain.returns, atol=1e-5)
+    for i in range(3):  # masks come from each dream's own stream: alone as in the batch
+        alone = run_dream_episodes(model, params[i : i + 1], z0[i : i + 1], [1 + i], 1.15, 100, dropout=True)
+        assert alone.steps[0] == masked.steps[i]
+        assert alone.returns[0] == pytest.approx(masked.returns[i], abs=1e-5)
+
+
+def test_a_dropout_dream_step_uses_the_drawn_mask(mdrnn):
+    model = dropout_copy(mdrnn, 0.4)
+    z0, actions = torch.randn(2, 32), torch.full((2, 3), 0.5)
+    dreams = DreamBatch(model, z0, [4, 5], 1.0, dropout=True)
+    reward, _ = dreams.step(actions)
+    draws = dreams.noise[:, 0]  # the random numbers the first step took
+    mask = model.dropout_mask(draws[:, 2 * 32 + 1 :])
+    assert mask.shape == (2, 64) and (mask == 0).any()
+    expected = model.step(z0, actions, model.initial_state(2), mask)[0]["reward"]
+    torch.testing.assert_close(reward, expected)

@@ -256,6 +256,14 @@ def save_training(path: str | Path, kind: str, model: nn.Module, optimizer: torc
     save_model(path, kind, model, epoch=progress.epoch, optimizer=optimizer.state_dict(), progress=asdict(progress), **extra)
 
 
+TRAINING_ONLY = ("dropout",)  # config entries that change how a model trains, not the weights it has
+
+
+def _sizes(config: dict) -> dict:
+    """A model config without TRAINING_ONLY entries: what another run's weights must match to start from."""
+    return {key: value for key, value in config.items() if key not in TRAINING_ONLY}
+
+
 def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: torch.optim.Optimizer, restart: bool,
                     log_columns: list[str], made_from: dict[str, str], rng: np.random.Generator | None = None,
                     init_from: str = "") -> TrainingProgress:
@@ -268,7 +276,7 @@ def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: to
     if restart or not path.exists():
         if init_from:
             start = load_checkpoint(init_from, kind, _MODELS[kind][1])
-            if start["config"] != model.config():
+            if _sizes(start["config"]) != _sizes(model.config()):
                 raise DataError(f"{init_from}: built with {start['config']}, not {model.config()}; choose a --init-from of these sizes")
             load_weights(model, start["state_dict"], Path(init_from), "choose another --init-from")
             print(f"starting from the weights of {init_from}")

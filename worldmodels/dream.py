@@ -35,10 +35,14 @@ class DreamBatch:
     state; each step, z_{t+1} is sampled from one model (M or a member) drawn at random per
     dream, the end from their mean done probability, and the reward is their mean reward
     minus ``disagreement`` x its std across the models. C still sees M's h, as in the real env.
+
+    dropout: every model trained with dropout (MDNRNN.dropout > 0) predicts each step from a
+    new dropout mask of h, drawn from the dream's own stream, so every dream runs in a
+    slightly different M, as in training ("Dropout's Dream Land"); False: the whole h.
     """
 
     def __init__(self, mdrnn: MDNRNN, z0: torch.Tensor, seeds: list[int], temperature: float,
-                 members: Sequence[MDNRNN] = (), disagreement: float = 0.0):
+                 members: Sequence[MDNRNN] = (), disagreement: float = 0.0, dropout: bool = False):
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         if disagreement and not members:
@@ -48,6 +52,12 @@ class DreamBatch:
         self.z = z0.to(torch.float32).clone()
         self.states = [model.initial_state(len(seeds)) for model in self.models]
         self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        offset, self.mask_draws = 2 * mdrnn.z_size + 1 + (len(self.models) > 1), {}  # model index -> its mask's draws
+        for i, model in enumerate(self.models):
+            if dropout and model.dropout > 0:
+                self.mask_draws[i] = slice(offset, offset + model.hidden_size)
+                offset += model.hidden_size
+        self._draw_size = offset
         self.noise = torch.zeros(len(seeds), 0, self._draw_size)
         self.t = 0
 
@@ -61,21 +71,19 @@ class DreamBatch:
         """[z_t, h_t]: [B, Z + H], what C sees."""
         return torch.cat([self.z, self.state[0][0]], dim=1)
 
-    @property
-    def _draw_size(self) -> int:
-        """Random numbers per dream and step: uniforms and normals for z, the end, and (with
-        members) which model's z is taken."""
-        return 2 * self.mdrnn.z_size + 1 + (len(self.models) > 1)
-
     def _draws(self) -> torch.Tensor:
-        """This step's random numbers of every dream: [B, _draw_size]."""
+        """This step's random numbers of every dream: [B, draws], in this order: uniforms and
+        normals for z, the end, (with members) which model's z is taken, (with dropout) the
+        uniforms of each dropout model's mask."""
         index = self.t % NOISE_CHUNK
         if index == 0:
             z, ensemble = self.mdrnn.z_size, len(self.models) > 1
+            masks = self._draw_size - (2 * z + 1 + ensemble)
             self.noise = torch.stack([
                 torch.cat([torch.rand(NOISE_CHUNK, z, generator=g), torch.randn(NOISE_CHUNK, z, generator=g),
                            torch.rand(NOISE_CHUNK, 1, generator=g)]  # M alone draws these, so an ensemble shares them
-                          + [torch.rand(NOISE_CHUNK, 1, generator=g)] * ensemble, dim=1)
+                          + [torch.rand(NOISE_CHUNK, 1, generator=g)] * ensemble
+                          + [torch.rand(NOISE_CHUNK, masks, generator=g)] * (masks > 0), dim=1)
                 for g in self.generators
             ])
         return self.noise[:, index]
@@ -87,7 +95,8 @@ class DreamBatch:
         z_size, actions = self.mdrnn.z_size, actions.to(torch.float32)
         outs = []
         for i, model in enumerate(self.models):
-            out, self.states[i] = model.step(self.z, actions, self.states[i])
+            mask = model.dropout_mask(draws[:, self.mask_draws[i]]) if i in self.mask_draws else None
+            out, self.states[i] = model.step(self.z, actions, self.states[i], mask)
             outs.append(out)
         if len(outs) == 1:
             mixture, reward, p_done = outs[0], outs[0]["reward"], done_probability(outs[0]["done_logit"])
@@ -114,12 +123,12 @@ def first_latents(starts: np.ndarray, seeds: list[int]) -> np.ndarray:
 @torch.no_grad()
 def run_dream_episodes(
     mdrnn: MDNRNN, params: np.ndarray, z0: np.ndarray, seeds: list[int], temperature: float, max_steps: int,
-    use_hidden: bool = True, members: Sequence[MDNRNN] = (), disagreement: float = 0.0,
+    use_hidden: bool = True, members: Sequence[MDNRNN] = (), disagreement: float = 0.0, dropout: bool = False,
 ) -> EpisodeResults:
     """Dream i runs controller params[i] from first latent z0[i] with seed seeds[i], all in one
     batch, until its drawn end or ``max_steps``. use_hidden: C sees [z, h] (else z only);
-    members, disagreement: an ensemble dream (DreamBatch)."""
-    dreams = DreamBatch(mdrnn, torch.as_tensor(z0), seeds, temperature, members, disagreement)
+    members, disagreement: an ensemble dream; dropout: dropout masks in the dream (DreamBatch)."""
+    dreams = DreamBatch(mdrnn, torch.as_tensor(z0), seeds, temperature, members, disagreement, dropout)
     inputs = dreams.features.shape[1] if use_hidden else mdrnn.z_size
     controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32), inputs)
     returns = torch.zeros(len(seeds), dtype=torch.float64)

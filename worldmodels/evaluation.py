@@ -82,6 +82,6 @@ def write_dream_gif(worlds: Worlds, directory: Path, controller_path: str, confi
     params = load_controller(controller_path, config)["params"].numpy()
     path = directory / "dream_vs_real.gif"
     real, dream = write_dream_vs_real(path, vae, mdrnn, params, track, worlds.temperature, gif_steps,
-                                      use_hidden=worlds.use_hidden, fast_render=worlds.fast_render)
+                                      use_hidden=worlds.use_hidden, fast_render=worlds.fast_render, dropout=worlds.dream_dropout)
     print(f"wrote {path}: {gif_steps} steps on track {track} (return {real.rewards.sum():.1f}) "
           f"beside its dream (return {dream.rewards.sum():.1f})")

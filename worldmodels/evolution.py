@@ -97,7 +97,8 @@ def load_search(path: str | Path, config: dict, log_columns: list[str]) -> Searc
     except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"{path}: not a readable CMA-ES state ({type(error).__name__}); {_FIX}") from None
     if saved_config != config:
-        changed = sorted(k for k in config if saved_config.get(k) != config[k]) if isinstance(saved_config, dict) else ["all"]
+        changed = (sorted(k for k in config.keys() | saved_config.keys() if saved_config.get(k) != config.get(k))
+                   if isinstance(saved_config, dict) else ["all"])
         raise DataError(f"{path}: started with other settings ({', '.join(changed)}); pass --restart to start a new search")
     x0, told = arrays["x0"], arrays["told"]
     if (x0.dtype != np.float64 or x0.ndim != 1 or told.dtype != np.float64 or told.ndim != 2 or told.shape[1] != population

@@ -23,19 +23,30 @@ LSTMState = tuple[torch.Tensor, torch.Tensor]
 class MDNRNN(nn.Module):
     """Input [z_t, a_t] (Z + A) -> LSTM(HIDDEN) -> per latent dimension a mixture of K Gaussians,
     plus a reward head and a done head.
+
+    dropout: the share of h's units the heads do not see, drawn anew each step in training
+    (and, with masks from ``dropout_mask``, in a dream: every mask a slightly different M, after
+    Wellmer & Kwok 2021, "Dropout's Dream Land"). C always sees the whole h.
     """
 
-    def __init__(self, z_size: int = 32, action_size: int = 3, hidden_size: int = HIDDEN_SIZE, gaussians: int = GAUSSIANS):
+    def __init__(self, z_size: int = 32, action_size: int = 3, hidden_size: int = HIDDEN_SIZE, gaussians: int = GAUSSIANS,
+                 dropout: float = 0.0):
         super().__init__()
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.z_size, self.action_size = z_size, action_size
-        self.hidden_size, self.gaussians = hidden_size, gaussians
+        self.hidden_size, self.gaussians, self.dropout = hidden_size, gaussians, dropout
         self.lstm = nn.LSTM(z_size + action_size, hidden_size, batch_first=True)
+        self.head_dropout = nn.Dropout(dropout)
         self.mdn = nn.Linear(hidden_size, 3 * z_size * gaussians)  # logit pi, mu, log sigma
         self.reward = nn.Linear(hidden_size, 1)
         self.done = nn.Linear(hidden_size, 1)
 
     def config(self) -> dict:
-        return {"z_size": self.z_size, "action_size": self.action_size, "hidden_size": self.hidden_size, "gaussians": self.gaussians}
+        config = {"z_size": self.z_size, "action_size": self.action_size, "hidden_size": self.hidden_size, "gaussians": self.gaussians}
+        if self.dropout:  # only when set, so that checkpoints of Ms without dropout keep their config
+            config["dropout"] = self.dropout
+        return config
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> LSTMState:
         """Zero (h, c), each [1, B, H] as nn.LSTM takes them."""
@@ -54,15 +65,24 @@ class MDNRNN(nn.Module):
             "done_logit": self.done(h).squeeze(-1),
         }
 
-    def forward(self, z: torch.Tensor, action: torch.Tensor, state: LSTMState | None = None) -> tuple[dict[str, torch.Tensor], LSTMState]:
-        """z: [B, T, Z], action: [B, T, A] -> (head outputs [B, T, ...] for step t+1, final state)."""
-        h, state = self.lstm(torch.cat([z, action], dim=-1), state)
-        return self.head(h), state
+    def dropout_mask(self, uniform: torch.Tensor) -> torch.Tensor:
+        """uniform [..., H] in [0, 1) -> a dropout mask [..., H] for the heads' input: 0 for a
+        dropped unit, 1 / (1 - dropout) for a kept one (as nn.Dropout scales in training)."""
+        return (uniform >= self.dropout).to(uniform.dtype) / (1 - self.dropout)
 
-    def step(self, z: torch.Tensor, action: torch.Tensor, state: LSTMState) -> tuple[dict[str, torch.Tensor], LSTMState]:
-        """One step for a batch: z [B, Z], action [B, A], state -> (head outputs [B, ...], new state).
-        The new hidden vector h_{t+1} is ``state[0][0]`` [B, H]."""
-        out, state = self.forward(z[:, None], action[:, None], state)
+    def forward(self, z: torch.Tensor, action: torch.Tensor, state: LSTMState | None = None,
+                mask: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], LSTMState]:
+        """z: [B, T, Z], action: [B, T, A] -> (head outputs [B, T, ...] for step t+1, final state).
+        mask [B, T, H]: multiplies h before the heads (``dropout_mask``); without one, the
+        heads see h through nn.Dropout (which drops only in training mode)."""
+        h, state = self.lstm(torch.cat([z, action], dim=-1), state)
+        return self.head(self.head_dropout(h) if mask is None else h * mask), state
+
+    def step(self, z: torch.Tensor, action: torch.Tensor, state: LSTMState,
+             mask: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], LSTMState]:
+        """One step for a batch: z [B, Z], action [B, A], state, mask [B, H] or None ->
+        (head outputs [B, ...], new state). The new hidden vector h_{t+1} is ``state[0][0]`` [B, H]."""
+        out, state = self.forward(z[:, None], action[:, None], state, None if mask is None else mask[:, None])
         return {k: v[:, 0] for k, v in out.items()}, state
 
 

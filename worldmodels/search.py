@@ -70,6 +70,8 @@ class ControllerSearch:
             if self.worlds.members:
                 search_config |= {"members": [fingerprint(member) for member in self.worlds.members],
                                   "disagreement": self.worlds.disagreement}
+            if self.worlds.dream_dropout:
+                search_config |= {"dream_dropout": True}
         if s.init_from:
             search_config |= {"init_from": s.init_from}
         if s.curiosity:

@@ -87,9 +87,10 @@ def record_real(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed:
 
 @torch.no_grad()
 def record_dream(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, z0: np.ndarray, dream_seed: int, temperature: float,
-                 steps: int, use_hidden: bool = True) -> Recording:
-    """Controller ``params`` [P] drives a dream from latent ``z0`` [Z] for up to ``steps`` steps."""
-    dream = DreamBatch(mdrnn, torch.as_tensor(z0, dtype=torch.float32)[None], [dream_seed], temperature)
+                 steps: int, use_hidden: bool = True, dropout: bool = False) -> Recording:
+    """Controller ``params`` [P] drives a dream from latent ``z0`` [Z] for up to ``steps`` steps
+    (dropout: with M's dropout masks, DreamBatch)."""
+    dream = DreamBatch(mdrnn, torch.as_tensor(z0, dtype=torch.float32)[None], [dream_seed], temperature, dropout=dropout)
     inputs = dream.features.shape[1] if use_hidden else mdrnn.z_size
     controller = LinearControllers(torch.as_tensor(params, dtype=torch.float32)[None], inputs)
     latents, actions, rewards, done = [], [], [], False
@@ -147,12 +148,12 @@ def write_drive(path: str | Path, recording: Recording, title: str, every: int =
 
 def write_dream_vs_real(path: str | Path, vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed: int,
                         temperature: float, steps: int = 300, every: int = 2, scale: int = 3, use_hidden: bool = True,
-                        fast_render: bool = True) -> tuple[Recording, Recording]:
+                        fast_render: bool = True, dropout: bool = False) -> tuple[Recording, Recording]:
     """Drive track ``track_seed`` and a dream from its first frame for ``steps`` steps each,
     and write every ``every``-th step side by side as a GIF with stills (see
     _save_gif_and_stills). Returns (real, dream)."""
     real = record_real(vae, mdrnn, params, track_seed, steps, use_hidden, fast_render)
-    dream = record_dream(vae, mdrnn, params, first_latent(vae, real.frames[0]), track_seed, temperature, steps, use_hidden)
+    dream = record_dream(vae, mdrnn, params, first_latent(vae, real.frames[0]), track_seed, temperature, steps, use_hidden, dropout)
     length = max(len(real.rewards), len(dream.rewards))
     frames = [side_by_side([_panel(real, t, f"real track {track_seed}", scale), _panel(dream, t, f"dream, tau {temperature}", scale)])
               for t in range(0, length, every)]

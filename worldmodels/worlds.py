@@ -21,6 +21,7 @@ class Worlds:
 
     starts: float32 [N, Z], real first latents dreams start from (None: no dreams);
     members: M's ensemble members the dream also runs (DreamBatch);
+    dream_dropout: dreams draw dropout masks for the Ms trained with dropout (DreamBatch);
     fast_acting: real tracks draw V's 64x64 frames directly and V encodes them in bfloat16
     where the CPU has it (run_agent_episodes).
     """
@@ -35,6 +36,7 @@ class Worlds:
     starts: np.ndarray | None = None
     members: list[MDNRNN] = field(default_factory=list)
     disagreement: float = 0.0
+    dream_dropout: bool = False
     fast_acting: bool = False
     models: Shared = field(init=False)
 
@@ -52,7 +54,7 @@ class Worlds:
         if self.starts is None:
             raise ValueError("these worlds have no first latents to dream from")
         return run_dream_episodes(self.mdrnn, params, first_latents(self.starts, seeds), seeds, self.temperature,
-                                  self.max_steps, self.use_hidden, self.members, self.disagreement)
+                                  self.max_steps, self.use_hidden, self.members, self.disagreement, self.dream_dropout)
 
     def describe_renderer(self) -> str:
         if not self.fast_render:
@@ -65,4 +67,7 @@ class Worlds:
         world = f"dreams at temperature {self.temperature}"
         if self.members:
             world += f" of M and {len(self.members)} members (reward: mean - {self.disagreement} x std)"
+        if self.dream_dropout:
+            rates = ", ".join(f"{model.dropout}" for model in (self.mdrnn, *self.members) if model.dropout)
+            world += f", with a new dropout mask of h every step (dropout {rates})"
         return world

@@ -122,7 +122,8 @@ class DreamEnv(gym.Env, EzPickle):
         start = int(self.np_random.integers(len(self.initial_latents)))
         with torch_threads(self.threads):
             self.dream = DreamBatch(self.mdrnn, torch.from_numpy(self.initial_latents[start : start + 1]),
-                                    [int(self.np_random.integers(2**62))], self.temperature)
+                                    [int(self.np_random.integers(2**62))], self.temperature,
+                                    dropout=True)  # an M trained with dropout dreams with its masks, as in stage 05
         if self.render_mode == "human":
             self.render()
         return self._observation(), {"start": start}
