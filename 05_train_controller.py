@@ -13,7 +13,8 @@ from real first latents (SERIES_DIR/initial_latents.npz) at temperature TEMPERAT
 CMA mean is then checked both in dreams and on the real check tracks, side by side in the
 log; the kept controller is the one with the best dream check, so reality never steers a
 dream-trained search. --init-from starts the search from a saved controller (for example a
-dream-trained one, fine-tuned in the real env). --members K dreams in M and its ensemble
+dream-trained one, fine-tuned in the real env), which is checked first, as generation 0, so
+the kept controller never checks worse than the start. --members K dreams in M and its ensemble
 members 1..K-1 (04_train_rnn.py --member k), and --disagreement D charges each dreamed step
 D x the Ms' disagreement about its reward (worldmodels/dream.py, DreamBatch). An M trained with
 dropout (04_train_rnn.py --dropout) predicts every dreamed step from a new dropout mask of

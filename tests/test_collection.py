@@ -1,12 +1,14 @@
 """Stage 01 collects with the exploration walk or with a saved agent, records in every file
 what drove it, and adds a new round of episodes beside the old ones without touching them."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
 from helpers import log_rows, save_untrained_agent, save_untrained_models, stage_error
 
-from worldmodels.checkpoints import fingerprint, load_model
+from worldmodels.checkpoints import fingerprint, load_checkpoint, load_model
 from worldmodels.episodes import list_episodes, read_rollout, read_rollout_source
 
 COLLECT = 0
@@ -71,3 +73,21 @@ def test_a_search_with_curiosity_ranks_by_return_plus_surprise_and_keeps_its_wei
     assert len(rows) == 2 and all(float(row["surprise"]) > 0 for row in rows)
     message = stage_error(scripts[4], run[:1] + ["3"] + run[2:] + ["--curiosity", "1.0"])  # 3 generations, another weight
     assert "cma_state.npz: started with other settings (curiosity)" in message
+
+
+def test_a_search_from_a_saved_controller_checks_it_first_and_never_keeps_worse(tmp_path, scripts, capsys):
+    save_untrained_agent(tmp_path / "start")
+    save_untrained_models(tmp_path / "ckpt")
+    run = ["--generations", "1", "--population", "2", "--episodes-per-candidate", "1", "--max-steps", "10", "--check-every", "1",
+           "--check-episodes", "2", "--sigma0", "3", "--workers", "1", "--checkpoint-dir", str(tmp_path / "ckpt"),
+           "--init-from", str(tmp_path / "start" / "controller.pt")]
+    scripts[4].main(run)
+    out = capsys.readouterr().out
+    checks = re.findall(r"generation (\d)[^\n]*CMA mean on 2 check tracks (-?[\d.]+)", out)
+    assert [generation for generation, _ in checks] == ["0", "1"]
+    start, first = (float(score) for _, score in checks)
+    kept = load_checkpoint(tmp_path / "ckpt" / "controller.pt", "controller", "05_train_controller.py")
+    assert kept["check_score"] == pytest.approx(max(start, first), abs=0.05)
+    assert kept["generation"] == (0 if start >= first else 1)
+    (row,) = log_rows(tmp_path / "ckpt" / "controller_log.csv")
+    assert int(row["env_steps"]) == 2 * 10 + 2 * 10 + 2 * 10  # generation 1's two episodes, its check and the start's check

@@ -46,6 +46,7 @@ class SearchState:
     best_score: float = -np.inf  # best check score of the CMA mean so far
     best_generation: int = -1
     log: list[dict[str, str]] = field(default_factory=list)  # the rows of controller_log.csv, one per generation
+    start_check_steps: int = 0  # real steps of the check of a saved starting controller (in generation 1's row)
 
     @property
     def generation(self) -> int:
@@ -78,7 +79,7 @@ def new_search(dimension: int, sigma0: float, population: int, seed: int, config
 def save_search(path: str | Path, state: SearchState) -> None:
     meta = {"config": state.config, "sigma0": state.sigma0, "population": state.es.popsize, "seed": state.seed,
             "best_score": state.best_score, "best_generation": state.best_generation, "log": state.log,
-            "cma_version": cma.__version__}
+            "start_check_steps": state.start_check_steps, "cma_version": cma.__version__}
     told = np.array(state.told, dtype=np.float64).reshape(state.generation, state.es.popsize)
     save_npz(path, compress=False, meta=np.array(json.dumps(meta)), x0=state.x0, told=told, mean=np.asarray(state.es.mean),
              sigma=np.array(state.es.sigma))
@@ -94,6 +95,7 @@ def load_search(path: str | Path, config: dict, log_columns: list[str]) -> Searc
         meta = json.loads(str(arrays["meta"]))
         sigma0, population, seed = float(meta["sigma0"]), int(meta["population"]), int(meta["seed"])
         saved_config, best_score, best_generation, log = meta["config"], float(meta["best_score"]), int(meta["best_generation"]), meta["log"]
+        start_check_steps = int(meta.get("start_check_steps", 0))  # states saved before it was recorded have none
     except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"{path}: not a readable CMA-ES state ({type(error).__name__}); {_FIX}") from None
     if saved_config != config:
@@ -106,7 +108,7 @@ def load_search(path: str | Path, config: dict, log_columns: list[str]) -> Searc
         raise DataError(f"{path}: damaged CMA-ES state (its arrays or log do not fit together); {_FIX}")
     try:
         state = SearchState(_strategy(x0, sigma0, population, seed), x0, sigma0, seed, saved_config,
-                            best_score=best_score, best_generation=best_generation, log=log)
+                            best_score=best_score, best_generation=best_generation, log=log, start_check_steps=start_check_steps)
         for values in tqdm(told, desc="replaying the search", leave=False, dynamic_ncols=True, disable=len(told) < 100):
             state._tell(state.es.ask(), values)
     except (ValueError, TypeError, IndexError) as error:

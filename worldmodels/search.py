@@ -86,7 +86,7 @@ class ControllerSearch:
         search_config = self._search_config()
         if self.state_path.exists() and not s.restart:
             state = load_search(self.state_path, search_config, LOG_COLUMNS)
-            if state.best_generation > 0 and not self.controller_path.exists():
+            if state.best_generation >= 0 and not self.controller_path.exists():
                 raise DataError(f"{self.controller_path}: missing, though {self.state_path} kept one at generation "
                                 f"{state.best_generation}; put it back, or pass --restart to start a new search")
             print(f"resuming the search from {self.state_path} after generation {state.generation}")
@@ -118,7 +118,7 @@ class ControllerSearch:
             raise DataError(f"generation {generation}: a candidate's return is NaN or inf (V or M of {self.directory} "
                             "misbehaves?); the search is kept as of the generation before")
         state.tell(candidates, fitness)
-        env_steps = 0 if s.dream else int(results.steps.sum())
+        env_steps = (0 if s.dream else int(results.steps.sum())) + (state.start_check_steps if generation == 1 else 0)
         scores, check_steps = self.check_and_keep(generation) if generation % s.check_every == 0 or generation == s.generations else ({}, 0)
         shown = {f"{prefix}check_{stat}": f"{scores[world][i]:.1f}" if world in scores else ""
                  for world, prefix in (("real", ""), ("dream", "dream_")) for i, stat in enumerate(("mean", "std"))}
@@ -128,10 +128,20 @@ class ControllerSearch:
                           "env_steps": str(env_steps + check_steps), "seconds": f"{time.time() - started:.1f}"})
         save_search(self.state_path, state)
         write_csv(self.log_path, LOG_COLUMNS, state.log)
-        checked = "".join(f"; CMA mean on {len(self.check_seeds)} {'dreams' if world == 'dream' else 'check tracks'} "
-                          f"{m:.1f} ± {sd:.1f}" for world, (m, sd) in scores.items())
         return (f"generation {generation}: best {fitness.max():.1f}, mean {fitness.mean():.1f}, worst {fitness.min():.1f}, "
-                f"sigma {state.es.sigma:.3f}{checked}")
+                f"sigma {state.es.sigma:.3f}{self._describe_checks(scores)}")
+
+    def _describe_checks(self, scores: dict[str, tuple[float, float]]) -> str:
+        return "".join(f"; CMA mean on {len(self.check_seeds)} {'dreams' if world == 'dream' else 'check tracks'} "
+                       f"{m:.1f} ± {sd:.1f}" for world, (m, sd) in scores.items())
+
+    def check_start(self) -> str:
+        """A search from a saved controller (--init-from) checks it first, as generation 0, so
+        that the kept controller is never one that checks worse than the start; its real steps
+        go into generation 1's row of the log. Returns the line to show."""
+        scores, self.state.start_check_steps = self.check_and_keep(0)
+        save_search(self.state_path, self.state)
+        return f"generation 0 (the starting controller){self._describe_checks(scores)}"
 
     def check_and_keep(self, generation: int) -> tuple[dict[str, tuple[float, float]], int]:
         """The CMA mean on the check tracks (and, for a dream search, the check dreams); the
@@ -159,6 +169,8 @@ class ControllerSearch:
         saved = self.state.generation  # generations in the state file (a stop during a check comes after the tell)
         bar = tqdm(total=self.settings.generations, initial=saved, desc="generations", unit="gen", dynamic_ncols=True)
         try:
+            if saved == 0 and self.settings.init_from and self.state.best_generation < 0:
+                tqdm.write(self.check_start())
             while self.state.generation < self.settings.generations:
                 line = self.run_generation()
                 saved = self.state.generation
