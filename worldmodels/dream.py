@@ -52,13 +52,14 @@ class DreamBatch:
         self.z = z0.to(torch.float32).clone()
         self.states = [model.initial_state(len(seeds)) for model in self.models]
         self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-        offset, self.mask_draws = 2 * mdrnn.z_size + 1 + (len(self.models) > 1), {}  # model index -> its mask's draws
+        offset = base = 2 * mdrnn.z_size + 1 + (len(self.models) > 1)  # draws before the masks' (see _draws)
+        self.mask_draws = {}  # model index -> where its mask's uniforms are among a step's draws
         for i, model in enumerate(self.models):
             if dropout and model.dropout > 0:
                 self.mask_draws[i] = slice(offset, offset + model.hidden_size)
                 offset += model.hidden_size
-        self._draw_size = offset
-        self.noise = torch.zeros(len(seeds), 0, self._draw_size)
+        self._mask_draw_count = offset - base
+        self.noise = torch.zeros(len(seeds), 0, offset)
         self.t = 0
 
     @property
@@ -78,7 +79,7 @@ class DreamBatch:
         index = self.t % NOISE_CHUNK
         if index == 0:
             z, ensemble = self.mdrnn.z_size, len(self.models) > 1
-            masks = self._draw_size - (2 * z + 1 + ensemble)
+            masks = self._mask_draw_count
             self.noise = torch.stack([
                 torch.cat([torch.rand(NOISE_CHUNK, z, generator=g), torch.randn(NOISE_CHUNK, z, generator=g),
                            torch.rand(NOISE_CHUNK, 1, generator=g)]  # M alone draws these, so an ensemble shares them
