@@ -22,6 +22,7 @@ DATA=${DATA:-data/iterative} CKPT=${CKPT:-checkpoints/iterative} ROUNDS=${ROUNDS
 EPISODES=${EPISODES:-60} MAX_STEPS=${MAX_STEPS:-1000} WORKERS=${WORKERS:-2}           # collection, per round
 V_EPOCHS=${V_EPOCHS:-4} V_EPOCHS_NEXT=${V_EPOCHS_NEXT:-1} V_BATCH=${V_BATCH:-100}  # V: round 1, then each round
 V_ROUNDS=${V_ROUNDS:-2}  # V trains in rounds 1..V_ROUNDS; later rounds keep it (and its encoded series) and retrain M and C
+V_FROM=${V_FROM:-}  # a vae.pt that round 1 takes instead of training one (then V_ROUNDS=0 keeps it for good)
 M_EPOCHS=${M_EPOCHS:-30} DROPOUT=${DROPOUT:-0}                                       # M and each member, per round
 GENERATIONS=${GENERATIONS:-60} POPULATION=${POPULATION:-32} DREAMS=${DREAMS:-8}       # C's search in the dream
 TEMPERATURE=${TEMPERATURE:-1.15} CHECK_EVERY=${CHECK_EVERY:-10} CHECK_EPISODES=${CHECK_EPISODES:-10} EVALUATE=${EVALUATE:-100}
@@ -37,7 +38,9 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     python 01_generate_data.py --episodes "$EPISODES" --first-seed $(( (round - 1) * 100000 )) --max-steps "$MAX_STEPS" \
         --workers "$WORKERS" --out-dir "$DATA/rollout" "${collect[@]}"
-    if [ "$round" -le "$V_ROUNDS" ]; then
+    if [ "$round" = 1 ] && [ -n "$V_FROM" ]; then
+        mkdir -p "$here" && { [ -e "$here/vae.pt" ] || cp "$V_FROM" "$here/vae.pt"; }
+    elif [ "$round" -le "$V_ROUNDS" ]; then
         python 02_train_vae.py --epochs "$v_epochs" --batch-size "$V_BATCH" --data-dir "$DATA/rollout" --checkpoint-dir "$here" "${v_from[@]}"
     else  # the same V: its series of the earlier rounds' episodes stay valid, so 03 encodes only the new ones
         mkdir -p "$here" "$series" && { [ -e "$here/vae.pt" ] || cp "$last/vae.pt" "$here/"; }

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from helpers import ROOT, log_rows
+from helpers import ROOT, log_rows, save_untrained_models
 
 from worldmodels.checkpoints import fingerprint, load_model
 from worldmodels.episodes import list_episodes, read_rollout_source, read_series
@@ -59,3 +59,19 @@ def test_two_rounds_complete_add_their_data_and_resume_after_an_interruption(tmp
     assert [read_series(p)["vae"] for p in list_episodes(tmp_path / "data" / "round3" / "series")] == [vae2] * 6
     assert f"of {ckpt / 'round2'} (V " in read_rollout_source(rollout / "ep00200000.npz")
     assert len(log_rows(ckpt / "round3" / "evaluation.csv")) == 1
+
+
+def test_a_given_v_is_taken_in_round_one_and_kept_with_dropout_in_m(tmp_path):
+    save_untrained_models(tmp_path / "given")
+    given = fingerprint(load_model(tmp_path / "given" / "vae.pt", "vae"))
+    env = os.environ | TINY | {"DATA": str(tmp_path / "data"), "CKPT": str(tmp_path / "ckpt"), "ROUNDS": "2", "V_ROUNDS": "0",
+                               "V_FROM": str(tmp_path / "given" / "vae.pt"), "MEMBERS": "1", "DISAGREEMENT": "0",
+                               "CURIOSITY": "0", "DROPOUT": "0.1"}
+    result = subprocess.run(["bash", str(ROOT / "profiles" / "iterative.sh")], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ckpt = tmp_path / "ckpt"
+    for round_dir in ("round1", "round2"):
+        assert fingerprint(load_model(ckpt / round_dir / "vae.pt", "vae")) == given
+        assert not (ckpt / round_dir / "vae_log.csv").exists()  # V was never trained
+        assert load_model(ckpt / round_dir / "mdrnn.pt", "mdrnn").dropout == 0.1
+    assert [read_series(p)["vae"] for p in list_episodes(tmp_path / "data" / "round2" / "series")] == [given] * 4
