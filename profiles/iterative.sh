@@ -14,7 +14,8 @@
 # C never learns from a real step: real episodes only collect data and are logged at the
 # search's checks. Every stage resumes, so re-running the profile after an interruption goes
 # on where it stopped. Outputs: data/iterative/rollout (every round's episodes),
-# data/iterative/round<r>/series and checkpoints/iterative/round<r>/ (V, M, C, logs, GIFs).
+# data/iterative/round<r>/rollout (links to rounds 1..r's), data/iterative/round<r>/series and
+# checkpoints/iterative/round<r>/ (V, M, C, logs, GIFs).
 # The scale comes from the environment (defaults below); the tests run a tiny one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +47,17 @@ for round in $(seq 1 "$ROUNDS"); do
         mkdir -p "$here" "$series" && { [ -e "$here/vae.pt" ] || cp "$last/vae.pt" "$here/"; }
         for file in "$DATA/round$((round - 1))/series/"ep*.npz; do [ -e "$series/${file##*/}" ] || cp "$file" "$series/"; done
     fi
-    python 03_generate_rnn_data.py --rollout-dir "$DATA/rollout" --series-dir "$series" --checkpoint-dir "$here"
+    # round r encodes the episodes of rounds 1..r only (hard links), so that a re-run with more ROUNDS
+    # does not add later rounds' episodes to the series and first latents an earlier round's search used
+    rounds_so_far=$DATA/round$round/rollout && mkdir -p "$rounds_so_far"
+    for file in "$DATA/rollout/"ep*.npz; do
+        [ -e "$file" ] || continue
+        name=${file##*/}
+        if [ $((10#${name:2:8})) -lt $((round * 100000)) ] && [ ! -e "$rounds_so_far/$name" ]; then
+            ln "$file" "$rounds_so_far/$name" 2>/dev/null || cp "$file" "$rounds_so_far/$name"
+        fi
+    done
+    python 03_generate_rnn_data.py --rollout-dir "$rounds_so_far" --series-dir "$series" --checkpoint-dir "$here"
     for member in $(seq 0 $((MEMBERS - 1))); do
         file=mdrnn.pt m_from=()
         if [ "$member" -gt 0 ]; then file=mdrnn_member$member.pt; fi

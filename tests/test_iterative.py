@@ -11,7 +11,7 @@ import time
 from helpers import ROOT, log_rows, save_untrained_models
 
 from worldmodels.checkpoints import fingerprint, load_model
-from worldmodels.episodes import list_episodes, read_rollout_source, read_series
+from worldmodels.episodes import INITIAL_LATENTS_FILE, list_episodes, read_initial_latents, read_rollout_source, read_series
 
 TINY = {"ROUNDS": "3", "V_ROUNDS": "2", "EPISODES": "2", "MAX_STEPS": "40", "WORKERS": "1", "V_EPOCHS": "1", "V_BATCH": "10", "M_EPOCHS": "1",
         "GENERATIONS": "1", "POPULATION": "2", "DREAMS": "1", "CHECK_EPISODES": "1", "EVALUATE": "1", "MEMBERS": "2",
@@ -61,17 +61,23 @@ def test_two_rounds_complete_add_their_data_and_resume_after_an_interruption(tmp
     assert len(log_rows(ckpt / "round3" / "evaluation.csv")) == 1
 
 
-def test_a_given_v_is_taken_in_round_one_and_kept_with_dropout_in_m(tmp_path):
+def test_a_given_v_is_kept_with_dropout_in_m_and_a_rerun_with_more_rounds_leaves_earlier_series_alone(tmp_path):
     save_untrained_models(tmp_path / "given")
     given = fingerprint(load_model(tmp_path / "given" / "vae.pt", "vae"))
-    env = os.environ | TINY | {"DATA": str(tmp_path / "data"), "CKPT": str(tmp_path / "ckpt"), "ROUNDS": "2", "V_ROUNDS": "0",
+    env = os.environ | TINY | {"DATA": str(tmp_path / "data"), "CKPT": str(tmp_path / "ckpt"), "V_ROUNDS": "0",
                                "V_FROM": str(tmp_path / "given" / "vae.pt"), "MEMBERS": "1", "DISAGREEMENT": "0",
                                "CURIOSITY": "0", "DROPOUT": "0.1"}
-    result = subprocess.run(["bash", str(ROOT / "profiles" / "iterative.sh")], env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    ckpt = tmp_path / "ckpt"
+    for _ in range(2):  # the profile, then the profile again (as after an interruption, or with more ROUNDS)
+        result = subprocess.run(["bash", str(ROOT / "profiles" / "iterative.sh")], env=env | {"ROUNDS": "2"},
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+    ckpt, data = tmp_path / "ckpt", tmp_path / "data"
+    # round 1's series and first latents are what its search used: round 2's episodes are not added
+    assert [p.name for p in list_episodes(data / "round1" / "series")] == ["ep00000000.npz", "ep00000001.npz"]
+    assert list(read_initial_latents(data / "round1" / "series" / INITIAL_LATENTS_FILE, 32, given)["ids"]) == [
+        "ep00000000", "ep00000001"]
     for round_dir in ("round1", "round2"):
         assert fingerprint(load_model(ckpt / round_dir / "vae.pt", "vae")) == given
         assert not (ckpt / round_dir / "vae_log.csv").exists()  # V was never trained
         assert load_model(ckpt / round_dir / "mdrnn.pt", "mdrnn").dropout == 0.1
-    assert [read_series(p)["vae"] for p in list_episodes(tmp_path / "data" / "round2" / "series")] == [given] * 4
+    assert [read_series(p)["vae"] for p in list_episodes(data / "round2" / "series")] == [given] * 4
