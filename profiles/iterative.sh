@@ -39,16 +39,8 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     python 01_generate_data.py --episodes "$EPISODES" --first-seed $(( (round - 1) * 100000 )) --max-steps "$MAX_STEPS" \
         --workers "$WORKERS" --out-dir "$DATA/rollout" "${collect[@]}"
-    if [ "$round" = 1 ] && [ -n "$V_FROM" ]; then
-        mkdir -p "$here" && { [ -e "$here/vae.pt" ] || cp "$V_FROM" "$here/vae.pt"; }
-    elif [ "$round" -le "$V_ROUNDS" ]; then
-        python 02_train_vae.py --epochs "$v_epochs" --batch-size "$V_BATCH" --data-dir "$DATA/rollout" --checkpoint-dir "$here" "${v_from[@]}"
-    else  # the same V: its series of the earlier rounds' episodes stay valid, so 03 encodes only the new ones
-        mkdir -p "$here" "$series" && { [ -e "$here/vae.pt" ] || cp "$last/vae.pt" "$here/"; }
-        for file in "$DATA/round$((round - 1))/series/"ep*.npz; do [ -e "$series/${file##*/}" ] || cp "$file" "$series/"; done
-    fi
-    # round r encodes the episodes of rounds 1..r only (hard links), so that a re-run with more ROUNDS
-    # does not add later rounds' episodes to the series and first latents an earlier round's search used
+    # round r reads the episodes of rounds 1..r only (hard links), so that a re-run with more ROUNDS
+    # does not add later rounds' episodes to an earlier round's V, series and first latents
     rounds_so_far=$DATA/round$round/rollout && mkdir -p "$rounds_so_far"
     for file in "$DATA/rollout/"ep*.npz; do
         [ -e "$file" ] || continue
@@ -57,6 +49,14 @@ for round in $(seq 1 "$ROUNDS"); do
             ln "$file" "$rounds_so_far/$name" 2>/dev/null || cp "$file" "$rounds_so_far/$name"
         fi
     done
+    if [ "$round" = 1 ] && [ -n "$V_FROM" ]; then
+        mkdir -p "$here" && { [ -e "$here/vae.pt" ] || cp "$V_FROM" "$here/vae.pt"; }
+    elif [ "$round" -le "$V_ROUNDS" ]; then
+        python 02_train_vae.py --epochs "$v_epochs" --batch-size "$V_BATCH" --data-dir "$rounds_so_far" --checkpoint-dir "$here" "${v_from[@]}"
+    else  # the same V: its series of the earlier rounds' episodes stay valid, so 03 encodes only the new ones
+        mkdir -p "$here" "$series" && { [ -e "$here/vae.pt" ] || cp "$last/vae.pt" "$here/"; }
+        for file in "$DATA/round$((round - 1))/series/"ep*.npz; do [ -e "$series/${file##*/}" ] || cp "$file" "$series/"; done
+    fi
     python 03_generate_rnn_data.py --rollout-dir "$rounds_so_far" --series-dir "$series" --checkpoint-dir "$here"
     for member in $(seq 0 $((MEMBERS - 1))); do
         file=mdrnn.pt m_from=()
