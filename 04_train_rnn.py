@@ -43,6 +43,7 @@ GRAD_CLIP = 1.0  # max gradient norm
 HIDDEN_SIZE = 256  # LSTM units
 GAUSSIANS = 5  # mixture components per latent dimension
 DROPOUT = 0.0  # share of h's units M's heads do not see in training (0: the paper's M); dreams then draw masks too
+REWARD_FLOOR = None  # rewards below it are learned as it (None: as recorded; -1 keeps the -100 of leaving the playfield out)
 HELD_OUT_FRACTION = 0.05  # last 5% of the sorted episode files
 INIT_FROM = ""  # an mdrnn.pt whose weights a new run starts from ("": random weights)
 MEMBER = 0  # 0: M itself (mdrnn.pt); k > 0: ensemble member k (mdrnn_member<k>.pt), trained with seed SEED + k
@@ -62,6 +63,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--gaussians", type=int, default=GAUSSIANS)
     parser.add_argument("--dropout", type=finite_float, default=DROPOUT,
                         help="dropout on h before M's heads in training; a dream then runs a new mask every step (0: none)")
+    parser.add_argument("--reward-floor", type=finite_float, default=REWARD_FLOOR,
+                        help="the reward head learns max(reward, FLOOR): the -100 of leaving the playfield (an end, which the "
+                             "done head learns) no longer swings its squared error (default: rewards as recorded)")
     parser.add_argument("--held-out-fraction", type=finite_float, default=HELD_OUT_FRACTION)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--member", type=int, default=MEMBER,
@@ -153,14 +157,14 @@ def main(argv=None) -> None:
                       torch.optim.Adam(mdrnn.parameters(), lr=args.lr), columns, weight="steps", made_from={"vae": vae_id}, rng=rng)
     run.resume(args.restart, args.init_from)
     train_files, held_out_files = split_episodes(list(episodes), args.held_out_fraction)
-    held_out = SeriesEpisodes([episodes[path] for path in held_out_files or train_files])
+    held_out = SeriesEpisodes([episodes[path] for path in held_out_files or train_files], args.reward_floor)
     if run.done(args.epochs):
         print(f"held-out heads: {describe_heads(evaluate(mdrnn, held_out, args.seed, device)[1])}")
         print("next: python 05_train_controller.py")
         return
 
     run.record_settings(args, "04_train_rnn.py")
-    train = SeriesEpisodes([episodes[path] for path in train_files])
+    train = SeriesEpisodes([episodes[path] for path in train_files], args.reward_floor)
     batches_per_epoch = -(-len(train.lengths) // args.batch_size)
     print(f"{len(train_files)} training episodes ({train.steps} steps; {batches_per_epoch} batches of up to {args.batch_size} "
           f"whole episodes per epoch, in chunks of {args.seq_len} steps), {len(held_out_files)} held out; device {device}")

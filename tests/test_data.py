@@ -127,3 +127,18 @@ def test_an_epoch_resumed_after_a_stop_still_trains_every_step_once(tmp_path, sc
     scripts[3].main(argv)
     assert len(batches) == 3
     assert sorted(trained_steps(batches)) == sorted((e, t) for e, length in enumerate(LENGTHS[:5]) for t in range(length))
+
+
+def test_a_reward_floor_serves_the_off_playfield_penalty_as_the_floor_and_every_other_reward_as_recorded(tmp_path, scripts, monkeypatch):
+    rewards = np.array([-0.1, 3.2, -0.1, -100.0])  # the last step leaves the playfield
+    done = np.array([False, False, False, True])
+    write_series(tmp_path / "series" / "ep00000000.npz", np.zeros((4, 4)), np.full((4, 4), -4.0), np.zeros((4, 3)), rewards,
+                 done, done, vae="labelled")
+    batches = _capture_training(monkeypatch, scripts[3])
+    argv = ["--epochs", "1", "--batch-size", "1", "--hidden-size", "8", "--held-out-fraction", "0",
+            "--series-dir", str(tmp_path / "series"), "--checkpoint-dir", str(tmp_path / "ckpt")]
+    scripts[3].main(argv + ["--reward-floor", "-1"])
+    scripts[3].main(argv + ["--restart"])
+    floored, recorded = (batch["reward"][0].numpy() for batch in batches)
+    np.testing.assert_allclose(floored, [-0.1, 3.2, -0.1, -1.0], rtol=1e-6)
+    np.testing.assert_allclose(recorded, rewards, rtol=1e-6)

@@ -109,14 +109,20 @@ class SeriesEpisodes:
       z_t = mu + sigma * eps (sampled on every call), action, reward, terminated,
       next z = the same at t + 1, and two masks: ``step_mask`` (the step exists) and
       ``next_mask`` (its next frame exists; the last step of an episode has none).
+
+    reward_floor: rewards below it are served as it (None: as recorded), so that the -100 of
+    leaving the playfield, which also ends the episode (the done head's job), does not swing
+    a reward head trained by squared error.
     """
 
-    def __init__(self, episodes: list[dict[str, np.ndarray]]):
+    def __init__(self, episodes: list[dict[str, np.ndarray]], reward_floor: float | None = None):
         self.lengths = np.array([len(e["action"]) for e in episodes])
         self.z_size = episodes[0]["mu"].shape[1]
         column = lambda key: [np.asarray(e[key], dtype=np.float32) for e in episodes]
         self.mu, self.logvar = column("mu"), column("logvar")
         self.action, self.reward, self.terminated = column("action"), column("reward"), column("terminated")
+        if reward_floor is not None:
+            self.reward = [np.maximum(reward, np.float32(reward_floor)) for reward in self.reward]
 
     @property
     def steps(self) -> int:
