@@ -19,6 +19,9 @@ members 1..K-1 (04_train_rnn.py --member k), and --disagreement D charges each d
 D x the Ms' disagreement about its reward (worldmodels/dream.py, DreamBatch). An M trained with
 dropout (04_train_rnn.py --dropout) predicts every dreamed step from a new dropout mask of
 its h, so each dream runs in a slightly different M (--no-dream-dropout: the whole h).
+--branch-steps H makes every dream branch off a recorded episode of SERIES_DIR instead: it
+starts at a real state drawn from anywhere in the episodes (V's z there, M's h after the
+steps before it), so the road ahead is a real track's, and runs H steps.
 
 --curiosity W (real env only) ranks candidates, and checks the CMA mean, by return + W x
 M's surprise: the NLL M gives each new frame's z, predicted one step earlier, summed over
@@ -62,7 +65,8 @@ from worldmodels.cli import (add_pool_flags, check_pool_flags, finite_float, poo
                              run_stage)
 from worldmodels.constants import MAX_EPISODE_STEPS
 from worldmodels.env import TEST_SEED_BASE
-from worldmodels.episodes import INITIAL_LATENTS_FILE, read_initial_latents
+from worldmodels.dream import branch_starts
+from worldmodels.episodes import INITIAL_LATENTS_FILE, read_initial_latents, read_series_of
 from worldmodels.evaluation import EVALUATION_FILE, evaluate_saved, write_dream_gif
 from worldmodels.interrupt import Interrupted
 from worldmodels.mdrnn import MDNRNN
@@ -88,6 +92,8 @@ TEMPERATURE = 1.15  # dream sampling temperature tau (the paper's best for its D
 MEMBERS = 1  # Ms the dream runs: M and members 1.. of 04_train_rnn.py --member (1: M alone)
 DREAM_DROPOUT = True  # in a dream, Ms trained with dropout (04 --dropout) predict from a new mask of h every step
 DISAGREEMENT = 0.0  # dream reward = mean of the Ms' rewards - DISAGREEMENT x their std (a charge for M's guesses)
+BRANCH_STEPS = 0  # >0: dreams branch from real mid-episode states of SERIES_DIR and run this many steps (0: from first frames)
+BRANCH_POINTS = 4096  # real states the branching dreams start from, drawn over all recorded steps
 CURIOSITY = 0.0  # weight of M's surprise (summed NLL of each new z) added to a real episode's return (0: off)
 SERIES_DIR = "data/series"  # where dreams find their real first latents
 INIT_FROM = ""  # a controller.pt to start the search from ("" : the zero controller)
@@ -125,6 +131,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "--no-dream-dropout: with the whole h")
     parser.add_argument("--disagreement", type=finite_float, default=DISAGREEMENT,
                         help="dream reward = the Ms' mean reward - DISAGREEMENT x their std")
+    parser.add_argument("--branch-steps", type=int, default=BRANCH_STEPS,
+                        help="with --dream: every dream starts at a real state in the middle of a recorded episode of "
+                             "--series-dir (V's z and M's h there) and runs this many steps (0: dreams start at first frames)")
     parser.add_argument("--curiosity", type=finite_float, default=CURIOSITY,
                         help="in the real env, rank candidates by return + CURIOSITY x M's surprise (its NLL of every new z)")
     parser.add_argument("--series-dir", default=SERIES_DIR, help="folder with initial_latents.npz (for --dream)")
@@ -150,6 +159,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error("--watch and --evaluate are two runs: watch, or evaluate (which writes the GIFs)")
     if args.sigma0 <= 0 or args.temperature <= 0 or args.patience < 0 or args.gif_steps < 0:
         parser.error("--sigma0 and --temperature must be positive; --patience and --gif-steps non-negative")
+    if args.branch_steps < 0 or (args.branch_steps and not args.dream):
+        parser.error("--branch-steps must be non-negative and shapes dreams: add --dream")
     if args.curiosity and args.dream:
         parser.error("--curiosity rewards M's surprise at real frames; a dream has none (drop --dream or --curiosity)")
     require_at_least(parser, args, 1, "members")
@@ -183,16 +194,20 @@ def main(argv=None) -> None:
         watch_saved(args, vae, mdrnn, paths["controller"], config)
         return
     prepare_output(directory, needed_bytes=2**20)  # a controller, the search state and the log
-    starts, members = None, []  # dreams start from real first latents
+    starts, start_states, members = None, None, []  # dreams start from real first latents, or branch from real states
     if args.dream:
-        starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size, config["vae"])["mu"].astype(np.float32)
         members = load_members(directory, args.members, vae)
+        if args.branch_steps:
+            starts, start_states = branch_starts([mdrnn, *members], read_series_of(args.series_dir, config["vae"]), BRANCH_POINTS, args.seed)
+        else:
+            starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size, config["vae"])["mu"].astype(np.float32)
     dream_dropout = args.dream and args.dream_dropout and any(model.dropout for model in (mdrnn, *members))
 
     with pool_from_args(args) as pool:
         worlds = Worlds(pool, vae, mdrnn, args.max_steps, args.use_hidden, args.fast_render,
                         args.temperature, starts, members, args.disagreement, dream_dropout,
-                        fast_acting=args.fast_acting and args.fast_render)  # the stock renderer is the stock path throughout
+                        fast_acting=args.fast_acting and args.fast_render,  # the stock renderer is the stock path throughout
+                        start_states=start_states, dream_steps=args.branch_steps)
         if args.evaluate is not None:
             write_run_config(config_path(directory / EVALUATION_FILE), args, "05_train_controller.py")
             evaluate_saved(worlds, directory, paths["controller"], config, args.evaluate, args.first_track, args.gif_steps)

@@ -1,12 +1,13 @@
-"""Dreams inside M: batch-size independence, temperature, the gymnasium face."""
+"""Dreams inside M: batch-size independence, temperature, branching from real states, the gymnasium face."""
 
 import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
+from helpers import save_untrained_models, stage_error, write_random_rollouts
 
 from worldmodels.controller import parameter_count
-from worldmodels.dream import DreamBatch, run_dream_episodes
+from worldmodels.dream import DreamBatch, branch_starts, run_dream_episodes
 from worldmodels.envs.dream_env import DreamEnv
 from worldmodels.mdrnn import MDNRNN
 
@@ -31,6 +32,38 @@ def test_a_dream_unfolds_the_same_alone_and_in_a_batch(mdrnn):
         alone = run_dream_episodes(mdrnn, params[i : i + 1], z0[i : i + 1], seeds[i : i + 1], 1.15, 150)
         assert alone.steps[0] == batch.steps[i]
         assert alone.returns[0] == pytest.approx(batch.returns[i], abs=1e-5)
+
+
+def test_a_branching_dream_starts_from_the_recorded_frame_and_ms_state_after_the_steps_before_it(mdrnn):
+    rng = np.random.default_rng(1)
+    episodes = [{"mu": rng.normal(size=(n, 32)).astype(np.float16), "action": rng.uniform(-1, 1, (n, 3)).astype(np.float32)}
+                for n in (40, 7, 25)]
+    z, [(h, c)] = branch_starts([mdrnn], episodes, 50, seed=3)
+    lengths = np.array([40, 7, 25])
+    found = 0
+    for i in range(50):  # find each start's episode and step by its z, then run M there by hand
+        matches = [(e, t) for e, episode in enumerate(episodes) for t in range(len(episode["mu"]))
+                   if np.array_equal(episode["mu"][t].astype(np.float32), z[i])]
+        assert len(matches) == 1
+        e, t = matches[0]
+        with torch.no_grad():
+            state = mdrnn.initial_state(1)
+            if t:
+                _, state = mdrnn(torch.as_tensor(episodes[e]["mu"][None, :t], dtype=torch.float32),
+                                 torch.as_tensor(episodes[e]["action"][None, :t]), state)
+        np.testing.assert_allclose(h[i], state[0][0, 0].numpy(), atol=1e-5)
+        np.testing.assert_allclose(c[i], state[1][0, 0].numpy(), atol=1e-5)
+        found += t == 0
+    assert 0 < found < 50 and lengths.sum() > 50  # first frames are among the starts, as often as any other step
+    # a dream from a mid-episode start: C sees that z and h, and M goes on from there
+    i = int(np.flatnonzero(np.abs(h).sum(axis=1) > 0)[0])
+    start = slice(i, i + 1)
+    params = rng.normal(0, 0.3, (1, parameter_count(32 + 64))).astype(np.float32)
+    dreams = DreamBatch(mdrnn, torch.as_tensor(z[start]), [9], 1.0, states=[(torch.as_tensor(h[start]), torch.as_tensor(c[start]))])
+    assert torch.equal(dreams.features, torch.cat([torch.as_tensor(z[start]), torch.as_tensor(h[start])], dim=1))
+    branched = run_dream_episodes(mdrnn, params, z[start], [9], 1.0, 30, states=[(h[start], c[start])])
+    fresh = run_dream_episodes(mdrnn, params, z[start], [9], 1.0, 30)
+    assert branched.returns[0] != pytest.approx(fresh.returns[0])
 
 
 def test_a_dream_depends_on_its_seed(mdrnn):
@@ -191,3 +224,19 @@ def test_a_dropout_dream_step_uses_the_drawn_mask(mdrnn):
     assert mask.shape == (2, 64) and (mask == 0).any()
     expected = model.step(z0, actions, model.initial_state(2), mask)[0]["reward"]
     torch.testing.assert_close(reward, expected)
+
+
+def test_a_search_in_branching_dreams_says_so_and_does_not_resume_as_another_kind_of_dream(tmp_path, scripts, capsys):
+    save_untrained_models(tmp_path / "ckpt")
+    write_random_rollouts(tmp_path / "rollout", episodes=2, steps=12)
+    scripts[2].main(["--rollout-dir", str(tmp_path / "rollout"), "--series-dir", str(tmp_path / "series"), "--checkpoint-dir", str(tmp_path / "ckpt")])
+    search = ["--dream", "--series-dir", str(tmp_path / "series"), "--generations", "1", "--population", "2", "--episodes-per-candidate", "1",
+              "--max-steps", "5", "--check-every", "1", "--check-episodes", "1", "--workers", "1", "--gif-steps", "0",
+              "--checkpoint-dir", str(tmp_path / "ckpt")]
+    scripts[4].main(search + ["--branch-steps", "3"])
+    assert "3 steps each from 4096 real mid-episode states" in capsys.readouterr().out
+    message = stage_error(scripts[4], search + ["--generations", "2"])
+    assert "cma_state.npz: started with other settings (branch_steps); pass --restart" in message
+    with pytest.raises(SystemExit):  # argparse's usage error
+        scripts[4].main(["--branch-steps", "3", "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert "--branch-steps must be non-negative and shapes dreams: add --dream" in capsys.readouterr().err

@@ -1,9 +1,10 @@
 """Dreams: episodes that happen inside M instead of CarRacing.
 
 A dream starts from a real first latent (V's mu of an episode's first frame, from
-data/series/initial_latents.npz). Each step, C acts on [z_t, h_t]; M consumes (z_t, a_t)
-through the same ``MDNRNN.step`` as everywhere else; z_{t+1} is sampled from M's mixture
-at temperature tau; the reward comes from M's reward head and the episode's end is drawn
+data/series/initial_latents.npz), or branches off a recorded episode at a real state in
+its middle (``branch_starts``: V's mu there and M's h after the steps before it). Each
+step, C acts on [z_t, h_t]; M consumes (z_t, a_t) through the same ``MDNRNN.step`` as
+everywhere else; z_{t+1} is sampled from M's mixture at temperature tau; the reward comes from M's reward head and the episode's end is drawn
 from its done head.
 
 ``DreamBatch`` steps B dreams at once in torch (a CMA population times its episodes).
@@ -39,10 +40,14 @@ class DreamBatch:
     dropout: every model trained with dropout (MDNRNN.dropout > 0) predicts each step from a
     new dropout mask of h, drawn from the dream's own stream, so every dream runs in a
     slightly different M, as in training ("Dropout's Dream Land"); False: the whole h.
+
+    states: each model's (h, c), each [B, H], where the dreams start (``branch_starts``);
+    None: M's zero state, as at an episode's first frame.
     """
 
     def __init__(self, mdrnn: MDNRNN, z0: torch.Tensor, seeds: list[int], temperature: float,
-                 members: Sequence[MDNRNN] = (), disagreement: float = 0.0, dropout: bool = False):
+                 members: Sequence[MDNRNN] = (), disagreement: float = 0.0, dropout: bool = False,
+                 states: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None):
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         if disagreement and not members:
@@ -50,7 +55,12 @@ class DreamBatch:
         self.mdrnn, self.temperature, self.disagreement = mdrnn, temperature, disagreement
         self.models = [mdrnn, *members]
         self.z = z0.to(torch.float32).clone()
-        self.states = [model.initial_state(len(seeds)) for model in self.models]
+        if states is None:
+            self.states = [model.initial_state(len(seeds)) for model in self.models]
+        else:
+            if len(states) != len(self.models):
+                raise ValueError(f"start states for {len(states)} models, but the dream runs {len(self.models)}")
+            self.states = [(h.to(torch.float32)[None].clone(), c.to(torch.float32)[None].clone()) for h, c in states]
         self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
         offset = base = 2 * mdrnn.z_size + 1 + (len(self.models) > 1)  # draws before the masks' (see _draws)
         self.mask_draws = {}  # model index -> where its mask's uniforms are among a step's draws
@@ -115,21 +125,61 @@ class DreamBatch:
         return reward, done
 
 
+def start_indices(count: int, seeds: list[int]) -> np.ndarray:
+    """Which of ``count`` starts each dream starts from [len(seeds)], picked by its seed."""
+    return np.array([np.random.default_rng(seed).integers(count) for seed in seeds], dtype=np.int64)
+
+
 def first_latents(starts: np.ndarray, seeds: list[int]) -> np.ndarray:
     """The first latent [len(seeds), Z] of each dream: one of ``starts`` [N, Z] (real first
     frames), picked by the dream's seed."""
-    return np.stack([starts[np.random.default_rng(seed).integers(len(starts))] for seed in seeds]).astype(np.float32)
+    return starts[start_indices(len(starts), seeds)].astype(np.float32)
+
+
+@torch.no_grad()
+def branch_starts(models: Sequence[MDNRNN], episodes: Sequence[dict[str, np.ndarray]], count: int,
+                  seed: int) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """``count`` real states to branch dreams from, drawn uniformly over every step of the
+    recorded ``episodes`` (series: "mu" [T, Z], "action" [T, 3]) with ``seed``: V's mu at
+    step t [count, Z] and, for each model, its (h, c) [count, H] after consuming steps 0..t-1
+    (zero at t = 0). A dream from there sees the real road ahead (the bend in view is the
+    recorded track's, not one M imagined) and how the car got there."""
+    lengths = np.array([len(e["action"]) for e in episodes])
+    flat = np.sort(np.random.default_rng(seed).choice(int(lengths.sum()), size=count, replace=True))
+    episode = np.searchsorted(np.cumsum(lengths), flat, side="right")
+    t = flat - np.concatenate([[0], np.cumsum(lengths)[:-1]])[episode]
+    z = np.stack([episodes[e]["mu"][s] for e, s in zip(episode, t)]).astype(np.float32)
+    steps, used = int(t.max()), np.unique(episode)  # M runs the episodes that hold a start, up to the latest start
+    zs = torch.zeros(len(used), steps, z.shape[1])
+    actions = torch.zeros(len(used), steps, episodes[0]["action"].shape[1])
+    for row, e in enumerate(used):
+        n = min(steps, lengths[e])
+        zs[row, :n] = torch.as_tensor(episodes[e]["mu"][:n], dtype=torch.float32)
+        actions[row, :n] = torch.as_tensor(episodes[e]["action"][:n], dtype=torch.float32)
+    rows, states = np.searchsorted(used, episode), []
+    for model in models:
+        h, c = np.zeros((count, model.hidden_size), np.float32), np.zeros((count, model.hidden_size), np.float32)
+        state = model.initial_state(len(used))
+        for step in range(steps):  # the state at step + 1, after consuming step
+            _, state = model.step(zs[:, step], actions[:, step], state)  # (the heads' dropout does not touch h)
+            here = t == step + 1
+            h[here], c[here] = state[0][0, rows[here]].numpy(), state[1][0, rows[here]].numpy()
+        states.append((h, c))
+    return z, states
 
 
 @torch.no_grad()
 def run_dream_episodes(
     mdrnn: MDNRNN, params: np.ndarray, z0: np.ndarray, seeds: list[int], temperature: float, max_steps: int,
     use_hidden: bool = True, members: Sequence[MDNRNN] = (), disagreement: float = 0.0, dropout: bool = False,
+    states: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> EpisodeResults:
     """Dream i runs controller params[i] from first latent z0[i] with seed seeds[i], all in one
     batch, until its drawn end or ``max_steps``. use_hidden: C sees [z, h] (else z only);
-    members, disagreement: an ensemble dream; dropout: dropout masks in the dream (DreamBatch)."""
-    dreams = DreamBatch(mdrnn, torch.as_tensor(z0), seeds, temperature, members, disagreement, dropout)
+    members, disagreement: an ensemble dream; dropout: dropout masks in the dream; states:
+    each model's (h, c) [B, H] at the start (DreamBatch)."""
+    states = None if states is None else [(torch.as_tensor(h), torch.as_tensor(c)) for h, c in states]
+    dreams = DreamBatch(mdrnn, torch.as_tensor(z0), seeds, temperature, members, disagreement, dropout, states)
     inputs = dreams.features.shape[1] if use_hidden else mdrnn.z_size
     controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32), inputs)
     returns = torch.zeros(len(seeds), dtype=torch.float64)

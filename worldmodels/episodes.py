@@ -244,6 +244,16 @@ def read_initial_latents(path: str | Path, z_size: int, vae: str) -> dict[str, n
     return arrays
 
 
+def read_series_of(folder: str | Path, vae: str) -> list[dict[str, np.ndarray]]:
+    """Every series file of ``folder``, which must all have been encoded by the V whose
+    fingerprint is ``vae``."""
+    episodes = map_episodes(require_episodes(folder, "03_generate_rnn_data.py"), read_series, False, desc="reading series")
+    for path, episode in episodes.items():
+        if episode["vae"] != vae:
+            raise DataError(f"{path}: encoded by V {episode['vae']}, not by this V ({vae}); re-run 03_generate_rnn_data.py with it")
+    return list(episodes.values())
+
+
 def require_episodes(folder: str | Path, previous_stage: str) -> list[Path]:
     """Episode files of a stage's input folder, or a DataError telling which stage to run."""
     if not Path(folder).is_dir():

@@ -72,6 +72,8 @@ class ControllerSearch:
                                   "disagreement": self.worlds.disagreement}
             if self.worlds.dream_dropout:
                 search_config |= {"dream_dropout": True}
+            if self.worlds.start_states is not None:
+                search_config |= {"branch_steps": self.worlds.dream_steps}
         if s.init_from:
             search_config |= {"init_from": s.init_from}
         if s.curiosity:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from worldmodels.dream import first_latents, run_dream_episodes
+from worldmodels.dream import run_dream_episodes, start_indices
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.parallel import Shared, WorkerPool
 from worldmodels.results import EpisodeResults
@@ -19,7 +19,10 @@ class Worlds:
     """V and M of a checkpoint folder, the pool that drives real tracks (its workers read V
     and M from ``pool.share``), and what a dream needs.
 
-    starts: float32 [N, Z], real first latents dreams start from (None: no dreams);
+    starts: float32 [N, Z], real latents dreams start from (None: no dreams): first frames, or
+    with start_states, mid-episode frames that dreams branch from (dream.branch_starts);
+    start_states: each model's (h, c) float32 [N, H] at those frames (None: the zero state);
+    dream_steps: a dream's length at most (0: max_steps);
     members: M's ensemble members the dream also runs (DreamBatch);
     dream_dropout: dreams draw dropout masks for the Ms trained with dropout (DreamBatch);
     fast_acting: real tracks draw V's 64x64 frames directly and V encodes them in bfloat16
@@ -38,6 +41,8 @@ class Worlds:
     disagreement: float = 0.0
     dream_dropout: bool = False
     fast_acting: bool = False
+    start_states: list[tuple[np.ndarray, np.ndarray]] | None = None
+    dream_steps: int = 0
     models: Shared = field(init=False)
 
     def __post_init__(self) -> None:
@@ -49,12 +54,14 @@ class Worlds:
                                   self.use_hidden, self.fast_render, desc=desc, fast_acting=self.fast_acting)
 
     def dream(self, params: np.ndarray, seeds: list[int]) -> EpisodeResults:
-        """Controller params[i] [P] in dream seeds[i]: the seed picks its first latent among
+        """Controller params[i] [P] in dream seeds[i]: the seed picks its start among
         ``starts`` and its random stream, at the temperature, in M and its members."""
         if self.starts is None:
             raise ValueError("these worlds have no first latents to dream from")
-        return run_dream_episodes(self.mdrnn, params, first_latents(self.starts, seeds), seeds, self.temperature,
-                                  self.max_steps, self.use_hidden, self.members, self.disagreement, self.dream_dropout)
+        index = start_indices(len(self.starts), seeds)
+        states = None if self.start_states is None else [(h[index], c[index]) for h, c in self.start_states]
+        return run_dream_episodes(self.mdrnn, params, self.starts[index], seeds, self.temperature, self.dream_steps or self.max_steps,
+                                  self.use_hidden, self.members, self.disagreement, self.dream_dropout, states)
 
     def describe_renderer(self) -> str:
         if not self.fast_render:
@@ -65,6 +72,8 @@ class Worlds:
         if self.starts is None:
             return "the real env"
         world = f"dreams at temperature {self.temperature}"
+        if self.start_states is not None:
+            world += f", {self.dream_steps or self.max_steps} steps each from {len(self.starts)} real mid-episode states"
         if self.members:
             world += f" of M and {len(self.members)} members (reward: mean - {self.disagreement} x std)"
         if self.dream_dropout:
