@@ -21,6 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-data/iterative} CKPT=${CKPT:-checkpoints/iterative} ROUNDS=${ROUNDS:-4}
 EPISODES=${EPISODES:-60} MAX_STEPS=${MAX_STEPS:-1000} WORKERS=${WORKERS:-2}           # collection, per round
+FIRST_EPISODES=${FIRST_EPISODES:-$EPISODES}  # round 1's (the exploration walk's)
 V_EPOCHS=${V_EPOCHS:-4} V_EPOCHS_NEXT=${V_EPOCHS_NEXT:-1} V_BATCH=${V_BATCH:-100}  # V: round 1, then each round
 V_ROUNDS=${V_ROUNDS:-2}  # V trains in rounds 1..V_ROUNDS; later rounds keep it (and its encoded series) and retrain M and C
 V_FROM=${V_FROM:-}  # a vae.pt that round 1 takes instead of training one (then V_ROUNDS=0 keeps it for good)
@@ -31,13 +32,13 @@ MEMBERS=${MEMBERS:-3} DISAGREEMENT=${DISAGREEMENT:-1.0}  # the dream runs M and 
 CURIOSITY=${CURIOSITY:-0.1} COLLECTOR_GENERATIONS=${COLLECTOR_GENERATIONS:-30}  # round 2's collector (0: round 1's C collects)
 for round in $(seq 1 "$ROUNDS"); do
     here=$CKPT/round$round series=$DATA/round$round/series last=$CKPT/round$((round - 1))
-    collect=() v_from=() c_from=() v_epochs=$V_EPOCHS
+    collect=() v_from=() c_from=() v_epochs=$V_EPOCHS episodes=$FIRST_EPISODES
     if [ "$round" -gt 1 ]; then
-        collect=(--policy "$last") v_from=(--init-from "$last/vae.pt") v_epochs=$V_EPOCHS_NEXT
+        collect=(--policy "$last") v_from=(--init-from "$last/vae.pt") v_epochs=$V_EPOCHS_NEXT episodes=$EPISODES
         c_from=(--init-from "$last/controller.pt")
         if [ -d "$last/collector" ]; then collect=(--policy "$last/collector"); fi
     fi
-    python 01_generate_data.py --episodes "$EPISODES" --first-seed $(( (round - 1) * 100000 )) --max-steps "$MAX_STEPS" \
+    python 01_generate_data.py --episodes "$episodes" --first-seed $(( (round - 1) * 100000 )) --max-steps "$MAX_STEPS" \
         --workers "$WORKERS" --out-dir "$DATA/rollout" "${collect[@]}"
     # round r reads the episodes of rounds 1..r only (hard links), so that a re-run with more ROUNDS
     # does not add later rounds' episodes to an earlier round's V, series and first latents
