@@ -61,12 +61,12 @@ def test_two_rounds_complete_add_their_data_and_resume_after_an_interruption(tmp
     assert len(log_rows(ckpt / "round3" / "evaluation.csv")) == 1
 
 
-def test_a_given_v_is_kept_with_dropout_in_m_and_a_rerun_with_more_rounds_leaves_earlier_series_alone(tmp_path):
+def test_a_given_v_is_kept_with_dropout_in_m_round_one_collects_its_own_count_and_a_rerun_leaves_earlier_series_alone(tmp_path):
     save_untrained_models(tmp_path / "given")
     given = fingerprint(load_model(tmp_path / "given" / "vae.pt", "vae"))
     env = os.environ | TINY | {"DATA": str(tmp_path / "data"), "CKPT": str(tmp_path / "ckpt"), "V_ROUNDS": "0",
                                "V_FROM": str(tmp_path / "given" / "vae.pt"), "MEMBERS": "1", "DISAGREEMENT": "0",
-                               "CURIOSITY": "0", "DROPOUT": "0.1"}
+                               "CURIOSITY": "0", "DROPOUT": "0.1", "FIRST_EPISODES": "2", "EPISODES": "3"}
     for _ in range(2):  # the profile, then the profile again (as after an interruption, or with more ROUNDS)
         result = subprocess.run(["bash", str(ROOT / "profiles" / "iterative.sh")], env=env | {"ROUNDS": "2"},
                                 capture_output=True, text=True, timeout=600)
@@ -80,4 +80,4 @@ def test_a_given_v_is_kept_with_dropout_in_m_and_a_rerun_with_more_rounds_leaves
         assert fingerprint(load_model(ckpt / round_dir / "vae.pt", "vae")) == given
         assert not (ckpt / round_dir / "vae_log.csv").exists()  # V was never trained
         assert load_model(ckpt / round_dir / "mdrnn.pt", "mdrnn").dropout == 0.1
-    assert [read_series(p)["vae"] for p in list_episodes(data / "round2" / "series")] == [given] * 4
+    assert [read_series(p)["vae"] for p in list_episodes(data / "round2" / "series")] == [given] * 5  # 2 exploration + 3 of round 1's C
