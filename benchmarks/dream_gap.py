@@ -7,7 +7,8 @@
   is M's closed-loop dynamics, which the driver can steer into states that pay.
 
 Drivers: full brake (the car stays at the start), the zero controller (straight, half
-gas), full gas, and any saved controllers (--controllers; each must fit this V and M).
+gas), full gas, and any saved controllers (--controllers; each must fit this V and M),
+also with their gas bias moved by each of --gas-offsets.
 Usage:
 
     python benchmarks/dream_gap.py --checkpoint-dir checkpoints/dream --series-dir data/dream/series \\
@@ -50,6 +51,8 @@ def main() -> None:
     parser.add_argument("--checkpoint-dir", default="checkpoints/dream")
     parser.add_argument("--series-dir", default="data/dream/series")
     parser.add_argument("--controllers", nargs="*", default=[])
+    parser.add_argument("--gas-offsets", type=finite_float, nargs="*", default=[],
+                        help="also each controller with this added to its gas bias: does the dream pay for speed as reality does?")
     parser.add_argument("--tracks", type=int, default=8)
     parser.add_argument("--dreams", type=int, default=32)
     parser.add_argument("--temperatures", type=finite_float, nargs="+", default=[0.5, 1.0, 1.15, 1.3])
@@ -63,6 +66,10 @@ def main() -> None:
     drivers = fixed_drivers(vae.z_size + mdrnn.hidden_size)
     for path in args.controllers:
         drivers[path] = load_checkpoint(path, "controller", "05_train_controller.py")["params"].numpy()
+        for offset in args.gas_offsets:
+            moved = drivers[path].copy()
+            moved[-2] += offset  # b_c's gas entry (the parameters end with b_c = steer, gas, brake)
+            drivers[f"{path}, gas bias {offset:+g}"] = moved
 
     track_seeds = [CHECK_SEED_BASE + i for i in range(args.tracks)]
     dream_seeds = list(range(args.dreams))
