@@ -17,6 +17,10 @@ guessing, and a dream can charge for it (05_train_controller.py --members, --dis
 --dropout P hides a share P of h's units from M's heads, a new mask every step, in training;
 05's dreams then draw such a mask every step too, so that each dream runs in a slightly
 different M and C cannot lean on one M's quirks (Wellmer & Kwok 2021, "Dropout's Dream Land").
+
+--reward-floor F has the reward head learn max(reward, F): with F = -1, the -100 of leaving the
+playfield (which also ends the episode, what the done head learns) no longer swings the
+head's squared error over the ordinary steps around it.
 """
 
 import argparse
