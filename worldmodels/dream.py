@@ -146,8 +146,9 @@ def branch_starts(models: Sequence[MDNRNN], episodes: Sequence[dict[str, np.ndar
     recorded track's, not one M imagined) and how the car got there."""
     lengths = np.array([len(e["action"]) for e in episodes])
     flat = np.sort(np.random.default_rng(seed).choice(int(lengths.sum()), size=count, replace=True))
-    episode = np.searchsorted(np.cumsum(lengths), flat, side="right")
-    t = flat - np.concatenate([[0], np.cumsum(lengths)[:-1]])[episode]
+    ends = np.cumsum(lengths)  # where each episode's steps end in the flat count
+    episode = np.searchsorted(ends, flat, side="right")
+    t = flat - (ends - lengths)[episode]
     z = np.stack([episodes[e]["mu"][s] for e, s in zip(episode, t)]).astype(np.float32)
     steps, used = int(t.max()), np.unique(episode)  # M runs the episodes that hold a start, up to the latest start
     zs = torch.zeros(len(used), steps, z.shape[1])
