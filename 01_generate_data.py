@@ -9,7 +9,10 @@ missing (Ctrl-C lets the episodes in progress finish and be written, then stops)
 --policy DIR drives with the V, M and C of DIR instead of the exploration walk; each
 episode adds Gaussian noise of std POLICY_NOISE to C's parameters, drawn from its seed
 (the way CMA-ES samples candidates around its mean: the data covers where the search's
-candidates drive, and each episode drives consistently).
+candidates drive, and each episode drives consistently). --detours CHANCE hands the wheel to
+the exploration walk for 20-80 steps at a time, starting with that chance each step: a
+driver that keeps to the road shows M the road under the car whatever C does, and the
+detours show it what other actions do from the same states, and how C comes back.
 
 --ray [ADDRESS] collects on a Ray cluster instead of this machine's cores (worldmodels/parallel):
 workers return each episode's file to this process, which writes it as it arrives, so
@@ -36,6 +39,7 @@ FAST_RENDER = True  # worldmodels.envs.fast_car_racing: stock physics and reward
 FIRST_SEED = DATA_SEED_BASE  # track seed of episode 0 (and its file name)
 POLICY = ""  # a folder with vae.pt, mdrnn.pt and controller.pt to drive with ("": the exploration walk)
 POLICY_NOISE = 0.1  # std of the noise on C's parameters, per episode (CMA-ES's starting step size)
+DETOURS = 0.0  # chance per step that the exploration walk takes the wheel from C for a while (0: never)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,11 +52,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--first-seed", type=int, default=FIRST_SEED, help="track seed of the first episode")
     parser.add_argument("--policy", default=POLICY, help="folder of the V, M and C to drive with (default: the exploration walk)")
     parser.add_argument("--policy-noise", type=finite_float, default=POLICY_NOISE, help="std of the noise on C's parameters")
+    parser.add_argument("--detours", type=finite_float, default=DETOURS,
+                        help="with --policy: chance per step that the exploration walk drives for 20-80 steps")
     add_pool_flags(parser, WORKERS)
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "episodes", "max_steps")
     check_pool_flags(parser, args)
-    require_at_least(parser, args, 0, "first_seed", "policy_noise")
+    require_at_least(parser, args, 0, "first_seed", "policy_noise", "detours")
+    if args.detours > 1:
+        parser.error(f"--detours is a chance per step, from 0 to 1, got {args.detours}")
+    if args.detours and not args.policy:
+        parser.error("--detours needs --policy (the exploration walk is all detour)")
     if args.first_seed + args.episodes > TRAIN_SEED_BASE:
         parser.error(f"--first-seed + --episodes must stay below {TRAIN_SEED_BASE} (the seeds above are other stages' tracks)")
     require_folders(parser, args, "out_dir", "policy")
@@ -72,7 +82,8 @@ def main(argv=None) -> None:
         return episode.steps
 
     with pool_from_args(args) as pool:
-        agent = load_agent_policy(args.policy, args.policy_noise, pool) if args.policy else None  # fails early, in one line
+        # fails early, in one line
+        agent = load_agent_policy(args.policy, args.policy_noise, pool, args.detours) if args.policy else None
         print(f"{len(wanted) - len(seeds)} of these {args.episodes} episodes already in {out_dir} ({len(existing)} episodes in "
               f"all); collecting {len(seeds)} with {agent.source if agent else 'the exploration walk'}, {pool.describe()}")
         try:

@@ -6,10 +6,15 @@ import re
 import numpy as np
 import pytest
 import torch
-from helpers import log_rows, save_untrained_agent, save_untrained_models, stage_error
+from helpers import log_rows, save_untrained_agent, save_untrained_models, stage_error, untrained_vae
 
 from worldmodels.checkpoints import fingerprint, load_checkpoint, load_model
+from worldmodels.controller import parameter_count
 from worldmodels.episodes import list_episodes, read_rollout, read_rollout_source
+from worldmodels.exploration import RandomWalkPolicy
+from worldmodels.frames import frames_to_tensor_layout
+from worldmodels.mdrnn import MDNRNN
+from worldmodels.rollout import Agent
 
 COLLECT = 0
 
@@ -46,6 +51,31 @@ def test_agent_episodes_are_reproducible_and_the_noise_is_drawn_per_episode(tmp_
     assert not np.allclose(runs["a"][0], runs["still"][0])
 
 
+def test_detours_hand_the_wheel_to_the_exploration_walk_and_m_follows_the_actions_taken(tmp_path, scripts):
+    save_untrained_agent(tmp_path / "agent")  # gas 1.0: far from the walk's
+    _collect(scripts, tmp_path / "always", "--policy", str(tmp_path / "agent"), "--detours", "1")
+    _collect(scripts, tmp_path / "never", "--policy", str(tmp_path / "agent"), "--detours", "0")
+    seed = 1
+    walk = RandomWalkPolicy(np.random.default_rng([seed, 2]))  # a detour starts at every step it can
+    np.testing.assert_array_equal(read_rollout(tmp_path / "always" / "ep00000001.npz")["action"], [walk() for _ in range(15)])
+    assert read_rollout_source(tmp_path / "always" / "ep00000001.npz").endswith("parameter noise 0.1, detours 1.0")
+    assert (read_rollout(tmp_path / "never" / "ep00000001.npz")["action"][:, 1] > 0.5).all()  # C drove
+
+
+def test_an_agent_told_the_actions_taken_advances_m_with_them():
+    vae, mdrnn = untrained_vae(), MDNRNN(z_size=32, hidden_size=32)
+    params = np.random.default_rng(0).normal(0, 0.1, (2, parameter_count(32 + 32))).astype(np.float32)
+    frames = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    taken = np.array([[0.5, 0.2, 0.0], [-1.0, 0.0, 0.3]], dtype=np.float32)
+    agent = Agent(vae, mdrnn, params)
+    agent.act(frames, np.ones(2, dtype=bool), taken=taken)
+    with torch.no_grad():
+        z, _ = vae.encode(torch.as_tensor(frames_to_tensor_layout(frames)))
+        _, (h, c) = mdrnn.step(z, torch.as_tensor(taken), mdrnn.initial_state(2))
+    torch.testing.assert_close(agent.state[0], h)
+    torch.testing.assert_close(agent.state[1], c)
+
+
 def test_an_agent_whose_models_do_not_belong_together_is_refused(tmp_path, scripts):
     save_untrained_agent(tmp_path / "agent")
     save_untrained_models(tmp_path / "other", hidden_size=16)
@@ -57,6 +87,8 @@ def test_an_agent_whose_models_do_not_belong_together_is_refused(tmp_path, scrip
 @pytest.mark.parametrize("argv, expected", [
     (["--first-seed", "9999999", "--episodes", "2"], "--first-seed + --episodes must stay below 10000000"),
     (["--policy-noise", "-0.1"], "--policy-noise must be at least 0"),
+    (["--detours", "0.1"], "--detours needs --policy"),
+    (["--detours", "2", "--policy", "."], "--detours is a chance per step, from 0 to 1"),
 ])
 def test_collection_flags_are_checked(scripts, capsys, argv, expected):
     with pytest.raises(SystemExit):

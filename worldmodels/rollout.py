@@ -59,35 +59,57 @@ def collect_exploration_episode(seed: int, max_steps: int, fast_render: bool = F
     return collect_episode(seed, max_steps, fast_render, lambda frame: walk())
 
 
+DETOUR_STEPS = (20, 80)  # shortest and longest detour, in steps (the exploration walk's stops and sprints are alike)
+
+
 @dataclass(frozen=True)
 class AgentPolicy:
     """A saved agent that stage 01 collects with: V and M from their files and C's
     parameters, to which each episode adds Gaussian noise of std ``noise`` drawn from its
     seed (the way CMA-ES samples candidates around its mean, so the data covers where the
     search's candidates will drive; noise on the weights keeps an episode's driving
-    consistent, where noise on each action would average out in the car's inertia)."""
+    consistent, where noise on each action would average out in the car's inertia).
+    With ``detours`` > 0, each step starts with that chance a detour: the exploration walk
+    drives for DETOUR_STEPS (M is told the walk's actions, so C's h stays true)."""
     models: Shared  # V and M (share_agent_models)
     params: np.ndarray  # float32 [P], C's parameters
     use_hidden: bool
     noise: float
     source: str  # what the episode files record as their source
+    detours: float = 0.0
 
     def collect(self, seed: int, max_steps: int, fast_render: bool = False) -> dict[str, np.ndarray]:
         vae, mdrnn = agent_models(self.models)
         params = self.params + np.random.default_rng(seed).normal(0, self.noise, self.params.shape).astype(np.float32)
         agent, active = Agent(vae, mdrnn, params[None], self.use_hidden), np.ones(1, dtype=bool)
-        return collect_episode(seed, max_steps, fast_render, lambda frame: agent.act(frame[None], active)[0])
+        if not self.detours:
+            return collect_episode(seed, max_steps, fast_render, lambda frame: agent.act(frame[None], active)[0])
+        chances, walk = np.random.default_rng([seed, 1]), RandomWalkPolicy(np.random.default_rng([seed, 2]))
+        detour_left = 0
+
+        def act(frame: np.ndarray) -> np.ndarray:
+            nonlocal detour_left
+            if detour_left == 0 and chances.random() < self.detours:
+                detour_left = int(chances.integers(DETOUR_STEPS[0], DETOUR_STEPS[1] + 1))
+            if detour_left == 0:
+                return agent.act(frame[None], active)[0]
+            detour_left -= 1
+            action = walk()
+            agent.act(frame[None], active, taken=action[None])
+            return action
+
+        return collect_episode(seed, max_steps, fast_render, act)
 
 
-def load_agent_policy(folder: str | Path, noise: float, pool: WorkerPool) -> AgentPolicy:
+def load_agent_policy(folder: str | Path, noise: float, pool: WorkerPool, detours: float = 0.0) -> AgentPolicy:
     """The V, M and C of ``folder`` (which must belong together) as a collection policy
     whose V and M the workers of ``pool`` read from ``pool.share``."""
     vae, mdrnn = load_vae_and_mdrnn(Path(folder) / VAE_FILE, Path(folder) / MDRNN_FILE)
     controller, config = load_controller_for(Path(folder) / CONTROLLER_FILE, vae, mdrnn)
     params = controller["params"].numpy()
     source = (f"agent: controller {fingerprint({'params': torch.as_tensor(params)})} of {folder} (V {config['vae']}, "
-              f"M {config['mdrnn']}), parameter noise {noise}")
-    return AgentPolicy(share_agent_models(pool, vae, mdrnn), params, config["use_hidden"], noise, source)
+              f"M {config['mdrnn']}), parameter noise {noise}" + (f", detours {detours}" if detours else ""))
+    return AgentPolicy(share_agent_models(pool, vae, mdrnn), params, config["use_hidden"], noise, source, detours)
 
 
 @dataclass(frozen=True)
@@ -133,10 +155,11 @@ class Agent:
         self._predicted: dict[str, torch.Tensor] | None = None  # M's mixture for each env's next z, [B, Z, K] each
 
     @torch.no_grad()
-    def act(self, frames: np.ndarray, active: np.ndarray) -> np.ndarray:
+    def act(self, frames: np.ndarray, active: np.ndarray, taken: np.ndarray | None = None) -> np.ndarray:
         """frames: uint8 [B, 64, 64, 3] (rows of finished envs are ignored), active: bool [B].
         returns actions float32 [B, 3] and advances M for the active environments (their
-        predicted rewards for these actions go to ``predicted_reward``)."""
+        predicted rewards for these actions go to ``predicted_reward``). taken: float32
+        [B, 3], the actions the envs will take instead of C's, which M advances with."""
         index = torch.as_tensor(np.flatnonzero(active))
         if self.acting_encoder is not None:
             z = self.acting_encoder(torch.from_numpy(frames[index.numpy()]))
@@ -148,7 +171,8 @@ class Agent:
         h = self.state[0][0, index]
         features = torch.cat([z, h], dim=1) if self.use_hidden else z
         actions = self.controllers(features, rows=index)
-        out, (h_next, c_next) = self.mdrnn.step(z, actions, (self.state[0][:, index], self.state[1][:, index]))
+        stepped = actions if taken is None else torch.as_tensor(taken, dtype=torch.float32)[index]
+        out, (h_next, c_next) = self.mdrnn.step(z, stepped, (self.state[0][:, index], self.state[1][:, index]))
         self.state[0][:, index], self.state[1][:, index] = h_next, c_next
         self.predicted_reward[active] = out["reward"].numpy()
         self.last_z, self.last_prediction = z, out
