@@ -11,6 +11,9 @@
 # With CURIOSITY > 0, round 2 collects instead with a collector searched in the real env for
 # return + CURIOSITY x M's surprise (COLLECTOR_GENERATIONS generations of 16 x 1 episodes, in
 # round1/collector): its real steps are data collection, counted in its controller_log.csv.
+# COLLECTOR=DIR has the agent in DIR (V, M, C, e.g. pretrained/) collect round 2 instead: M then
+# learns from a good driver's episodes, as in "Dropout's Dream Land"; that driver's own training
+# steps count as this run's cost.
 # C never learns from a real step: real episodes only collect data and are logged at the
 # search's checks. Every stage resumes, so re-running the profile after an interruption goes
 # on where it stopped. Outputs: data/iterative/rollout (every round's episodes),
@@ -30,6 +33,8 @@ GENERATIONS=${GENERATIONS:-60} POPULATION=${POPULATION:-32} DREAMS=${DREAMS:-8} 
 TEMPERATURE=${TEMPERATURE:-1.15} CHECK_EVERY=${CHECK_EVERY:-10} CHECK_EPISODES=${CHECK_EPISODES:-10} EVALUATE=${EVALUATE:-100}
 MEMBERS=${MEMBERS:-3} DISAGREEMENT=${DISAGREEMENT:-1.0}  # the dream runs M and MEMBERS-1 members; reward: mean - DISAGREEMENT x std
 CURIOSITY=${CURIOSITY:-0.1} COLLECTOR_GENERATIONS=${COLLECTOR_GENERATIONS:-30}  # round 2's collector (0: round 1's C collects)
+COLLECTOR=${COLLECTOR:-}  # a saved agent's folder that collects round 2 instead (e.g. pretrained: a real-env-trained driver)
+DETOURS=${DETOURS:-0}  # rounds 2+: chance per step that the exploration walk takes the wheel for 20-80 steps (01 --detours)
 for round in $(seq 1 "$ROUNDS"); do
     here=$CKPT/round$round series=$DATA/round$round/series last=$CKPT/round$((round - 1))
     collect=() v_from=() c_from=() v_epochs=$V_EPOCHS episodes=$FIRST_EPISODES
@@ -37,6 +42,8 @@ for round in $(seq 1 "$ROUNDS"); do
         collect=(--policy "$last") v_from=(--init-from "$last/vae.pt") v_epochs=$V_EPOCHS_NEXT episodes=$EPISODES
         c_from=(--init-from "$last/controller.pt")
         if [ -d "$last/collector" ]; then collect=(--policy "$last/collector"); fi
+        if [ "$round" = 2 ] && [ -n "$COLLECTOR" ]; then collect=(--policy "$COLLECTOR"); fi
+        collect+=(--detours "$DETOURS")
     fi
     python 01_generate_data.py --episodes "$episodes" --first-seed $(( (round - 1) * 100000 )) --max-steps "$MAX_STEPS" \
         --workers "$WORKERS" --out-dir "$DATA/rollout" "${collect[@]}"
@@ -66,7 +73,7 @@ for round in $(seq 1 "$ROUNDS"); do
         python 04_train_rnn.py --epochs "$M_EPOCHS" --batch-size 32 --seq-len 100 --dropout "$DROPOUT" --series-dir "$series" \
             --checkpoint-dir "$here" --member "$member" "${m_from[@]}"
     done
-    if [ "$round" = 1 ] && [ "$ROUNDS" -gt 1 ] && [ "$CURIOSITY" != 0 ]; then
+    if [ "$round" = 1 ] && [ "$ROUNDS" -gt 1 ] && [ "$CURIOSITY" != 0 ] && [ -z "$COLLECTOR" ]; then
         mkdir -p "$here/collector" && cp "$here/vae.pt" "$here/mdrnn.pt" "$here/collector/"
         python 05_train_controller.py --curiosity "$CURIOSITY" --generations "$COLLECTOR_GENERATIONS" --population 16 \
             --episodes-per-candidate 1 --patience 100 --check-every "$CHECK_EVERY" --check-episodes "$CHECK_EPISODES" --max-steps "$MAX_STEPS" \

@@ -1,14 +1,14 @@
 """The iterative profile at a tiny scale: three rounds complete (with ensemble members, round
 two collected by a curious collector, round three with round two's V kept), round two adds its
-agent-driven episodes beside round one's without touching them, and a re-run after an
-interruption goes on where it stopped."""
+agent-driven episodes beside round one's without touching them, a re-run after an
+interruption goes on where it stopped, and a given V and a given collector are used."""
 
 import os
 import signal
 import subprocess
 import time
 
-from helpers import ROOT, log_rows, save_untrained_models
+from helpers import ROOT, log_rows, save_untrained_agent
 
 from worldmodels.checkpoints import fingerprint, load_model
 from worldmodels.episodes import INITIAL_LATENTS_FILE, list_episodes, read_initial_latents, read_rollout_source, read_series
@@ -61,12 +61,13 @@ def test_two_rounds_complete_add_their_data_and_resume_after_an_interruption(tmp
     assert len(log_rows(ckpt / "round3" / "evaluation.csv")) == 1
 
 
-def test_a_given_v_is_kept_with_dropout_in_m_round_one_collects_its_own_count_and_a_rerun_leaves_earlier_series_alone(tmp_path):
-    save_untrained_models(tmp_path / "given")
+def test_a_given_v_is_kept_with_dropout_in_m_a_given_agent_collects_round_two_with_detours_and_a_rerun_leaves_series_alone(tmp_path):
+    save_untrained_agent(tmp_path / "given")
     given = fingerprint(load_model(tmp_path / "given" / "vae.pt", "vae"))
     env = os.environ | TINY | {"DATA": str(tmp_path / "data"), "CKPT": str(tmp_path / "ckpt"), "V_ROUNDS": "0",
                                "V_FROM": str(tmp_path / "given" / "vae.pt"), "MEMBERS": "1", "DISAGREEMENT": "0",
-                               "CURIOSITY": "0", "DROPOUT": "0.1", "FIRST_EPISODES": "2", "EPISODES": "3"}
+                               "CURIOSITY": "0", "DROPOUT": "0.1", "FIRST_EPISODES": "2", "EPISODES": "3",
+                               "COLLECTOR": str(tmp_path / "given"), "DETOURS": "0.5"}
     for _ in range(2):  # the profile, then the profile again (as after an interruption, or with more ROUNDS)
         result = subprocess.run(["bash", str(ROOT / "profiles" / "iterative.sh")], env=env | {"ROUNDS": "2"},
                                 capture_output=True, text=True, timeout=600)
@@ -80,4 +81,6 @@ def test_a_given_v_is_kept_with_dropout_in_m_round_one_collects_its_own_count_an
         assert fingerprint(load_model(ckpt / round_dir / "vae.pt", "vae")) == given
         assert not (ckpt / round_dir / "vae_log.csv").exists()  # V was never trained
         assert load_model(ckpt / round_dir / "mdrnn.pt", "mdrnn").dropout == 0.1
-    assert [read_series(p)["vae"] for p in list_episodes(data / "round2" / "series")] == [given] * 5  # 2 exploration + 3 of round 1's C
+    assert [read_series(p)["vae"] for p in list_episodes(data / "round2" / "series")] == [given] * 5  # 2 exploration + 3 collected
+    source = read_rollout_source(data / "rollout" / "ep00100002.npz")
+    assert f"of {tmp_path / 'given'} (V " in source and source.endswith("detours 0.5")  # the given agent drove, with detours
