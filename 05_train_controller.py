@@ -16,7 +16,10 @@ dream-trained search. --init-from starts the search from a saved controller (for
 dream-trained one, fine-tuned in the real env), which is checked first, as generation 0, so
 the kept controller never checks worse than the start. --members K dreams in M and its ensemble
 members 1..K-1 (04_train_rnn.py --member k), and --disagreement D charges each dreamed step
-D x the Ms' disagreement about its reward (worldmodels/dream.py, DreamBatch). An M trained with
+D x the Ms' disagreement about its reward (worldmodels/dream.py, DreamBatch); --z-disagreement W
+charges W x how far their disagreement about the next z exceeds its Z_QUANTILE quantile along the
+recorded episodes of SERIES_DIR (ZCharge: what the data shows them agreeing on is not charged,
+a dream that leads where they part ways is). An M trained with
 dropout (04_train_rnn.py --dropout) predicts every dreamed step from a new dropout mask of
 its h, so each dream runs in a slightly different M (--no-dream-dropout: the whole h).
 --branch-steps H makes every dream branch off a recorded episode of SERIES_DIR instead: it
@@ -65,7 +68,7 @@ from worldmodels.cli import (add_pool_flags, check_pool_flags, finite_float, poo
                              run_stage)
 from worldmodels.constants import MAX_EPISODE_STEPS
 from worldmodels.env import TEST_SEED_BASE
-from worldmodels.dream import branch_starts
+from worldmodels.dream import ZCharge, branch_starts, z_disagreement_threshold
 from worldmodels.episodes import INITIAL_LATENTS_FILE, read_initial_latents, read_series_of
 from worldmodels.evaluation import EVALUATION_FILE, evaluate_saved, write_dream_gif
 from worldmodels.interrupt import Interrupted
@@ -93,6 +96,8 @@ MEMBERS = 1  # Ms the dream runs: M and members 1.. of 04_train_rnn.py --member 
 DREAM_DROPOUT = True  # in a dream, Ms trained with dropout (04 --dropout) predict from a new mask of h every step
 DISAGREEMENT = 0.0  # dream reward = mean of the Ms' rewards - DISAGREEMENT x their std (a charge for M's guesses)
 BRANCH_STEPS = 0  # >0: dreams branch from real mid-episode states of SERIES_DIR and run this many steps (0: from first frames)
+Z_DISAGREEMENT = 0.0  # dream reward also - Z_DISAGREEMENT x max(0, the Ms' disagreement about z_{t+1} - its threshold)
+Z_QUANTILE = 0.9  # that threshold: this quantile of their disagreement along the recorded episodes
 BRANCH_POINTS = 4096  # real states the branching dreams start from, drawn over all recorded steps
 CURIOSITY = 0.0  # weight of M's surprise (summed NLL of each new z) added to a real episode's return (0: off)
 SERIES_DIR = "data/series"  # where dreams find their real first latents
@@ -131,6 +136,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "--no-dream-dropout: with the whole h")
     parser.add_argument("--disagreement", type=finite_float, default=DISAGREEMENT,
                         help="dream reward = the Ms' mean reward - DISAGREEMENT x their std")
+    parser.add_argument("--z-disagreement", type=finite_float, default=Z_DISAGREEMENT,
+                        help="dream reward also - Z_DISAGREEMENT x max(0, the Ms' disagreement about the next z - threshold)")
+    parser.add_argument("--z-quantile", type=finite_float, default=Z_QUANTILE,
+                        help="the threshold: this quantile of the Ms' z disagreement along the recorded episodes of --series-dir")
     parser.add_argument("--branch-steps", type=int, default=BRANCH_STEPS,
                         help="with --dream: every dream starts at a real state in the middle of a recorded episode of "
                              "--series-dir (V's z and M's h there) and runs this many steps (0: dreams start at first frames)")
@@ -168,6 +177,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--members are Ms to dream in: add --dream")
     if args.disagreement < 0 or (args.disagreement and args.members < 2):
         parser.error("--disagreement must be non-negative and needs --members 2 or more")
+    if args.z_disagreement < 0 or (args.z_disagreement and args.members < 2):
+        parser.error("--z-disagreement must be non-negative and needs --members 2 or more")
+    if not 0 <= args.z_quantile <= 1:
+        parser.error(f"--z-quantile is a quantile, from 0 to 1, got {args.z_quantile}")
     require_folders(parser, args, "checkpoint_dir", "series_dir")
     return args
 
@@ -183,6 +196,22 @@ def watch_saved(args: argparse.Namespace, vae: VisionModel, mdrnn: MDNRNN, contr
     watch(vae, mdrnn, params, tracks, args.max_steps, config["use_hidden"], args.fast_render)
 
 
+def dream_inputs(args: argparse.Namespace, directory: Path, vae: VisionModel, mdrnn: MDNRNN, vae_id: str,
+                 ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]] | None, list[MDNRNN], ZCharge | None]:
+    """What the dreams need: where they start (real first latents, or with --branch-steps real
+    mid-episode states and each M's (h, c) there), the ensemble members, and the z charge
+    (its threshold set by the recorded episodes)."""
+    members, starts, start_states, z_charge = load_members(directory, args.members, vae), None, None, None
+    episodes = read_series_of(args.series_dir, vae_id) if args.branch_steps or args.z_disagreement else None
+    if args.branch_steps:
+        starts, start_states = branch_starts([mdrnn, *members], episodes, BRANCH_POINTS, args.seed)
+    else:
+        starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size, vae_id)["mu"].astype(np.float32)
+    if args.z_disagreement:
+        z_charge = ZCharge(args.z_disagreement, z_disagreement_threshold([mdrnn, *members], episodes, args.z_quantile))
+    return starts, start_states, members, z_charge
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     directory = Path(args.checkpoint_dir)
@@ -194,20 +223,16 @@ def main(argv=None) -> None:
         watch_saved(args, vae, mdrnn, paths["controller"], config)
         return
     prepare_output(directory, needed_bytes=2**20)  # a controller, the search state and the log
-    starts, start_states, members = None, None, []  # dreams start from real first latents, or branch from real states
+    starts, start_states, members, z_charge = None, None, [], None
     if args.dream:
-        members = load_members(directory, args.members, vae)
-        if args.branch_steps:
-            starts, start_states = branch_starts([mdrnn, *members], read_series_of(args.series_dir, config["vae"]), BRANCH_POINTS, args.seed)
-        else:
-            starts = read_initial_latents(Path(args.series_dir) / INITIAL_LATENTS_FILE, mdrnn.z_size, config["vae"])["mu"].astype(np.float32)
+        starts, start_states, members, z_charge = dream_inputs(args, directory, vae, mdrnn, config["vae"])
     dream_dropout = args.dream and args.dream_dropout and any(model.dropout for model in (mdrnn, *members))
 
     with pool_from_args(args) as pool:
         worlds = Worlds(pool, vae, mdrnn, args.max_steps, args.use_hidden, args.fast_render,
                         args.temperature, starts, members, args.disagreement, dream_dropout,
                         fast_acting=args.fast_acting and args.fast_render,  # the stock renderer is the stock path throughout
-                        start_states=start_states, dream_steps=args.branch_steps)
+                        start_states=start_states, dream_steps=args.branch_steps, z_charge=z_charge)
         if args.evaluate is not None:
             write_run_config(config_path(directory / EVALUATION_FILE), args, "05_train_controller.py")
             evaluate_saved(worlds, directory, paths["controller"], config, args.evaluate, args.first_track, args.gif_steps)

@@ -32,6 +32,7 @@ M_EPOCHS=${M_EPOCHS:-30} DROPOUT=${DROPOUT:-0}                                  
 GENERATIONS=${GENERATIONS:-60} POPULATION=${POPULATION:-32} DREAMS=${DREAMS:-8}       # C's search in the dream
 TEMPERATURE=${TEMPERATURE:-1.15} CHECK_EVERY=${CHECK_EVERY:-10} CHECK_EPISODES=${CHECK_EPISODES:-10} EVALUATE=${EVALUATE:-100}
 MEMBERS=${MEMBERS:-3} DISAGREEMENT=${DISAGREEMENT:-1.0}  # the dream runs M and MEMBERS-1 members; reward: mean - DISAGREEMENT x std
+Z_DISAGREEMENT=${Z_DISAGREEMENT:-0}  # ... - Z_DISAGREEMENT x how far their z disagreement exceeds the recorded episodes' (05 --z-disagreement)
 CURIOSITY=${CURIOSITY:-0.1} COLLECTOR_GENERATIONS=${COLLECTOR_GENERATIONS:-30}  # round 2's collector (0: round 1's C collects)
 COLLECTOR=${COLLECTOR:-}  # a saved agent's folder that collects round 2 instead (e.g. pretrained: a real-env-trained driver)
 DETOURS=${DETOURS:-0}  # rounds 2+: chance per step that the exploration walk takes the wheel for 20-80 steps (01 --detours)
@@ -81,7 +82,7 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     python 05_train_controller.py --dream --temperature "$TEMPERATURE" --series-dir "$series" --generations "$GENERATIONS" \
         --population "$POPULATION" --episodes-per-candidate "$DREAMS" --check-every "$CHECK_EVERY" --check-episodes "$CHECK_EPISODES" \
-        --members "$MEMBERS" --disagreement "$DISAGREEMENT" --max-steps "$MAX_STEPS" --workers "$WORKERS" --checkpoint-dir "$here" \
+        --members "$MEMBERS" --disagreement "$DISAGREEMENT" --z-disagreement "$Z_DISAGREEMENT" --max-steps "$MAX_STEPS" --workers "$WORKERS" --checkpoint-dir "$here" \
         "${c_from[@]}"
 done
 python 05_train_controller.py --evaluate "$EVALUATE" --max-steps "$MAX_STEPS" --workers "$WORKERS" --checkpoint-dir "$CKPT/round$ROUNDS"

@@ -7,7 +7,7 @@ from gymnasium.utils.env_checker import check_env
 from helpers import save_untrained_models, stage_error, write_random_rollouts
 
 from worldmodels.controller import parameter_count
-from worldmodels.dream import DreamBatch, branch_starts, run_dream_episodes
+from worldmodels.dream import DreamBatch, ZCharge, branch_starts, run_dream_episodes, z_disagreement, z_disagreement_threshold
 from worldmodels.envs.dream_env import DreamEnv
 from worldmodels.mdrnn import MDNRNN
 
@@ -151,6 +151,42 @@ def test_the_ensemble_dream_charges_for_disagreement(mdrnn):
     torch.testing.assert_close(dreams.features[:, 32:], mdrnn.step(z0, actions, mdrnn.initial_state(4))[1][0][0])
 
 
+def test_the_ensemble_dream_charges_for_disagreement_about_z_above_the_threshold(mdrnn):
+    members = [other_member(1), other_member(2)]
+    z0, actions = torch.randn(4, 32), torch.full((4, 3), 0.5)
+    with torch.no_grad():
+        outs = [m.step(z0, actions, m.initial_state(4))[0] for m in [mdrnn, *members]]
+    means = torch.stack([(out["log_pi"].exp() * out["mu"]).sum(-1) for out in outs])  # each M's mixture mean [3, 4, 32]
+    disagreement = means.std(0, correction=0).mean(-1)  # [4]
+    assert disagreement.min() > 0
+    threshold = float(disagreement.median())  # some dreams above it, some not
+    rewards = {}
+    for charge in (None, ZCharge(3.0, threshold)):
+        rewards[charge], _ = DreamBatch(mdrnn, z0, [1, 2, 3, 4], 1.0, members, 0.0, z_charge=charge).step(actions)
+    charged = rewards[ZCharge(3.0, threshold)]
+    torch.testing.assert_close(charged, rewards[None] - 3.0 * (disagreement - threshold).clamp(min=0))
+    assert (charged == rewards[None]).any() and (charged < rewards[None]).any()
+
+
+def test_the_z_threshold_is_a_quantile_of_the_disagreement_along_the_recorded_episodes(mdrnn):
+    members = [other_member(1)]
+    rng = np.random.default_rng(5)
+    episodes = [{"mu": rng.normal(0, 1, (n, 32)).astype(np.float32), "action": rng.uniform(-1, 1, (n, 3)).astype(np.float32)}
+                for n in (7, 12)]
+    by_hand = []
+    for episode in episodes:  # each M stepped by hand along the real latents, from its zero state
+        states = [m.initial_state(1) for m in (mdrnn, *members)]
+        for z, action in zip(torch.as_tensor(episode["mu"]), torch.as_tensor(episode["action"])):
+            outs = []
+            for i, m in enumerate((mdrnn, *members)):
+                out, states[i] = m.step(z[None], action[None], states[i])
+                outs.append(out)
+            by_hand.append(z_disagreement(outs).item())
+    assert z_disagreement_threshold([mdrnn, *members], episodes, 0.0) == pytest.approx(min(by_hand), abs=1e-6)
+    assert z_disagreement_threshold([mdrnn, *members], episodes, 1.0) == pytest.approx(max(by_hand), abs=1e-6)
+    assert z_disagreement_threshold([mdrnn, mdrnn], episodes, 1.0) == 0.0  # an M agrees with itself
+
+
 def test_an_ensemble_dream_unfolds_the_same_alone_and_in_a_batch(mdrnn):
     members = [other_member(3)]
     rng = np.random.default_rng(4)
@@ -166,6 +202,8 @@ def test_an_ensemble_dream_unfolds_the_same_alone_and_in_a_batch(mdrnn):
 def test_a_disagreement_penalty_needs_members(mdrnn):
     with pytest.raises(ValueError, match="needs ensemble members"):
         DreamBatch(mdrnn, torch.zeros(1, 32), [0], 1.0, disagreement=1.0)
+    with pytest.raises(ValueError, match="needs ensemble members"):
+        DreamBatch(mdrnn, torch.zeros(1, 32), [0], 1.0, z_charge=ZCharge(1.0, 0.0))
 
 
 def dropout_copy(mdrnn, rate):

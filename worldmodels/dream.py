@@ -15,6 +15,7 @@ for any gymnasium agent.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,6 +25,27 @@ from worldmodels.mdrnn import MDNRNN, LSTMState, done_probability, sample_mixtur
 from worldmodels.results import EpisodeResults
 
 NOISE_CHUNK = 64  # steps of random draws made at a time per dream (fewer small generator calls)
+Z_THRESHOLD_EPISODES = 100  # recorded episodes (evenly spread) that set the z charge's threshold
+
+
+@dataclass(frozen=True)
+class ZCharge:
+    """What an ensemble dream charges each step for the Ms' disagreement about z_{t+1}:
+    ``weight`` x max(0, d - ``threshold``), where d is ``z_disagreement`` (as MOReL and MOPO
+    charge a learned model's uncertainty: where the Ms part ways, a dream is M's guess)."""
+    weight: float
+    threshold: float
+
+
+def mixture_mean(out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """M's head outputs (log_pi, mu [..., Z, K]) -> the mean of its mixture for each z dimension [..., Z]."""
+    return (out["log_pi"].exp() * out["mu"]).sum(-1)
+
+
+def z_disagreement(outs: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """Several Ms' head outputs for the same steps -> their disagreement about z_{t+1} [...]: the
+    std across the Ms of their mixtures' means, averaged over z's dimensions."""
+    return torch.stack([mixture_mean(out) for out in outs]).std(0, correction=0).mean(-1)
 
 
 class DreamBatch:
@@ -35,7 +57,8 @@ class DreamBatch:
     dream that charges for M's guesses. Each member follows the dream with its own hidden
     state; each step, z_{t+1} is sampled from one model (M or a member) drawn at random per
     dream, the end from their mean done probability, and the reward is their mean reward
-    minus ``disagreement`` x its std across the models. C still sees M's h, as in the real env.
+    minus ``disagreement`` x its std across the models, and with ``z_charge`` minus its charge
+    for their disagreement about z_{t+1} (``ZCharge``). C still sees M's h, as in the real env.
 
     dropout: every model trained with dropout (MDNRNN.dropout > 0) predicts each step from a
     new dropout mask of h, drawn from the dream's own stream, so every dream runs in a
@@ -47,12 +70,12 @@ class DreamBatch:
 
     def __init__(self, mdrnn: MDNRNN, z0: torch.Tensor, seeds: list[int], temperature: float,
                  members: Sequence[MDNRNN] = (), disagreement: float = 0.0, dropout: bool = False,
-                 states: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None):
+                 states: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None, z_charge: ZCharge | None = None):
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
-        if disagreement and not members:
+        if (disagreement or z_charge) and not members:
             raise ValueError("a disagreement penalty needs ensemble members beside M")
-        self.mdrnn, self.temperature, self.disagreement = mdrnn, temperature, disagreement
+        self.mdrnn, self.temperature, self.disagreement, self.z_charge = mdrnn, temperature, disagreement, z_charge
         self.models = [mdrnn, *members]
         self.z = z0.to(torch.float32).clone()
         if states is None:
@@ -117,6 +140,8 @@ class DreamBatch:
             mixture = {k: torch.stack([out[k] for out in outs])[chosen, rows] for k in ("log_pi", "mu", "log_sigma")}
             rewards = torch.stack([out["reward"] for out in outs])  # [models, B]
             reward = rewards.mean(0) - self.disagreement * rewards.std(0, correction=0)
+            if self.z_charge is not None:
+                reward = reward - self.z_charge.weight * (z_disagreement(outs) - self.z_charge.threshold).clamp(min=0)
             p_done = torch.stack([done_probability(out["done_logit"]) for out in outs]).mean(0)
         self.z = sample_mixture(mixture["log_pi"], mixture["mu"], mixture["log_sigma"], self.temperature,
                                 noise=(draws[:, :z_size], draws[:, z_size : 2 * z_size]))
@@ -173,14 +198,14 @@ def branch_starts(models: Sequence[MDNRNN], episodes: Sequence[dict[str, np.ndar
 def run_dream_episodes(
     mdrnn: MDNRNN, params: np.ndarray, z0: np.ndarray, seeds: list[int], temperature: float, max_steps: int,
     use_hidden: bool = True, members: Sequence[MDNRNN] = (), disagreement: float = 0.0, dropout: bool = False,
-    states: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    states: Sequence[tuple[np.ndarray, np.ndarray]] | None = None, z_charge: ZCharge | None = None,
 ) -> EpisodeResults:
     """Dream i runs controller params[i] from first latent z0[i] with seed seeds[i], all in one
     batch, until its drawn end or ``max_steps``. use_hidden: C sees [z, h] (else z only);
-    members, disagreement: an ensemble dream; dropout: dropout masks in the dream; states:
-    each model's (h, c) [B, H] at the start (DreamBatch)."""
+    members, disagreement, z_charge: an ensemble dream; dropout: dropout masks in the dream;
+    states: each model's (h, c) [B, H] at the start (DreamBatch)."""
     states = None if states is None else [(torch.as_tensor(h), torch.as_tensor(c)) for h, c in states]
-    dreams = DreamBatch(mdrnn, torch.as_tensor(z0), seeds, temperature, members, disagreement, dropout, states)
+    dreams = DreamBatch(mdrnn, torch.as_tensor(z0), seeds, temperature, members, disagreement, dropout, states, z_charge)
     inputs = dreams.features.shape[1] if use_hidden else mdrnn.z_size
     controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32), inputs)
     returns = torch.zeros(len(seeds), dtype=torch.float64)
@@ -194,3 +219,18 @@ def run_dream_episodes(
         if not active.any():
             break
     return EpisodeResults(returns.numpy(), steps.numpy())
+
+
+@torch.no_grad()
+def z_disagreement_threshold(models: Sequence[MDNRNN], episodes: Sequence[dict[str, np.ndarray]], quantile: float) -> float:
+    """The ``quantile`` of the Ms' disagreement about z_{t+1} (``z_disagreement``) over every step
+    of up to Z_THRESHOLD_EPISODES recorded ``episodes`` (series: "mu" [T, Z], "action" [T, 3]),
+    evenly spread, each M fed the real latents with its whole h: how much the Ms part ways
+    where the data is. ``ZCharge`` charges a dream only for disagreement above it."""
+    picked = np.unique(np.linspace(0, len(episodes) - 1, min(len(episodes), Z_THRESHOLD_EPISODES)).round().astype(int))
+    values = []
+    for e in picked:
+        z = torch.as_tensor(episodes[e]["mu"], dtype=torch.float32)[None]
+        action = torch.as_tensor(episodes[e]["action"], dtype=torch.float32)[None]
+        values.append(z_disagreement([model.head(model.lstm(torch.cat([z, action], dim=-1))[0]) for model in models])[0])
+    return float(torch.quantile(torch.cat(values), quantile))

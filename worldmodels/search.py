@@ -70,6 +70,8 @@ class ControllerSearch:
             if self.worlds.members:
                 search_config |= {"members": [fingerprint(member) for member in self.worlds.members],
                                   "disagreement": self.worlds.disagreement}
+                if self.worlds.z_charge is not None:
+                    search_config |= {"z_charge": [self.worlds.z_charge.weight, self.worlds.z_charge.threshold]}
             if self.worlds.dream_dropout:
                 search_config |= {"dream_dropout": True}
             if self.worlds.start_states is not None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from worldmodels.dream import run_dream_episodes, start_indices
+from worldmodels.dream import ZCharge, run_dream_episodes, start_indices
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.parallel import Shared, WorkerPool
 from worldmodels.results import EpisodeResults
@@ -23,7 +23,8 @@ class Worlds:
     with start_states, mid-episode frames that dreams branch from (dream.branch_starts);
     start_states: each model's (h, c) float32 [N, H] at those frames (None: the zero state);
     dream_steps: a dream's length at most (0: max_steps);
-    members: M's ensemble members the dream also runs (DreamBatch);
+    members: M's ensemble members the dream also runs (DreamBatch), and what it charges for their
+    disagreement: ``disagreement`` x the std of their rewards, and ``z_charge`` (ZCharge);
     dream_dropout: dreams draw dropout masks for the Ms trained with dropout (DreamBatch);
     fast_acting: real tracks draw V's 64x64 frames directly and V encodes them in bfloat16
     where the CPU has it (run_agent_episodes).
@@ -43,6 +44,7 @@ class Worlds:
     fast_acting: bool = False
     start_states: list[tuple[np.ndarray, np.ndarray]] | None = None
     dream_steps: int = 0
+    z_charge: ZCharge | None = None
     models: Shared = field(init=False)
 
     def __post_init__(self) -> None:
@@ -61,7 +63,7 @@ class Worlds:
         index = start_indices(len(self.starts), seeds)
         states = None if self.start_states is None else [(h[index], c[index]) for h, c in self.start_states]
         return run_dream_episodes(self.mdrnn, params, self.starts[index], seeds, self.temperature, self.dream_steps or self.max_steps,
-                                  self.use_hidden, self.members, self.disagreement, self.dream_dropout, states)
+                                  self.use_hidden, self.members, self.disagreement, self.dream_dropout, states, self.z_charge)
 
     def describe_renderer(self) -> str:
         if not self.fast_render:
@@ -75,7 +77,11 @@ class Worlds:
         if self.start_states is not None:
             world += f", {self.dream_steps or self.max_steps} steps each from {len(self.starts)} real mid-episode states"
         if self.members:
-            world += f" of M and {len(self.members)} members (reward: mean - {self.disagreement} x std)"
+            world += f" of M and {len(self.members)} members (reward: mean - {self.disagreement} x std"
+            if self.z_charge is not None:
+                world += (f" - {self.z_charge.weight:g} x max(0, their z disagreement - {self.z_charge.threshold:.4f}), "
+                          "the threshold set by the recorded episodes")
+            world += ")"
         if self.dream_dropout:
             rates = ", ".join(f"{model.dropout}" for model in (self.mdrnn, *self.members) if model.dropout)
             world += f", with a new dropout mask of h every step (dropout {rates})"
