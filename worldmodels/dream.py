@@ -232,5 +232,6 @@ def z_disagreement_threshold(models: Sequence[MDNRNN], episodes: Sequence[dict[s
     for e in picked:
         z = torch.as_tensor(episodes[e]["mu"], dtype=torch.float32)[None]
         action = torch.as_tensor(episodes[e]["action"], dtype=torch.float32)[None]
-        values.append(z_disagreement([model.head(model.lstm(torch.cat([z, action], dim=-1))[0]) for model in models])[0])
+        whole_h = [torch.ones(1, z.shape[1], model.hidden_size) for model in models]  # no dropout, in any mode
+        values.append(z_disagreement([model(z, action, mask=mask)[0] for model, mask in zip(models, whole_h)])[0])
     return float(torch.quantile(torch.cat(values), quantile))
