@@ -78,3 +78,33 @@ def test_road_tiles_driven_over_are_drawn_as_stock_draws_them():
             env.close()
             frames.append(preprocess_frame(frame).astype(np.int16))
         assert (np.abs(frames[0] - frames[1]) >= 2).mean() <= 0.05
+
+
+@pytest.mark.parametrize("randomize", [False, True], ids=["stock colours", "random colours"])
+def test_the_playfield_is_filled_where_it_covers_the_canvas_and_drawn_as_a_polygon_at_its_edge(randomize):
+    """The field's fill short cut paints exactly the pixels its polygon would, in the middle of
+    the playfield and at its edge (where part of the canvas lies outside it and must stay black)."""
+    import pygame
+    from gymnasium.envs.box2d.car_racing import PLAYFIELD
+    from pygame import gfxdraw
+
+    from worldmodels.envs.fast_car_racing import FastCarRacing
+
+    fast = FastCarRacing(domain_randomize=randomize, agent_frames=True)
+    fast.reset(seed=3)
+    scale = 2.7 / 4  # the camera's zoom after the first second, on the 4x smaller canvas
+    outside = 0
+    for centre, angle in (((0, 0), 0.3), ((PLAYFIELD - 30, 10), 1.0), ((-PLAYFIELD + 5, PLAYFIELD - 5), -2.0),
+                          ((PLAYFIELD + 60, 0), 0.0)):
+        cos, sin = np.cos(angle) * scale, np.sin(angle) * scale
+        camera = (cos, -sin, sin, cos, 125 - cos * centre[0] + sin * centre[1], 65 - sin * centre[0] - cos * centre[1])
+        surfaces = [pygame.Surface((250, 130)) for _ in range(2)]
+        fast._draw_field(surfaces[0], camera)
+        a, b, c, d, e, f = camera
+        corners = [(PLAYFIELD, PLAYFIELD), (PLAYFIELD, -PLAYFIELD), (-PLAYFIELD, -PLAYFIELD), (-PLAYFIELD, PLAYFIELD)]
+        gfxdraw.filled_polygon(surfaces[1], [(a * x + b * y + e, c * x + d * y + f) for x, y in corners], fast.bg_color)
+        pixels = [pygame.surfarray.array3d(surface) for surface in surfaces]
+        np.testing.assert_array_equal(pixels[0], pixels[1])
+        outside += int((pixels[1].sum(axis=2) == 0).any())
+    assert outside == 3  # the last three views straddle the edge: the polygon path was needed
+    fast.close()

@@ -94,6 +94,14 @@ def test_acting_encoder_stays_in_float32_where_the_cpu_has_no_bfloat16(models, m
     assert not encoder.bfloat16 and encoder.encoder is models[0].encoder
 
 
+def test_acting_encoder_refuses_a_bfloat16_encoder_it_cannot_flatten(models, monkeypatch):
+    monkeypatch.setattr(acting_module, "cpu_has_native_bfloat16", lambda: True)
+    vae = ConvVAE()
+    vae.encoder = torch.nn.Sequential(*list(vae.encoder)[:-1])  # no nn.Flatten at the end
+    with pytest.raises(TypeError, match="must end with nn.Flatten"):
+        ActingEncoder(vae)
+
+
 def test_fast_acting_needs_the_fast_renderer(models):
     vae, mdrnn = models
     params = np.zeros((1, parameter_count(288)), dtype=np.float32)

@@ -6,8 +6,9 @@ and actions give the same rewards and done flags. Stock rendering fills a 1000x8
 (about 750 polygons, each transformed in Python, plus a font and the indicator bar) and
 shrinks it to 96x96. Here:
 
-- polygons are transformed in numpy, and those whose bounding circle misses the canvas
-  are culled before any drawing (about 30 of the track's ~700 are in view);
+- polygons are transformed in numpy (the car's 40 vertices in plain Python), and those
+  whose bounding circle misses the canvas are culled before any drawing (about 30 of the
+  track's ~700 are in view); the playfield is a fill wherever it covers the whole canvas;
 - the canvas is ``downscale`` times smaller (250x200: still 2.6x supersampled for 96x96);
 - stock's 1-pixel antialiased polygon outlines are left out: on the smaller canvas they
   would be 4 stock pixels wide, and frames are closer to stock without them;
@@ -86,7 +87,7 @@ class FastCarRacing(stock.CarRacing):
             self._polygons = _Polygons(vertices, centres, radii, colours)
         return self._polygons
 
-    def _car_shapes(self) -> tuple[list, list[np.ndarray], list[tuple[int, int, int]]]:
+    def _car_shapes(self) -> tuple[list, list[list[tuple[float, float]]], list[tuple[int, int, int]]]:
         """The car's polygons in body coordinates, with their bodies and colours, in stock's
         drawing order (computed once per car; the wheels' stripes are added per step)."""
         if self._car_cache is None or self._car_cache[0] is not self.car:
@@ -94,32 +95,27 @@ class FastCarRacing(stock.CarRacing):
             for body in self.car.drawlist:
                 for fixture in body.fixtures:
                     bodies.append(body)
-                    shapes.append(np.array(fixture.shape.vertices))
+                    shapes.append([tuple(vertex) for vertex in fixture.shape.vertices])
                     colours.append(tuple(int(c * 255) for c in body.color))
             self._car_cache = (self.car, bodies, shapes, colours)
         return self._car_cache[1:]
 
-    def _car_polygons(self, to_canvas) -> list[tuple[list, tuple[int, int, int]]]:
+    def _car_polygons(self, camera: tuple[float, float, float, float, float, float]) -> list[tuple[list, tuple[int, int, int]]]:
         """The car as stock draws it (each body's polygons, each wheel followed by its
-        turning stripe when that shows), in canvas coordinates; one numpy transform."""
-        bodies, shapes, colours = [], [], []
+        turning stripe when that shows), in canvas coordinates. ``camera`` is the canvas's
+        affine map (a, b, c, d, e, f: x' = a x + b y + e, y' = c x + d y + f). The car has
+        about 40 vertices: plain Python is faster than numpy at this size."""
+        a, b, c, d, e, f = camera
+        polygons, body_map, last = [], None, None
         for body, shape, colour in zip(*self._car_shapes()):
-            bodies.append(body)
-            shapes.append(shape)
-            colours.append(colour)
+            if body is not last:  # the body's pose composed with the camera, once per body
+                last, (px, py), cos, sin = body, body.position, math.cos(body.angle), math.sin(body.angle)
+                body_map = (a * cos + b * sin, b * cos - a * sin, c * cos + d * sin, d * cos - c * sin,
+                            a * px + b * py + e, c * px + d * py + f)
+            polygons.append((_mapped(shape, body_map), colour))
             if "phase" in body.__dict__ and (stripe := _wheel_stripe(body.phase)) is not None:
-                bodies.append(body)
-                shapes.append(stripe)
-                colours.append(car_dynamics.WHEEL_WHITE)
-        sizes = [len(shape) for shape in shapes]
-        local = np.concatenate(shapes)
-        angles = np.repeat([body.angle for body in bodies], sizes)
-        positions = np.repeat([tuple(body.position) for body in bodies], sizes, axis=0)
-        cos, sin = np.cos(angles), np.sin(angles)
-        world = np.stack([cos * local[:, 0] - sin * local[:, 1], sin * local[:, 0] + cos * local[:, 1]], axis=1)
-        points = to_canvas(world + positions).tolist()
-        ends = np.cumsum(sizes).tolist()
-        return [(points[end - size : end], colour) for end, size, colour in zip(ends, sizes, colours)]
+                polygons.append((_mapped(stripe, body_map), car_dynamics.WHEEL_WHITE))
+        return polygons
 
     def _render(self, mode: str):
         if mode != "state_pixels" or "t" not in self.__dict__:
@@ -130,44 +126,70 @@ class FastCarRacing(stock.CarRacing):
         # flipped), so the bar's rows are neither drawn nor scaled.
         shown = height * CROP_ROWS // stock.STATE_H if self.agent_frames else height
         surface = pygame.Surface((width, shown))
-        # The camera exactly as stock: rotation, zoom (with the first second's zoom-in), scroll.
+        # The camera exactly as stock (rotation, zoom with the first second's zoom-in, scroll),
+        # as one affine map from world to canvas: x' = a x + b y + e, y' = c x + d y + f.
         angle = -self.car.hull.angle
         zoom = 0.1 * stock.SCALE * max(1 - self.t, 0) + stock.ZOOM * stock.SCALE * min(self.t, 1)
         scroll = pygame.math.Vector2(-self.car.hull.position[0] * zoom, -self.car.hull.position[1] * zoom).rotate_rad(angle)
-        translation = np.array([stock.WINDOW_W / 2 + scroll[0], stock.WINDOW_H / 4 + scroll[1] - (height - shown) * k])
-        cos, sin = math.cos(angle), math.sin(angle)
-        rotation = np.array([[cos, sin], [-sin, cos]])  # pygame's rotate_rad, for row vectors
+        scale, cos, sin = zoom / k, math.cos(angle), math.sin(angle)
+        camera = (cos * scale, -sin * scale, sin * scale, cos * scale,
+                  (stock.WINDOW_W / 2 + scroll[0]) / k, (stock.WINDOW_H / 4 + scroll[1]) / k - (height - shown))
+        linear, offset = np.array([[camera[0], camera[2]], [camera[1], camera[3]]]), np.array(camera[4:])
 
         def to_canvas(points: np.ndarray) -> np.ndarray:
-            return ((points @ rotation) * zoom + translation) / k
+            return points @ linear + offset
 
-        b = stock.PLAYFIELD
-        field = to_canvas(np.array([(b, b), (b, -b), (-b, -b), (-b, b)], dtype=np.float64)).tolist()
-        gfxdraw.filled_polygon(surface, field, self.bg_color)
+        self._draw_field(surface, camera)
         # Cull by bounding circle: only about 30 of the track's ~700 polygons are in view.
         track = self._track_polygons()
         x, y = to_canvas(track.centres).T
-        r = track.radii * (zoom / k)
+        r = track.radii * scale
         visible = np.flatnonzero((x + r >= 0) & (x - r <= width) & (y + r >= 0) & (y - r <= shown))
         points = to_canvas(track.vertices[visible].reshape(-1, 2)).reshape(-1, 4, 2).tolist()
         # Read each time: stock recolours a tile in place when a wheel touches it.
         colours = np.array([track.colours[i] for i in visible.tolist()]).astype(np.int64).tolist()
         for polygon, colour in zip(points, colours):
             gfxdraw.filled_polygon(surface, polygon, colour)
-        for polygon, colour in self._car_polygons(to_canvas):
+        for polygon, colour in self._car_polygons(camera):
             pygame.draw.polygon(surface, colour, polygon)
         surface = pygame.transform.flip(surface, False, True)
-        size = (FRAME_SIZE, FRAME_SIZE) if self.agent_frames else (stock.STATE_W, stock.STATE_H)
-        return self._create_image_array(surface, size)
+        width, height = (FRAME_SIZE, FRAME_SIZE) if self.agent_frames else (stock.STATE_W, stock.STATE_H)
+        frame = pygame.image.tobytes(pygame.transform.smoothscale(surface, (width, height)), "RGB")
+        return np.frombuffer(bytearray(frame), np.uint8).reshape(height, width, 3)  # writable, as stock's
+
+    def _draw_field(self, surface: pygame.Surface, camera: tuple[float, ...]) -> None:
+        """The playfield's square in its colour. Away from its edge it covers the whole
+        canvas, and a fill paints the same pixels as the polygon many times faster (the
+        polygon's corners lie far off the canvas, and the rasteriser walks all its rows)."""
+        p, (a, b, c, d, e, f) = stock.PLAYFIELD, camera
+        width, height = surface.get_size()
+        # The canvas's corners, a pixel to spare, back in world coordinates (times scale**2:
+        # the map is a rotation times a scale).
+        scale2 = a * a + b * b
+        corners = [(-1, -1), (width + 1, -1), (-1, height + 1), (width + 1, height + 1)]
+        if all(max(abs(a * (x - e) + c * (y - f)), abs(b * (x - e) + d * (y - f))) < p * scale2 for x, y in corners):
+            surface.fill([int(channel) for channel in self.bg_color])
+        else:
+            gfxdraw.filled_polygon(surface, _mapped([(p, p), (p, -p), (-p, -p), (-p, p)], camera), self.bg_color)
 
 
-def _wheel_stripe(phase: float) -> np.ndarray | None:
+def _mapped(points: list[tuple[float, float]], affine: tuple[float, ...]) -> list[tuple[float, float]]:
+    """Points through the affine map (a, b, c, d, e, f): x' = a x + b y + e, y' = c x + d y + f."""
+    a, b, c, d, e, f = affine
+    return [(a * x + b * y + e, c * x + d * y + f) for x, y in points]
+
+
+def _wheel_stripe(phase: float) -> list[tuple[float, float]] | None:
     """The grey stripe stock draws on a wheel turned by ``phase`` radians, in wheel
-    coordinates [4, 2], or None when it is hidden (stock's rule, from Car.draw)."""
+    coordinates (4 points), or None when it is hidden (stock's rule, from Car.draw)."""
     s1, s2 = math.sin(phase), math.sin(phase + 1.2)
     if s1 > 0 and s2 > 0:
         return None
-    c1 = math.cos(phase) if s1 <= 0 else float(np.sign(math.cos(phase)))
-    c2 = math.cos(phase + 1.2) if s2 <= 0 else float(np.sign(math.cos(phase + 1.2)))
+    c1 = math.cos(phase) if s1 <= 0 else _sign(math.cos(phase))
+    c2 = math.cos(phase + 1.2) if s2 <= 0 else _sign(math.cos(phase + 1.2))
     w, r = car_dynamics.WHEEL_W * car_dynamics.SIZE, car_dynamics.WHEEL_R * car_dynamics.SIZE
-    return np.array([(-w, r * c1), (w, r * c1), (w, r * c2), (-w, r * c2)])
+    return [(-w, r * c1), (w, r * c1), (w, r * c2), (-w, r * c2)]
+
+
+def _sign(x: float) -> float:
+    return float((x > 0) - (x < 0))
