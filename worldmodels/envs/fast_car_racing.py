@@ -153,9 +153,9 @@ class FastCarRacing(stock.CarRacing):
         for polygon, colour in self._car_polygons(camera):
             pygame.draw.polygon(surface, colour, polygon)
         surface = pygame.transform.flip(surface, False, True)
-        width, height = (FRAME_SIZE, FRAME_SIZE) if self.agent_frames else (stock.STATE_W, stock.STATE_H)
-        frame = pygame.image.tobytes(pygame.transform.smoothscale(surface, (width, height)), "RGB")
-        return np.frombuffer(bytearray(frame), np.uint8).reshape(height, width, 3)  # writable, as stock's
+        frame_w, frame_h = (FRAME_SIZE, FRAME_SIZE) if self.agent_frames else (stock.STATE_W, stock.STATE_H)
+        frame = pygame.image.tobytes(pygame.transform.smoothscale(surface, (frame_w, frame_h)), "RGB")
+        return np.frombuffer(bytearray(frame), np.uint8).reshape(frame_h, frame_w, 3)  # writable, as stock's
 
     def _draw_field(self, surface: pygame.Surface, camera: tuple[float, ...]) -> None:
         """The playfield's square in its colour. Away from its edge it covers the whole
