@@ -10,6 +10,7 @@ Worker processes ignore both signals: their parent decides when they stop.
 
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -64,3 +65,21 @@ def ignore_stop_signals() -> None:
     SIGTERM) with their parent."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+
+
+@contextmanager
+def stop_signals_ignored() -> Iterator[None]:
+    """Ctrl-C and SIGTERM ignored within the block (in the main thread; elsewhere signals
+    cannot be set and nothing changes). Processes started in it are born ignoring them: an
+    ignored signal stays ignored across exec, and Python then installs no KeyboardInterrupt
+    handler, so a worker still importing is not broken by the Ctrl-C meant for its parent.
+    A signal that arrives within the block is lost; keep it short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

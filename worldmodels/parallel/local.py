@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 
 from worldmodels.atomic import save_torch
-from worldmodels.interrupt import stop_requested
+from worldmodels.interrupt import stop_requested, stop_signals_ignored
 from worldmodels.parallel.base import Shared, WorkerDied, WorkerPool, new_key, prepare_worker, stopped, task_name
 
 
@@ -81,7 +81,8 @@ class LocalPool(WorkerPool):
                     raise stopped(i + 1, len(items), name)
             return
         pickle.dumps(fn)  # fail here, clearly, rather than in the executor's feeder thread
-        futures = {self._executor.submit(fn, item): i for i, item in enumerate(items)}
+        with stop_signals_ignored():  # the executor starts its workers in submit: born ignoring the terminal's Ctrl-C
+            futures = {self._executor.submit(fn, item): i for i, item in enumerate(items)}
         pending = set(futures)
         try:
             while pending:
