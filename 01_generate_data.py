@@ -23,7 +23,8 @@ import argparse
 from functools import partial
 
 from worldmodels.atomic import prepare_output, save_bytes
-from worldmodels.cli import add_pool_flags, check_pool_flags, finite_float, pool_from_args, require_at_least, require_folders, run_stage
+from worldmodels.cli import (add_pool_flags, check_pool_flags, finite_float, pool_from_args, require_at_least, require_folders, run_stage,
+                             seed_value)
 from worldmodels.env import DATA_SEED_BASE, TRAIN_SEED_BASE
 from worldmodels.episodes import episode_id, list_episodes
 from worldmodels.frames import FRAME_SIZE
@@ -49,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out-dir", default=OUT_DIR)
     parser.add_argument("--fast-render", action=argparse.BooleanOptionalAction, default=FAST_RENDER,
                         help="draw frames with the fast renderer (same physics and rewards); --no-fast-render draws them the stock way")
-    parser.add_argument("--first-seed", type=int, default=FIRST_SEED, help="track seed of the first episode")
+    parser.add_argument("--first-seed", type=seed_value, default=FIRST_SEED, help="track seed of the first episode")
     parser.add_argument("--policy", default=POLICY, help="folder of the V, M and C to drive with (default: the exploration walk)")
     parser.add_argument("--policy-noise", type=finite_float, default=POLICY_NOISE, help="std of the noise on C's parameters")
     parser.add_argument("--detours", type=finite_float, default=DETOURS,

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from worldmodels.atomic import prepare_output
 from worldmodels.checkpoints import VAE_FILE, default_device, training_checkpoint_bytes
-from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage
+from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage, seed_value
 from worldmodels.data import split_episodes, stream_frame_batches
 from worldmodels.errors import DataError
 from worldmodels.episodes import SKIP_FLAG, map_episodes, read_rollout_frames, require_episodes, rollout_length
@@ -59,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pixel-weight-floor", type=finite_float, default=PIXEL_WEIGHT_FLOOR, help="VAE-GAN only")
     parser.add_argument("--held-out-fraction", type=finite_float, default=HELD_OUT_FRACTION)
     parser.add_argument("--buffer-episodes", type=int, default=BUFFER_EPISODES)
-    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--seed", type=seed_value, default=SEED)
     parser.add_argument("--data-dir", default=DATA_DIR)
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and train from scratch")

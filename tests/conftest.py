@@ -13,6 +13,15 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "ignore:builtin type (SwigPy|swigvarlink):DeprecationWarning")
 
 
+@pytest.fixture(autouse=True)
+def release_folder_locks():
+    """Stages run in this process take their output folders' locks; each test gives them back."""
+    yield
+    from worldmodels.locks import release_all
+
+    release_all()
+
+
 @pytest.fixture
 def scripts():
     from worldmodels.cli import load_stage_script  # imported after pytest_configure has filtered Box2D's warnings

@@ -86,7 +86,11 @@ def stage_error(script, argv: list[str]) -> str:
 def start_stage(args: list[str], cwd: Path, **env: str) -> subprocess.Popen:
     """A stage script as a process in a session of its own, so a signal to its process group
     reaches the stage and all its workers at once, as a terminal's Ctrl-C would. ``env``
-    adds to its environment."""
+    adds to its environment. The folder locks this test process took running stages in
+    process are given back first: the stage process is the folders' writer now."""
+    from worldmodels.locks import release_all
+
+    release_all()
     return subprocess.Popen([sys.executable, str(ROOT / args[0]), *args[1:]], cwd=cwd, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ | env)
 

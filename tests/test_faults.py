@@ -1,7 +1,9 @@
 """Faults: killed workers, killed stages, Ctrl-C. Nothing hangs, nothing is lost, re-running resumes."""
 
 import importlib.util
+import os
 import signal
+import time
 
 import pytest
 import torch
@@ -119,3 +121,27 @@ def test_ctrl_c_mid_epoch_saves_m_and_the_resumed_run_ends_as_an_uninterrupted_o
     run_stage_process(args(tmp_path / "stopped"), tmp_path)
     _assert_same_weights(_weights(tmp_path / "whole" / "mdrnn.pt"), _weights(tmp_path / "stopped" / "mdrnn.pt"))
     assert [int(r["epoch"]) for r in log_rows(tmp_path / "stopped" / "mdrnn_log.csv")] == list(range(1, 41))
+
+
+def test_a_folder_has_one_writer_at_a_time_and_a_killed_one_leaves_no_lock(tmp_path):
+    """Two runs in one folder (one resuming, one with --restart) used to both exit 0, one of
+    them reporting a controller that the other had overwritten."""
+    ckpt = tmp_path / "ckpt"
+    save_untrained_models(ckpt)
+    log = ckpt / "controller_log.csv"
+    first = start_stage(_search_args(ckpt) + ["--generations", "300"], tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while len(log_rows(log)) < 1:
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()[0]
+            time.sleep(0.05)
+        second = start_stage(_search_args(ckpt) + ["--restart"], tmp_path)
+        output = second.communicate(timeout=120)[0]
+        assert second.returncode == 1, output
+        assert output.strip().splitlines()[-1] == (f"error: {ckpt}: in use by process {first.pid}, which is writing there; wait "
+                                                    "for it to end (or stop it), or choose another folder")
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.communicate()
+    output = run_stage_process(_search_args(ckpt), tmp_path)  # the killed run's lock went with it
+    assert "resuming the search" in output

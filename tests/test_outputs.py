@@ -269,3 +269,27 @@ def test_a_stop_that_comes_after_the_last_safe_point_still_ends_the_stage_as_sto
         run_stage(lambda: os.kill(os.getpid(), signal.SIGINT))
     assert stopped.value.code == INTERRUPTED_EXIT
     assert "stopped: the stage finished and saved its work before the stop could take effect" in capsys.readouterr().err
+
+
+def test_a_stop_in_the_first_generation_says_nothing_was_saved_and_the_re_run_starts(tmp_path, scripts, monkeypatch, capsys):
+    """It used to name a cma_state.npz that did not exist, and the re-run refused the folder
+    for a log holding only its header."""
+    ckpt = tmp_path / "ckpt"
+    save_untrained_models(ckpt)
+    with monkeypatch.context() as patch:
+        _stop_during(patch, worldmodels.rollout, "run_agent_job")
+        line = _stopped(capsys, scripts[TRAIN_C], _search_args(ckpt, 2) + ["--population", "4"])
+    assert line == "stopped: no generation had finished, so nothing was saved; re-run to start the search"
+    assert not (ckpt / "cma_state.npz").exists()
+    scripts[TRAIN_C].main(_search_args(ckpt, 2))  # no --restart needed: a log with no rows is not a run to protect
+    assert len(log_rows(ckpt / "controller_log.csv")) == 2
+
+
+def test_a_training_log_with_no_rows_does_not_block_the_re_run(tmp_path, scripts):
+    """A SIGKILL in epoch 1 of 02 leaves the log's header and no checkpoint."""
+    write_random_rollouts(tmp_path / "rollout", episodes=2, steps=10)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "vae_log.csv").write_text("epoch,train_loss\n")
+    scripts[TRAIN_V].main(_v_args(tmp_path, 1))
+    assert [row["epoch"] for row in log_rows(tmp_path / "ckpt" / "vae_log.csv")] == ["1"]
+

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from worldmodels.errors import OutputError
+from worldmodels.locks import lock_folder
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 _NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
@@ -85,13 +86,15 @@ def _process_exists(pid: int) -> bool:
 
 
 def prepare_output(folder: str | os.PathLike, needed_bytes: int = 0) -> Path:
-    """Before long work starts: make ``folder``, remove the temporary files of killed
-    writers, prove that it takes a file and that its disk has ``needed_bytes`` free (what
-    the stage's next write needs), or raise a one-line OutputError."""
+    """Before long work starts: make ``folder``, prove that it takes a file, take its lock (one
+    writer at a time: worldmodels/locks.py), remove the temporary files of killed writers, and
+    check that its disk has ``needed_bytes`` free (what the stage's next write needs), or raise
+    a one-line OutputError (or DataError, naming the process that holds the folder)."""
     folder = Path(folder)
     probe = folder / ".write-check"
     save_text(probe, "")
     probe.unlink(missing_ok=True)
+    lock_folder(folder)
     remove_stale_temp_files(folder)
     require_free_space(folder, needed_bytes)
     return folder

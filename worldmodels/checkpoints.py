@@ -8,6 +8,7 @@ uninterrupted one would have (on the CPU).
 
 import hashlib
 import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,8 @@ def load_checkpoint(path: str | Path, kind: str, producer: str) -> dict:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: not found; run {producer} first")
+    if path.is_dir():
+        raise DataError(f"{path}: a folder, not a checkpoint; name the .pt file in it that {producer} wrote")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols it reads anyway
@@ -90,6 +93,8 @@ def load_checkpoint(path: str | Path, kind: str, producer: str) -> dict:
         if "GLOBAL" in str(error):  # the weights-only unpickler met a class or function
             raise DataError(f"{path}: refused: it holds Python objects besides tensors and plain values, and loading "
                             f"those could run code; delete it and re-run {producer}") from None
+        if not _looks_like_torch_file(path):  # good data of another kind: never advise deleting it
+            raise DataError(f"{path}: not a checkpoint (not a file torch writes); name the .pt file that {producer} wrote") from None
         raise DataError(f"{path}: unreadable ({type(error).__name__}); delete it and re-run {producer}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("kind") not in _kinds(kind):
         found = f" but a {checkpoint['kind']!r} one" if isinstance(checkpoint, dict) and isinstance(checkpoint.get("kind"), str) else ""
@@ -106,6 +111,18 @@ def load_checkpoint(path: str | Path, kind: str, producer: str) -> dict:
         if not torch.isfinite(tensor).all():
             raise DataError(f"{path}: '{name}' holds NaN or inf; delete it and re-run {producer}")
     return checkpoint
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """A .pt file, or a zip archive holding a pickle as torch.save writes (a rollout, series
+    or other .npz is a zip of .npy files; a CSV is text)."""
+    if path.suffix == ".pt":
+        return True
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("data.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 # what a model's (V's or M's) and a controller's checkpoint must hold, with its type (beyond "kind")
@@ -173,6 +190,25 @@ def save_controller(path: str | Path, params: np.ndarray, config: dict, generati
     of the search that kept it (plain values only)."""
     save_torch(path, {"kind": "controller", "config": config, "params": torch.as_tensor(params, dtype=torch.float32),
                       "generation": int(generation), **extra})
+
+
+def training_history(checkpoint: dict) -> list[dict]:
+    """The searches that made a saved controller, oldest first, each {"world": "real" or "dream",
+    "generation": the generation of that search it was kept at, "from": the controller it started
+    from ("zero", or its path and fingerprint)}. A file saved before histories were recorded
+    gives its last search alone, from "unrecorded"."""
+    history = checkpoint.get("history")
+    if isinstance(history, list) and history and all(isinstance(phase, dict) for phase in history):
+        return history
+    return [{"world": checkpoint.get("trained_in", "real"), "generation": int(checkpoint.get("generation", 0)),
+             "from": "unrecorded"}]
+
+
+def describe_training(checkpoint: dict) -> str:
+    """e.g. "generation 30 of a search in the dream, then generation 40 of a search in the real env"."""
+    phases = [f"generation {phase.get('generation')} of a search in the {'dream' if phase.get('world') == 'dream' else 'real env'}"
+              for phase in training_history(checkpoint)]
+    return ", then ".join(phases)
 
 
 MODEL_KEYS = ("vae", "mdrnn")  # a controller config's fingerprints of the V and M it was made for
@@ -349,11 +385,23 @@ def load_members(directory: str | Path, count: int, vae: nn.Module) -> list[MDNR
     return members
 
 
+def _header_only_log(path: Path) -> bool:
+    """A CSV log with no rows: a run that stopped before its first epoch or generation ended
+    wrote it, and it holds nothing to protect."""
+    if path.suffix != ".csv":
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as log:
+            return sum(1 for line in log if line.strip()) <= 1
+    except OSError:
+        return False
+
+
 def refuse_to_replace(state_path: str | Path, outputs: list[Path], restart: bool) -> None:
     """Outputs of an earlier run whose state is gone cannot be resumed; a new run would
     replace them, so it needs --restart."""
     state_path = Path(state_path)
-    found = [path.name for path in outputs if path.exists()]
+    found = [path.name for path in outputs if path.exists() and not _header_only_log(path)]
     if found and not restart and not state_path.exists():
         raise DataError(f"{state_path.parent}: holds {', '.join(found)} from an earlier run but no {state_path.name} to resume it "
                         "from; pass --restart to replace them, or choose another folder")

@@ -11,6 +11,7 @@ from typing import Callable
 
 from worldmodels.errors import DataError
 from worldmodels.interrupt import Interrupted, stop_at_safe_points, stop_requested, stopped_exit_status
+from worldmodels.locks import release_all
 from worldmodels.parallel import TASK_TIMEOUT, WorkerDied, WorkerPool, make_pool
 
 
@@ -22,6 +23,20 @@ def finite_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+MAX_SEED = 2**31 - 1  # every seed flag: numpy, torch and gymnasium all take 0 .. this (and a few more)
+
+
+def seed_value(text: str) -> int:
+    """argparse type for every seed flag: an integer from 0 to MAX_SEED."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_SEED}, got {value}")
     return value
 
 
@@ -83,6 +98,8 @@ def run_stage(main: Callable[[], None]) -> None:
         except KeyboardInterrupt:
             print("\nstopped at once: the last saved state is kept; re-run to resume", file=sys.stderr)
             sys.exit(stopped_exit_status())
+        finally:
+            release_all()  # the output folders' locks (the process's end would drop them too)
 
 
 def load_stage_script(name: str) -> ModuleType:

@@ -244,10 +244,10 @@ def read_initial_latents(path: str | Path, z_size: int, vae: str) -> dict[str, n
     return arrays
 
 
-def read_series_of(folder: str | Path, vae: str) -> list[dict[str, np.ndarray]]:
-    """Every series file of ``folder``, which must all have been encoded by the V whose
-    fingerprint is ``vae``."""
-    episodes = map_episodes(require_episodes(folder, "03_generate_rnn_data.py"), read_series, False, desc="reading series")
+def read_series_of(folder: str | Path, vae: str, skip_bad: bool = False) -> list[dict[str, np.ndarray]]:
+    """Every series file of ``folder`` (with ``skip_bad``, those that can be read), which must
+    all have been encoded by the V whose fingerprint is ``vae``."""
+    episodes = map_episodes(require_episodes(folder, "03_generate_rnn_data.py"), read_series, skip_bad, desc="reading series")
     for path, episode in episodes.items():
         if episode["vae"] != vae:
             raise DataError(f"{path}: encoded by V {episode['vae']}, not by this V ({vae}); re-run 03_generate_rnn_data.py with it")

@@ -63,7 +63,7 @@ def main(argv=None) -> None:
     parser.add_argument("--float16", action="store_true", help="store V's and M's weights as float16 (half the size)")
     args = parser.parse_args(argv)
     destination = export_agent(args.source, args.destination, args.rollout_dir, args.float16)
-    sizes = {p.name: p.stat().st_size for p in sorted(destination.iterdir()) if p.is_file()}
+    sizes = {p.name: p.stat().st_size for p in sorted(destination.iterdir()) if p.is_file() and not p.name.startswith(".")}
     print(f"wrote {destination}: " + ", ".join(f"{name} {size / 2**20:.2f} MB" for name, size in sizes.items()))
     print(f"next: python 05_train_controller.py --evaluate --checkpoint-dir {destination}")
 

@@ -92,11 +92,13 @@ class LocalPool(WorkerPool):
                 if stop_requested() and pending:
                     for future in pending:
                         future.cancel()
-                    done, _ = wait(pending)  # the tasks in progress finish (and their results are kept)
+                    done, pending = wait(pending)  # the tasks in progress finish (and their results are kept)
                     for future in done:
                         if not future.cancelled():
                             finish(futures[future], future.result())
-                    raise stopped(sum(f.done() and not f.cancelled() for f in futures), len(items), name)
+                    if any(future.cancelled() for future in done):
+                        raise stopped(sum(f.done() and not f.cancelled() for f in futures), len(items), name)
+                    # every task had started and has now finished: the map is complete, nothing is lost
         except BrokenProcessPool:
             self.close()
             raise WorkerDied(f"a worker process died while running {name} (killed, or out of "
