@@ -31,7 +31,7 @@ import torch
 
 from worldmodels.atomic import prepare_output
 from worldmodels.checkpoints import VAE_FILE, VISION, default_device, fingerprint, load_model, member_file, training_checkpoint_bytes
-from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage
+from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage, seed_value
 from worldmodels.constants import ACTION_SIZE
 from worldmodels.data import SeriesEpisodes, split_episodes, time_chunks
 from worldmodels.episodes import SKIP_FLAG, map_episodes, read_series, require_episodes
@@ -71,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="the reward head learns max(reward, FLOOR): the -100 of leaving the playfield (an end, which the "
                              "done head learns) no longer swings its squared error (default: rewards as recorded)")
     parser.add_argument("--held-out-fraction", type=finite_float, default=HELD_OUT_FRACTION)
-    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--seed", type=seed_value, default=SEED)
     parser.add_argument("--member", type=int, default=MEMBER,
                         help="train ensemble member k > 0 (mdrnn_member<k>.pt, seed + k) beside M, for the dream's disagreement penalty")
     parser.add_argument("--series-dir", default=SERIES_DIR)
@@ -107,12 +107,14 @@ def evaluate(mdrnn: MDNRNN, data: SeriesEpisodes, seed: int, device: torch.devic
 
 
 def train_on_episodes(mdrnn: MDNRNN, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], seq_len: int,
-                      grad_clip: float) -> dict[str, float]:
+                      grad_clip: float, batch_size: int) -> dict[str, float]:
     """One optimizer step per chunk of ``seq_len`` steps of a batch of whole episodes
     (SeriesEpisodes.sample), carrying M's hidden state from chunk to chunk (truncated
-    backpropagation through time). Each chunk's loss is weighted by its share of real
-    steps, so every step weighs the same, padded ones nothing. Returns the losses summed
-    over steps and the number of steps."""
+    backpropagation through time). A chunk's loss is the mean over its real steps; it is
+    weighted by its real steps over those of a full chunk of a full batch (``batch_size``
+    episodes x ``seq_len`` steps), so every real step weighs the same in every chunk, the
+    short last chunk and a smaller last batch included, and padded steps nothing. Returns the
+    losses summed over steps and the number of steps."""
     sums, state = {"loss": 0.0, "nll": 0.0, "reward": 0.0, "done": 0.0, "steps": 0.0}, None
     for chunk in time_chunks(batch, seq_len):
         out, state = mdrnn(chunk["z"], chunk["action"], state)
@@ -120,7 +122,7 @@ def train_on_episodes(mdrnn: MDNRNN, optimizer: torch.optim.Optimizer, batch: di
         losses = mdrnn_loss(out, chunk)
         steps = chunk["step_mask"].sum().item()
         optimizer.zero_grad()
-        (losses["loss"] * steps / chunk["step_mask"].numel()).backward()
+        (losses["loss"] * steps / (batch_size * seq_len)).backward()
         torch.nn.utils.clip_grad_norm_(mdrnn.parameters(), grad_clip)
         optimizer.step()
         for key in ("loss", "nll", "reward", "done"):
@@ -176,7 +178,7 @@ def main(argv=None) -> None:
 
     def train_batch(episode_batch: np.ndarray, epoch: int) -> dict[str, float]:
         batch = {k: v.to(device) for k, v in train.sample(episode_batch, rng).items()}
-        return train_on_episodes(mdrnn, run.optimizer, batch, args.seq_len, args.grad_clip)
+        return train_on_episodes(mdrnn, run.optimizer, batch, args.seq_len, args.grad_clip, args.batch_size)
 
     def score_epoch(epoch: int, train_means: dict[str, float]) -> EpochScore:
         scores, heads_now = evaluate(mdrnn, held_out, args.seed, device)

@@ -6,11 +6,13 @@ import signal
 
 import numpy as np
 import pytest
+import torch
 
 from worldmodels.cli import run_stage
 from worldmodels.data import stream_frame_batches
 from worldmodels.episodes import write_rollout, write_series
 from worldmodels.errors import DataError
+from worldmodels.mdrnn import MDNRNN
 
 
 def write_numbered_episodes(folder, lengths: list[int]) -> list:
@@ -142,3 +144,39 @@ def test_a_reward_floor_serves_the_off_playfield_penalty_as_the_floor_and_every_
     floored, recorded = (batch["reward"][0].numpy() for batch in batches)
     np.testing.assert_allclose(floored, [-0.1, 3.2, -0.1, -1.0], rtol=1e-6)
     np.testing.assert_allclose(recorded, rewards, rtol=1e-6)
+
+
+def _chunk_gradients(train_rnn, batch: dict, seq_len: int, batch_size: int) -> list:
+    """M's gradient at each of train_on_episodes' optimizer steps (the weights never change)."""
+    torch.manual_seed(0)
+    mdrnn, grads = MDNRNN(z_size=4, hidden_size=8), []
+
+    class Recorder:
+        def zero_grad(self):
+            mdrnn.zero_grad()
+
+        def step(self):
+            grads.append(torch.cat([p.grad.flatten() for p in mdrnn.parameters()]).clone())
+    train_rnn.train_on_episodes(mdrnn, Recorder(), batch, seq_len, 1e9, batch_size)
+    return grads
+
+
+def _episode_batch(length: int, copies: int = 1) -> dict:
+    rng = np.random.default_rng(length)
+    one = {"z": rng.normal(size=(1, length, 4)), "next_z": rng.normal(size=(1, length, 4)), "action": rng.uniform(size=(1, length, 3)),
+           "reward": rng.normal(size=(1, length)), "terminated": np.zeros((1, length)), "step_mask": np.ones((1, length)),
+           "next_mask": np.ones((1, length))}
+    return {k: torch.as_tensor(np.concatenate([v] * copies), dtype=torch.float32) for k, v in one.items()}
+
+
+def test_every_step_of_m_weighs_the_same_in_a_smaller_last_batch_and_a_short_last_chunk(scripts):
+    """A chunk's loss is a mean over its steps; scaled by steps / numel, the steps of a short
+    last chunk or of a smaller last batch weighed more than the others."""
+    train_rnn = scripts[3]
+    twice = _chunk_gradients(train_rnn, _episode_batch(8, copies=2), 4, batch_size=2)
+    once = _chunk_gradients(train_rnn, _episode_batch(8), 4, batch_size=2)  # the last batch of an epoch, half full
+    for full, half in zip(twice, once):
+        torch.testing.assert_close(half, full / 2)  # half the steps: half the weight
+    short = _chunk_gradients(train_rnn, _episode_batch(2), 4, batch_size=1)  # 2 steps in a chunk of 4
+    whole = _chunk_gradients(train_rnn, _episode_batch(2), 2, batch_size=1)  # the same 2 steps as a full chunk of 2
+    torch.testing.assert_close(short[0], whole[0] * 2 / 4)  # each step weighs 1 / (batch x seq_len) in its run
