@@ -274,7 +274,22 @@ def test_a_search_in_branching_dreams_says_so_and_does_not_resume_as_another_kin
     scripts[4].main(search + ["--branch-steps", "3"])
     assert "3 steps each from 4096 real mid-episode states" in capsys.readouterr().out
     message = stage_error(scripts[4], search + ["--generations", "2"])
-    assert "cma_state.npz: started with other settings (branch_steps); pass --restart" in message
+    assert "cma_state.npz: started with other settings (--branch-steps " in message and "pass --restart" in message
     with pytest.raises(SystemExit):  # argparse's usage error
         scripts[4].main(["--branch-steps", "3", "--checkpoint-dir", str(tmp_path / "ckpt")])
     assert "--branch-steps must be non-negative and shapes dreams: add --dream" in capsys.readouterr().err
+
+
+def test_identical_members_with_dropout_are_charged_nothing(mdrnn):
+    """Each member draws its own dropout mask; compared through their masks, two copies of one
+    M disagreed by the masks alone (the charges' thresholds are computed with the whole h)."""
+    copies = [dropout_copy(mdrnn, 0.3) for _ in range(2)]
+    z0, actions = torch.randn(4, 32), torch.full((4, 3), 0.5)
+    rewards = {}
+    for name, charges in (("none", {}), ("both", {"disagreement": 5.0, "z_charge": ZCharge(300.0, 0.0)})):
+        dreams = DreamBatch(copies[0], z0, [1, 2, 3, 4], 1.0, copies[1:], dropout=True, **charges)
+        rewards[name] = torch.stack([dreams.step(actions)[0] for _ in range(5)])
+    torch.testing.assert_close(rewards["both"], rewards["none"])  # the copies agree: no charge, masks or not
+    # the dream's own reward still comes through the masks: dropout is not switched off by the charges
+    unmasked = DreamBatch(copies[0], z0, [1, 2, 3, 4], 1.0, copies[1:], dropout=False)
+    assert not torch.allclose(rewards["none"], torch.stack([unmasked.step(actions)[0] for _ in range(5)]))

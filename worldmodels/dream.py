@@ -58,7 +58,9 @@ class DreamBatch:
     state; each step, z_{t+1} is sampled from one model (M or a member) drawn at random per
     dream, the end from their mean done probability, and the reward is their mean reward
     minus ``disagreement`` x its std across the models, and with ``z_charge`` minus its charge
-    for their disagreement about z_{t+1} (``ZCharge``). C still sees M's h, as in the real env.
+    for their disagreement about z_{t+1} (``ZCharge``). Both charges compare what the models
+    predict from their whole h, as the z charge's threshold does: with dropout, each model's
+    own mask would make even identical models disagree. C still sees M's h, as in the real env.
 
     dropout: every model trained with dropout (MDNRNN.dropout > 0) predicts each step from a
     new dropout mask of h, drawn from the dream's own stream, so every dream runs in a
@@ -66,6 +68,10 @@ class DreamBatch:
 
     states: each model's (h, c), each [B, H], where the dreams start (``branch_starts``);
     None: M's zero state, as at an episode's first frame.
+
+    The dreams run on the device of M's weights (every model must be there). The random draws
+    are made on the CPU, from the dreams' own generators, and moved there: a dream draws the
+    same numbers on any device.
     """
 
     def __init__(self, mdrnn: MDNRNN, z0: torch.Tensor, seeds: list[int], temperature: float,
@@ -77,13 +83,15 @@ class DreamBatch:
             raise ValueError("a disagreement penalty needs ensemble members beside M")
         self.mdrnn, self.temperature, self.disagreement, self.z_charge = mdrnn, temperature, disagreement, z_charge
         self.models = [mdrnn, *members]
-        self.z = z0.to(torch.float32).clone()
+        self.device = next(mdrnn.parameters()).device
+        self.z = z0.to(self.device, torch.float32).clone()
         if states is None:
-            self.states = [model.initial_state(len(seeds)) for model in self.models]
+            self.states = [model.initial_state(len(seeds), self.device) for model in self.models]
         else:
             if len(states) != len(self.models):
                 raise ValueError(f"start states for {len(states)} models, but the dream runs {len(self.models)}")
-            self.states = [(h.to(torch.float32)[None].clone(), c.to(torch.float32)[None].clone()) for h, c in states]
+            self.states = [(h.to(self.device, torch.float32)[None].clone(), c.to(self.device, torch.float32)[None].clone())
+                           for h, c in states]
         self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
         offset = base = 2 * mdrnn.z_size + 1 + (len(self.models) > 1)  # draws before the masks' (see _draws)
         self.mask_draws = {}  # model index -> where its mask's uniforms are among a step's draws
@@ -119,29 +127,33 @@ class DreamBatch:
                           + [torch.rand(NOISE_CHUNK, 1, generator=g)] * ensemble
                           + [torch.rand(NOISE_CHUNK, masks, generator=g)] * (masks > 0), dim=1)
                 for g in self.generators
-            ])
+            ]).to(self.device)
         return self.noise[:, index]
 
     @torch.no_grad()
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """actions [B, 3] -> (reward [B], done bool [B]); advances z and every model's state."""
         draws = self._draws()
-        z_size, actions = self.mdrnn.z_size, actions.to(torch.float32)
-        outs = []
+        z_size, actions = self.mdrnn.z_size, actions.to(self.device, torch.float32)
+        outs, whole = [], []  # each model's outputs as the dream draws them, and with the whole h (what the charges compare)
+        charged = bool(self.disagreement) or self.z_charge is not None
         for i, model in enumerate(self.models):
             mask = model.dropout_mask(draws[:, self.mask_draws[i]]) if i in self.mask_draws else None
             out, self.states[i] = model.step(self.z, actions, self.states[i], mask)
             outs.append(out)
+            # the masks differ between members: compared through them, identical Ms would disagree by the masks alone
+            whole.append(model.head(self.states[i][0][0]) if mask is not None and charged else out)
         if len(outs) == 1:
             mixture, reward, p_done = outs[0], outs[0]["reward"], done_probability(outs[0]["done_logit"])
         else:
             chosen = (draws[:, 2 * z_size + 1] * len(outs)).long().clamp(max=len(outs) - 1)  # [B]: whose z
             rows = torch.arange(len(chosen))
             mixture = {k: torch.stack([out[k] for out in outs])[chosen, rows] for k in ("log_pi", "mu", "log_sigma")}
-            rewards = torch.stack([out["reward"] for out in outs])  # [models, B]
-            reward = rewards.mean(0) - self.disagreement * rewards.std(0, correction=0)
+            reward = torch.stack([out["reward"] for out in outs]).mean(0)
+            if self.disagreement:
+                reward = reward - self.disagreement * torch.stack([out["reward"] for out in whole]).std(0, correction=0)
             if self.z_charge is not None:
-                reward = reward - self.z_charge.weight * (z_disagreement(outs) - self.z_charge.threshold).clamp(min=0)
+                reward = reward - self.z_charge.weight * (z_disagreement(whole) - self.z_charge.threshold).clamp(min=0)
             p_done = torch.stack([done_probability(out["done_logit"]) for out in outs]).mean(0)
         self.z = sample_mixture(mixture["log_pi"], mixture["mu"], mixture["log_sigma"], self.temperature,
                                 noise=(draws[:, :z_size], draws[:, z_size : 2 * z_size]))
@@ -203,14 +215,14 @@ def run_dream_episodes(
     """Dream i runs controller params[i] from first latent z0[i] with seed seeds[i], all in one
     batch, until its drawn end or ``max_steps``. use_hidden: C sees [z, h] (else z only);
     members, disagreement, z_charge: an ensemble dream; dropout: dropout masks in the dream;
-    states: each model's (h, c) [B, H] at the start (DreamBatch)."""
+    states: each model's (h, c) [B, H] at the start (DreamBatch). The dreams run on M's device."""
     states = None if states is None else [(torch.as_tensor(h), torch.as_tensor(c)) for h, c in states]
     dreams = DreamBatch(mdrnn, torch.as_tensor(z0), seeds, temperature, members, disagreement, dropout, states, z_charge)
     inputs = dreams.features.shape[1] if use_hidden else mdrnn.z_size
-    controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32), inputs)
-    returns = torch.zeros(len(seeds), dtype=torch.float64)
-    steps = torch.zeros(len(seeds), dtype=torch.int64)
-    active = torch.ones(len(seeds), dtype=torch.bool)
+    controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32, device=dreams.device), inputs)
+    returns = torch.zeros(len(seeds), dtype=torch.float64, device=dreams.device)
+    steps = torch.zeros(len(seeds), dtype=torch.int64, device=dreams.device)
+    active = torch.ones(len(seeds), dtype=torch.bool, device=dreams.device)
     for _ in range(max_steps):
         reward, done = dreams.step(controllers(dreams.features[:, :inputs]))
         returns += torch.where(active, reward.double(), 0.0)
@@ -218,7 +230,7 @@ def run_dream_episodes(
         active &= ~done
         if not active.any():
             break
-    return EpisodeResults(returns.numpy(), steps.numpy())
+    return EpisodeResults(returns.cpu().numpy(), steps.cpu().numpy())
 
 
 @torch.no_grad()
