@@ -104,7 +104,7 @@ def test_a_search_with_curiosity_ranks_by_return_plus_surprise_and_keeps_its_wei
     rows = log_rows(tmp_path / "ckpt" / "controller_log.csv")
     assert len(rows) == 2 and all(float(row["surprise"]) > 0 for row in rows)
     message = stage_error(scripts[4], run[:1] + ["3"] + run[2:] + ["--curiosity", "1.0"])  # 3 generations, another weight
-    assert "cma_state.npz: started with other settings (curiosity)" in message
+    assert "cma_state.npz: started with other settings (--curiosity " in message and "pass --restart" in message
 
 
 def test_a_search_from_a_saved_controller_checks_it_first_and_never_keeps_worse(tmp_path, scripts, capsys):

@@ -43,6 +43,6 @@ def test_a_dream_search_dreams_with_m_dropout_masks_unless_told_not_to(tmp_path,
     scripts[TRAIN_C].main(_dream_search(tmp_path))
     assert "with a new dropout mask of h every step (dropout 0.2)" in capsys.readouterr().out
     message = stage_error(scripts[TRAIN_C], _dream_search(tmp_path, "--no-dream-dropout", "--generations", "2"))
-    assert "cma_state.npz: started with other settings (dream_dropout); pass --restart" in message
+    assert "cma_state.npz: started with other settings (--dream-dropout True then, not set now)" in message
     scripts[TRAIN_C].main(_dream_search(tmp_path, "--no-dream-dropout", "--restart"))
     assert "dropout mask" not in capsys.readouterr().out

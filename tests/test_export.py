@@ -32,4 +32,4 @@ def test_an_exported_float16_agent_belongs_together_and_drives(tmp_path, scripts
     # the folder is a checkpoint folder for stage 05, in the real env and in the dream
     scripts[4].main(["--evaluate", "1", "--max-steps", "5", "--gif-steps", "0", "--workers", "1", "--dream",
                      "--series-dir", str(shipped), "--checkpoint-dir", str(shipped)])
-    assert "trained in the dream env" in capsys.readouterr().out
+    assert "(generation 7 of a search in the dream)" in capsys.readouterr().out

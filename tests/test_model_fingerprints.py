@@ -90,7 +90,7 @@ def test_stage_05_refuses_a_controller_or_search_made_for_another_m(tmp_path, sc
     message = stage_error(scripts[TRAIN_C], ["--evaluate", "1", "--max-steps", "5", "--checkpoint-dir", str(ckpt)])
     assert "controller.pt: made for other models than these (mdrnn" in message and "05_train_controller.py --restart" in message
     message = stage_error(scripts[TRAIN_C], _search_args(ckpt, 2))
-    assert "cma_state.npz: started with other settings (mdrnn); pass --restart" in message
+    assert "cma_state.npz: started with other settings (M " in message and "pass --restart" in message
     # a controller of other models of the same sizes may start a new search
     scripts[TRAIN_C].main(_search_args(ckpt) + ["--restart", "--init-from", str(tmp_path / "first" / "controller.pt")])
 

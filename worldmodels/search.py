@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
-from worldmodels.checkpoints import CONTROLLER_FILE, fingerprint, load_controller, refuse_to_replace, save_controller
+from worldmodels.checkpoints import (CONTROLLER_FILE, fingerprint, load_controller, refuse_to_replace, save_controller,
+                                     training_history)
 from worldmodels.controller import parameter_count
 from worldmodels.curves import draw_curves
-from worldmodels.env import CHECK_SEED_BASE, TRAIN_SEED_BASE
+from worldmodels.env import VALIDATION_SEED_BASE, TRAIN_SEED_BASE
 from worldmodels.errors import DataError
 from worldmodels.evolution import STATE_FILE, SearchState, load_search, new_search, save_search
 from worldmodels.interrupt import Interrupted, stop_requested
@@ -25,6 +27,14 @@ from worldmodels.worlds import Worlds
 LOG_FILE = "controller_log.csv"
 LOG_COLUMNS = ["generation", "best", "mean", "worst", "sigma", "check_mean", "check_std", "dream_check_mean",
                "dream_check_std", "surprise", "env_steps", "seconds"]
+# the flag that sets each setting of a saved search (what a refused resume names)
+FLAGS = {"population": "--population", "sigma0": "--sigma0", "seed": "--seed", "episodes_per_candidate": "--episodes-per-candidate",
+         "check_episodes": "--check-episodes", "check_every": "--check-every", "patience": "--patience",
+         "max_steps": "--max-steps", "fast_render": "--fast-render", "fast_acting": "--fast-acting",
+         "acting_bfloat16": "fast acting's bfloat16 (this machine's CPU)", "world": "--dream", "temperature": "--temperature",
+         "members": "--members", "disagreement": "--disagreement", "z_charge": "--z-disagreement and --z-quantile",
+         "dream_dropout": "--dream-dropout", "branch_steps": "--branch-steps", "init_from": "--init-from",
+         "curiosity": "--curiosity", "use_hidden": "--z-only", "device": "--device", "vae": "V", "mdrnn": "M"}
 
 
 @dataclass(frozen=True)
@@ -58,15 +68,22 @@ class ControllerSearch:
         self.settings, self.worlds, self.directory, self.config = settings, worlds, directory, config
         self.state_path, self.log_path = directory / STATE_FILE, directory / LOG_FILE
         self.controller_path = directory / CONTROLLER_FILE
-        self.check_seeds = [CHECK_SEED_BASE + i for i in range(settings.check_episodes)]
+        self.check_seeds = [VALIDATION_SEED_BASE + i for i in range(settings.check_episodes)]
         self.state = self._set_up()
 
     def _search_config(self) -> dict:
-        """What a saved search must have been started with to be resumed."""
-        s = self.settings
-        search_config = self.config | {"population": s.population, "sigma0": s.sigma0, "seed": s.seed}
+        """What a saved search must have been started with to be resumed: everything that sets
+        its candidates, its objective or its check tracks (a resume that changed one would rank
+        and keep by another measure than the run before)."""
+        s, worlds = self.settings, self.worlds
+        search_config = self.config | {"population": s.population, "sigma0": s.sigma0, "seed": s.seed,
+                                       "episodes_per_candidate": s.episodes_per_candidate, "check_episodes": s.check_episodes,
+                                       "check_every": s.check_every, "patience": s.patience, "max_steps": worlds.max_steps,
+                                       "fast_render": worlds.fast_render, "fast_acting": worlds.fast_acting}
+        if worlds.fast_acting:
+            search_config |= {"acting_bfloat16": worlds.bfloat16}
         if s.dream:
-            search_config |= {"world": "dream", "temperature": self.worlds.temperature}
+            search_config |= {"world": "dream", "temperature": self.worlds.temperature, "device": self.worlds.device}
             if self.worlds.members:
                 search_config |= {"members": [fingerprint(member) for member in self.worlds.members],
                                   "disagreement": self.worlds.disagreement}
@@ -89,14 +106,18 @@ class ControllerSearch:
         refuse_to_replace(self.state_path, [self.controller_path, self.log_path, self.directory / "cma_state.pkl"], s.restart)
         search_config = self._search_config()
         if self.state_path.exists() and not s.restart:
-            state = load_search(self.state_path, search_config, LOG_COLUMNS)
+            state = load_search(self.state_path, search_config, LOG_COLUMNS, FLAGS)
             if state.best_generation >= 0 and not self.controller_path.exists():
                 raise DataError(f"{self.controller_path}: missing, though {self.state_path} kept one at generation "
                                 f"{state.best_generation}; put it back, or pass --restart to start a new search")
             print(f"resuming the search from {self.state_path} after generation {state.generation}")
+            self.state = state
+            self._keep()  # a search extended past its last run's end keeps what an uninterrupted one would
         else:
-            x0 = load_controller(s.init_from, self.config, same_models=False)["params"].numpy() if s.init_from else None
-            state = new_search(parameter_count(self.config["input_size"]), s.sigma0, s.population, s.seed, search_config, x0)
+            start = load_controller(s.init_from, self.config, same_models=False) if s.init_from else None
+            state = new_search(parameter_count(self.config["input_size"]), s.sigma0, s.population, s.seed, search_config,
+                               None if start is None else start["params"].numpy())
+            state.history = [] if start is None else training_history(start)
         write_csv(self.log_path, LOG_COLUMNS, state.log)  # the log as the search state has it
         return state
 
@@ -160,12 +181,36 @@ class ControllerSearch:
         if self.settings.dream:
             dreamed = self.worlds.dream(repeated, self.check_seeds).returns
             scores["dream"] = float(dreamed.mean()), float(dreamed.std())
-        kept = scores["dream" if self.settings.dream else "real"][0]
-        if kept > self.state.best_score:
-            self.state.best_score, self.state.best_generation = kept, generation
-            save_controller(self.controller_path, mean, self.config, generation=generation, check_score=kept,
-                            trained_in="dream" if self.settings.dream else "real")
+        self.state.add_check(generation, scores["dream" if self.settings.dream else "real"][0], mean)
+        self._keep()
         return scores, int(check.steps.sum())
+
+    def _keep(self) -> None:
+        """Save as the controller the best check among those an uninterrupted run to this
+        search's end makes: every check_every generations and at the last generation. (A
+        search extended past its last run's end drops that end's check, and keeps exactly
+        what one run to the new end keeps.) The earliest of equal scores is kept."""
+        state, s = self.state, self.settings
+        end = max(s.generations, state.generation)
+        best = None
+        for i, check in enumerate(state.checks):
+            counted = check["generation"] % s.check_every == 0 or check["generation"] == end
+            if counted and (best is None or check["score"] > state.checks[best]["score"]):
+                best = i
+        if best is None:
+            state.best_score, state.best_generation = -np.inf, -1
+            return
+        generation, score = state.checks[best]["generation"], state.checks[best]["score"]
+        if (generation, score) == (state.best_generation, state.best_score):
+            return
+        if state.best_generation > generation:
+            tqdm.write(f"the check at generation {state.best_generation} ended the earlier run; one run to generation {end} "
+                       f"makes no check there: keeping generation {generation}'s ({score:.1f}) until a better one")
+        state.best_score, state.best_generation = score, generation
+        world = "dream" if s.dream else "real"
+        start = "zero" if not s.init_from else f"{s.init_from} (controller {fingerprint({'params': torch.as_tensor(state.x0, dtype=torch.float32)})})"
+        save_controller(self.controller_path, state.check_means[best], self.config, generation=generation, check_score=score,
+                        trained_in=world, history=[*state.history, {"world": world, "generation": generation, "from": start}])
 
     def run(self) -> None:
         """Generations until settings.generations, with a progress bar; a stop request ends
@@ -183,6 +228,8 @@ class ControllerSearch:
                 if stop_requested() and self.state.generation < self.settings.generations:
                     raise Interrupted("stop requested")
         except Interrupted:
+            if not self.state_path.exists():
+                raise Interrupted("no generation had finished, so nothing was saved; re-run to start the search") from None
             raise Interrupted(f"{self.state_path} holds the search after generation {saved}; re-run to go on from there") from None
         finally:
             bar.close()

@@ -1,0 +1,126 @@
+"""A resumed search is the search it continues: a change of what it ranks or checks by is
+refused, one extended past its end keeps what one uninterrupted run keeps, and a controller
+records every search that made it."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import torch
+from helpers import save_untrained_models, stage_error, write_random_rollouts
+
+from worldmodels.checkpoints import (CONTROLLER_FILE, controller_config, describe_training, load_checkpoint, load_vae_and_mdrnn,
+                                     training_history)
+from worldmodels.env import VALIDATION_SEED_BASE
+from worldmodels.results import EpisodeResults
+from worldmodels.search import ControllerSearch, SearchSettings
+
+ENCODE, TRAIN_C = 2, 4
+
+
+@dataclass
+class ScriptedWorlds:
+    """Real tracks whose training returns depend on the parameters alone (so CMA-ES runs the
+    same way every time) and whose check of the CMA mean at generation g scores check_scores[g]."""
+    check_scores: dict[int, float]
+    search: ControllerSearch | None = None
+    checked_seeds: list[list[int]] = field(default_factory=list)
+    max_steps: int = 5
+    fast_render: bool = True
+    fast_acting: bool = True
+    bfloat16: bool = False
+    temperature: float = 1.0
+    members: list = field(default_factory=list)
+    z_charge: None = None
+    dream_dropout: bool = False
+    start_states: None = None
+    device: str = "cpu"
+
+    def real(self, params, seeds, patience=0, desc=None, record_actions=False):
+        if desc == "checking the CMA mean":
+            self.checked_seeds.append(list(seeds))
+            returns = np.full(len(seeds), self.check_scores[self.search.state.generation])
+        else:
+            returns = -((params - 0.3) ** 2).sum(axis=1)
+        return EpisodeResults(returns, np.ones(len(seeds), dtype=np.int64), np.zeros(len(seeds)), np.zeros(len(seeds)))
+
+    def describe(self):
+        return "scripted tracks"
+
+
+def _run(folder, generations: int, check_scores: dict[int, float]) -> tuple[ControllerSearch, ScriptedWorlds]:
+    vae, mdrnn = load_vae_and_mdrnn(folder / "vae.pt", folder / "mdrnn.pt")
+    settings = SearchSettings(generations=generations, population=4, episodes_per_candidate=1, sigma0=0.1, check_every=2,
+                              check_episodes=3, patience=0, seed=0, dream=False, curiosity=0.0, init_from="", restart=False)
+    worlds = ScriptedWorlds(check_scores)
+    search = ControllerSearch(settings, worlds, folder, controller_config(vae, mdrnn, True))
+    worlds.search = search
+    search.run()
+    return search, worlds
+
+
+def test_a_search_extended_past_its_end_keeps_what_one_uninterrupted_run_keeps(tmp_path):
+    """Checks come every 2 generations and at the last: a run to 3 checks at 2 and 3, one to 4
+    at 2 and 4. Extended from 3 to 4, the check at 3 (the best) must not be what is kept."""
+    scores = {2: 10.0, 3: 50.0, 4: 20.0}
+    for name in ("extended", "uninterrupted"):
+        save_untrained_models(tmp_path / name)
+    _run(tmp_path / "extended", 3, scores)
+    assert load_checkpoint(tmp_path / "extended" / CONTROLLER_FILE, "controller", "")["generation"] == 3
+    extended, _ = _run(tmp_path / "extended", 4, scores)
+    uninterrupted, worlds = _run(tmp_path / "uninterrupted", 4, scores)
+    kept = [load_checkpoint(tmp_path / name / CONTROLLER_FILE, "controller", "") for name in ("extended", "uninterrupted")]
+    assert kept[0]["generation"] == kept[1]["generation"] == 4 and kept[0]["check_score"] == kept[1]["check_score"] == 20.0
+    assert torch.equal(kept[0]["params"], kept[1]["params"])
+    assert extended.state.best_generation == uninterrupted.state.best_generation == 4
+    assert worlds.checked_seeds == [[VALIDATION_SEED_BASE + i for i in range(3)]] * 2  # the validation tracks
+
+
+def test_an_extension_whose_end_check_was_better_falls_back_to_the_best_counted_check(tmp_path, capsys):
+    save_untrained_models(tmp_path)
+    _run(tmp_path, 3, {2: 10.0, 3: 50.0, 4: 5.0})
+    _run(tmp_path, 4, {2: 10.0, 3: 50.0, 4: 5.0})
+    assert "one run to generation 4 makes no check there: keeping generation 2's (10.0)" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / CONTROLLER_FILE, "controller", "")["generation"] == 2
+
+
+def _search(ckpt, *extra: str) -> list[str]:
+    return ["--generations", "1", "--population", "2", "--episodes-per-candidate", "1", "--max-steps", "5", "--check-every", "1",
+            "--check-episodes", "1", "--workers", "1", "--checkpoint-dir", str(ckpt), *extra]
+
+
+@pytest.mark.parametrize("changed, named", [
+    (["--episodes-per-candidate", "2"], "--episodes-per-candidate 1 then, 2 now"),
+    (["--check-episodes", "2"], "--check-episodes 1 then, 2 now"),
+    (["--check-every", "2"], "--check-every 1 then, 2 now"),
+    (["--patience", "3"], "--patience 0 then, 3 now"),
+    (["--max-steps", "6"], "--max-steps 5 then, 6 now"),
+    (["--no-fast-render"], "--fast-render True then, False now"),
+    (["--no-fast-acting"], "--fast-acting True then, False now"),
+], ids=lambda value: value[0] if isinstance(value, list) else None)
+def test_a_resume_that_would_change_the_objective_or_the_check_tracks_is_refused(tmp_path, scripts, changed, named):
+    save_untrained_models(tmp_path)
+    scripts[TRAIN_C].main(_search(tmp_path))
+    message = stage_error(scripts[TRAIN_C], _search(tmp_path, "--generations", "2", *changed))
+    assert named in message and "resume it with its settings, or pass --restart" in message
+
+
+def test_a_controller_records_every_search_that_made_it(tmp_path, scripts):
+    """A real-env search from a dream-trained controller used to relabel it "real" only."""
+    ckpt = tmp_path / "ckpt"
+    save_untrained_models(ckpt)
+    write_random_rollouts(tmp_path / "rollout", episodes=2, steps=8)
+    scripts[ENCODE].main(["--rollout-dir", str(tmp_path / "rollout"), "--series-dir", str(tmp_path / "series"),
+                          "--checkpoint-dir", str(ckpt)])
+    (ckpt / "dream").mkdir()
+    for name in ("vae.pt", "mdrnn.pt"):
+        (ckpt / "dream" / name).write_bytes((ckpt / name).read_bytes())
+    scripts[TRAIN_C].main(_search(ckpt / "dream", "--dream", "--series-dir", str(tmp_path / "series"), "--gif-steps", "0"))
+    dreamed = ckpt / "dream" / CONTROLLER_FILE
+    assert training_history(load_checkpoint(dreamed, "controller", "")) == [{"world": "dream", "generation": 1, "from": "zero"}]
+    scripts[TRAIN_C].main(_search(ckpt, "--init-from", str(dreamed), "--generations", "2"))
+    kept = load_checkpoint(ckpt / CONTROLLER_FILE, "controller", "")
+    history = training_history(kept)
+    assert len(history) == 2 and history[0] == {"world": "dream", "generation": 1, "from": "zero"}
+    assert history[1]["world"] == "real" and history[1]["from"].startswith(f"{dreamed} (controller ")
+    assert describe_training(kept).startswith("generation 1 of a search in the dream, then generation ")
