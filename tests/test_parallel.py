@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -103,6 +104,20 @@ def test_a_stop_request_keeps_the_results_in_progress_and_starts_no_more(new_poo
     assert len(kept) == finished and 1 <= finished < 12  # every finished task's result reached the driver
 
 
+def test_a_stop_request_while_the_last_tasks_run_completes_the_map(new_pool):
+    """Every task had started when the stop came: they finish, and the map is whole (an
+    evaluation whose episodes had all finished used to be thrown away)."""
+    with new_pool(2) as pool:
+        pool.map(_square, range(2))  # workers up and warm: both tasks below start at once
+        timer = threading.Timer(0.1, lambda: setattr(interrupt, "_requested", signal.SIGINT))
+        timer.start()
+        try:
+            assert pool.map(_slow_square, [2, 3]) == [4, 9]
+        finally:
+            timer.join()
+            interrupt._requested = 0
+
+
 def test_episodes_spread_over_workers_equal_one_batch(new_pool):
     torch.manual_seed(0)
     vae, mdrnn = ConvVAE(32).eval(), MDNRNN(32, 3, 256, 5).eval()
@@ -153,6 +168,31 @@ def test_a_hung_ray_task_is_stopped_and_run_again(ray_instance, tmp_path, capsys
         assert pool.map(functools.partial(_hang_the_first_time, str(tmp_path)), range(3)) == [10, 11, 12]
     assert time.monotonic() - started < 60
     assert capsys.readouterr().out.count("ran past 5 s: running it again") == 1
+
+
+def _die_then_take_a_while(marker_dir: str, x: int) -> int:
+    """Every run takes 3 s; item 0's first run dies after 8 s."""
+    runs = len(list(Path(marker_dir).glob(f"{x}.*.ran")))
+    (Path(marker_dir) / f"{x}.{runs}.ran").touch()
+    time.sleep(3)
+    if x == 0 and runs == 0:
+        time.sleep(5)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x + 10
+
+
+def test_a_ray_task_run_again_after_its_worker_died_starts_its_own_clock(ray_instance, tmp_path, capsys):
+    """A retry's clock used to start with the first run: 8 s lost to the dead worker plus the
+    retry's 3 s ran past the 10 s timeout, and the healthy retry was stopped and run a third
+    time. (A retry's own clock counts the start of a new worker process: up to 7 s here.)"""
+    from worldmodels.parallel.ray_backend import RayPool
+
+    with RayPool(workers=2, task_timeout=10) as pool:
+        pool.map(_square, range(2))  # workers that have started and imported this module
+        assert pool.map(functools.partial(_die_then_take_a_while, str(tmp_path)), range(2)) == [10, 11]
+    out = capsys.readouterr().out
+    assert "ran past" not in out and "_die_then_take_a_while on item 0: its Ray worker died; running it again" in out
+    assert sorted(p.name for p in tmp_path.glob("*.ran")) == ["0.0.ran", "0.1.ran", "1.0.ran"]
 
 
 def _hang(x):

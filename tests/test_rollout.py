@@ -3,11 +3,14 @@ import pytest
 import torch
 
 from worldmodels.controller import LinearControllers, parameter_count
+from worldmodels.errors import DataError
 from worldmodels.frames import frames_to_tensor_layout
 from worldmodels.mdrnn import MDNRNN, mixture_nll
+from worldmodels.parallel import LocalPool
 from worldmodels.rollout import Agent, run_agent_episodes
 from worldmodels.vision import acting as acting_module
 from worldmodels.vision import ActingEncoder, ConvVAE, cpu_has_native_bfloat16
+from worldmodels.worlds import Worlds
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +95,20 @@ def test_acting_encoder_stays_in_float32_where_the_cpu_has_no_bfloat16(models, m
     monkeypatch.setattr(acting_module, "cpu_has_native_bfloat16", lambda: False)
     encoder = ActingEncoder(models[0])
     assert not encoder.bfloat16 and encoder.encoder is models[0].encoder
+
+
+def test_a_worker_acts_in_the_precision_its_driver_chose_or_refuses(models, monkeypatch):
+    """On a cluster where only some nodes have bfloat16, a fitness used to depend on where its
+    task ran: each worker chose from its own CPU."""
+    vae, mdrnn = models
+    params = np.zeros((1, parameter_count(288)), dtype=np.float32)
+    assert not Agent(vae, mdrnn, params, fast_acting=True, bfloat16=False).acting_encoder.bfloat16  # whatever this CPU has
+    monkeypatch.setattr(acting_module, "cpu_has_native_bfloat16", lambda: False)  # a node without bfloat16
+    with pytest.raises(DataError, match="cannot act in bfloat16, which the run chose where it started: run it with --no-fast-acting"):
+        run_agent_episodes(vae, mdrnn, params, [1], max_steps=5, fast_render=True, fast_acting=True, bfloat16=True)
+    with LocalPool(1) as pool:
+        worlds = Worlds(pool, vae, mdrnn, 5, True, True, fast_acting=True)
+        assert worlds.bfloat16 is False and "fast acting in float32" in worlds.describe_renderer()
 
 
 def test_acting_encoder_refuses_a_bfloat16_encoder_it_cannot_flatten(models, monkeypatch):

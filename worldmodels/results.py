@@ -15,3 +15,5 @@ class EpisodeResults:
     predicted_returns: np.ndarray | None = None
     # float64 [B], real episodes only: M's surprise summed along them (Agent.surprise)
     surprise: np.ndarray | None = None
+    # real episodes, when asked for: float32 [steps[i], 3] per episode, the actions taken (replayed for the GIFs)
+    actions: list[np.ndarray] | None = None

@@ -135,14 +135,14 @@ class Agent:
     """V, M and a batch of linear controllers acting on B environments at once.
 
     use_hidden: C sees [z_t, h_t] (the paper's full agent) or z_t alone (its 'z only' agent).
-    fast_acting: encode with ``ActingEncoder`` (bfloat16 where the CPU has it) instead of V's
-    float32 encoder.
+    fast_acting: encode with ``ActingEncoder`` instead of V's float32 encoder, in bfloat16 if
+    ``bfloat16`` (None: where this CPU has it).
     """
 
     def __init__(self, vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, use_hidden: bool = True,
-                 fast_acting: bool = False):
+                 fast_acting: bool = False, bfloat16: bool | None = None):
         self.vae, self.mdrnn, self.use_hidden = vae, mdrnn, use_hidden
-        self.acting_encoder = ActingEncoder(vae) if fast_acting else None
+        self.acting_encoder = ActingEncoder(vae, bfloat16) if fast_acting else None
         input_size = vae.z_size + (mdrnn.hidden_size if use_hidden else 0)
         self.controllers = LinearControllers(torch.tensor(params, dtype=torch.float32), input_size)  # a copy: params may be read-only
         self.state = mdrnn.initial_state(len(params))
@@ -188,22 +188,26 @@ class Agent:
 def run_agent_episodes(
     vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, seeds: list[int], max_steps: int,
     patience: int = 0, use_hidden: bool = True, fast_render: bool = False, fast_acting: bool = False,
+    record_actions: bool = False, bfloat16: bool | None = None,
 ) -> EpisodeResults:
     """Run episode i on track seeds[i] with controller params[i], all in lockstep.
 
     patience > 0 ends an episode early after that many steps in a row without a positive
     reward (training only: it saves the time of cars that are lost; 0 runs full episodes).
     fast_acting (with fast_render): the envs draw V's 64x64 frames directly and V encodes
-    them with ``ActingEncoder``; the same physics and rewards, slightly different frames."""
+    them with ``ActingEncoder`` (in bfloat16 if ``bfloat16``; None: where this CPU has it); the
+    same physics and rewards, slightly different frames.
+    record_actions: the results hold every episode's actions, so it can be replayed exactly."""
     batch = len(seeds)
     envs = [make_env(max_steps, fast_render, agent_frames=fast_acting) for _ in range(batch)]  # refuses agent frames on stock
     prepare = frame_preparer(fast_acting)
-    agent = Agent(vae, mdrnn, params, use_hidden, fast_acting)
+    agent = Agent(vae, mdrnn, params, use_hidden, fast_acting, bfloat16)
     frames = np.zeros((batch, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     returns, predicted_returns, surprise = np.zeros(batch), np.zeros(batch), np.zeros(batch)
     steps = np.zeros(batch, dtype=np.int64)
     since_progress = np.zeros(batch, dtype=np.int64)
     active = np.ones(batch, dtype=bool)
+    taken = [[] for _ in range(batch)] if record_actions else None
     try:
         for i, (env, seed) in enumerate(zip(envs, seeds)):
             frames[i] = prepare(env.reset(seed=int(seed))[0])
@@ -213,6 +217,8 @@ def run_agent_episodes(
             surprise[active] += agent.surprise[active]
             for i in np.flatnonzero(active):
                 frame, reward, terminated, truncated, _ = envs[i].step(actions[i])
+                if taken is not None:
+                    taken[i].append(actions[i])
                 returns[i] += reward
                 steps[i] += 1
                 since_progress[i] = 0 if reward > 0 else since_progress[i] + 1
@@ -223,7 +229,8 @@ def run_agent_episodes(
     finally:
         for env in envs:
             env.close()
-    return EpisodeResults(returns, steps, predicted_returns, surprise)
+    recorded = None if taken is None else [np.array(episode, dtype=np.float32).reshape(-1, ACTION_SIZE) for episode in taken]
+    return EpisodeResults(returns, steps, predicted_returns, surprise, recorded)
 
 
 def share_agent_models(pool: WorkerPool, vae: VisionModel, mdrnn: MDNRNN) -> Shared:
@@ -252,18 +259,20 @@ class AgentJob:
     use_hidden: bool = True
     fast_render: bool = False
     fast_acting: bool = False
+    record_actions: bool = False
+    bfloat16: bool | None = None  # fast acting's precision, decided once by the driver (None: each worker's CPU)
 
 
 def run_agent_job(job: AgentJob) -> EpisodeResults:
     vae, mdrnn = agent_models(job.models)
     return run_agent_episodes(vae, mdrnn, job.params, list(job.seeds), job.max_steps, job.patience, job.use_hidden,
-                              job.fast_render, job.fast_acting)
+                              job.fast_render, job.fast_acting, job.record_actions, job.bfloat16)
 
 
 def run_agent_parallel(
     pool: WorkerPool, models: Shared, params: np.ndarray, seeds: list[int], max_steps: int,
     patience: int = 0, use_hidden: bool = True, fast_render: bool = False, max_envs_per_job: int = 64,
-    desc: str | None = None, fast_acting: bool = False,
+    desc: str | None = None, fast_acting: bool = False, record_actions: bool = False, bfloat16: bool | None = None,
 ) -> EpisodeResults:
     """Episode i runs controller params[i] on track seeds[i]; episodes are split into jobs
     (several per worker, so a worker whose cars finish early takes another job) and each
@@ -272,7 +281,9 @@ def run_agent_parallel(
     count = len(seeds)
     per_job = max(1, min(max_envs_per_job, -(-count // (2 * pool.workers))))
     jobs = [AgentJob(models, params[i : i + per_job], tuple(int(s) for s in seeds[i : i + per_job]),
-                     max_steps, patience, use_hidden, fast_render, fast_acting) for i in range(0, count, per_job)]
+                     max_steps, patience, use_hidden, fast_render, fast_acting, record_actions, bfloat16)
+            for i in range(0, count, per_job)]
     results = pool.map(run_agent_job, jobs, desc=desc)
     return EpisodeResults(*(np.concatenate([getattr(r, field) for r in results])
-                            for field in ("returns", "steps", "predicted_returns", "surprise")))
+                            for field in ("returns", "steps", "predicted_returns", "surprise")),
+                          actions=[a for r in results for a in r.actions] if record_actions else None)

@@ -19,7 +19,7 @@ import torch
 from worldmodels.controller import LinearControllers
 from worldmodels.dream import DreamBatch
 from worldmodels.env import make_env
-from worldmodels.frames import frames_to_tensor_layout, preprocess_frame
+from worldmodels.frames import frame_preparer, frames_to_tensor_layout
 from worldmodels.mdrnn import MDNRNN, most_likely_z
 from worldmodels.pictures import GIF_COLOURS, captioned, save_gif, save_png, side_by_side, text_strip
 from worldmodels.rollout import Agent
@@ -37,11 +37,12 @@ class Recording:
     ended: bool  # the episode ended (terminated or the dream's done) before the step limit
     reconstructions: np.ndarray | None = None  # uint8 [T, 64, 64, 3], real episodes: V's decoding of its z_t
     predictions: np.ndarray | None = None  # uint8 [T, 64, 64, 3], real episodes: M's z_t predicted at t - 1, decoded
+    total_return: float | None = None  # real episodes: the return of the whole drive, past the steps recorded
 
 
 @dataclass
 class DriveStep:
-    observation: np.ndarray  # uint8 [96, 96, 3]: the env's frame, before preprocessing
+    observation: np.ndarray  # uint8 [96, 96, 3]: the env's frame, before preprocessing (with fast acting: [64, 64, 3])
     frame: np.ndarray  # uint8 [64, 64, 3]: what C saw
     action: np.ndarray  # float32 [3]
     reward: float
@@ -52,16 +53,26 @@ class DriveStep:
 
 @torch.no_grad()
 def drive(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, steps: int, use_hidden: bool = True,
-          fast_render: bool = True) -> Iterator[DriveStep]:
+          fast_render: bool = True, actions: np.ndarray | None = None, fast_acting: bool = False,
+          bfloat16: bool | None = None) -> Iterator[DriveStep]:
     """Controller ``params`` [P] drives track ``track_seed`` for up to ``steps`` steps, one
-    DriveStep at a time (the GIFs record them, --watch shows them live)."""
-    env = make_env(steps, fast_render)
-    agent = Agent(vae, mdrnn, params[None], use_hidden)
+    DriveStep at a time (the GIFs record them, --watch shows them live).
+
+    actions: float32 [T, 3], the actions of an episode already driven (``EpisodeResults.actions``),
+    replayed instead of C's, for up to T steps: the same physics, so the same drive and return as
+    the scored one, while V and M run along it as they did then. fast_acting: the frames and V's
+    encoder the agent used, in bfloat16 if ``bfloat16`` (``run_agent_episodes``)."""
+    env = make_env(steps if actions is None else len(actions), fast_render, agent_frames=fast_acting)
+    prepare = frame_preparer(fast_acting)
+    agent = Agent(vae, mdrnn, params[None], use_hidden, fast_acting, bfloat16)
+    active = np.ones(1, dtype=bool)
     try:
         observation, _ = env.reset(seed=track_seed)
-        for _ in range(steps):
-            frame = preprocess_frame(observation)
-            action = agent.act(frame[None], np.ones(1, dtype=bool))[0]
+        for t in range(steps if actions is None else len(actions)):
+            frame = prepare(observation)
+            taken = None if actions is None else actions[t : t + 1]
+            chosen = agent.act(frame[None], active, taken=taken)[0]  # M advances with the action taken
+            action = chosen if taken is None else taken[0]
             next_z = most_likely_z(agent.last_prediction["log_pi"], agent.last_prediction["mu"])[0]
             seen, z = observation, agent.last_z[0]
             observation, reward, terminated, truncated, _ = env.step(action)
@@ -73,16 +84,22 @@ def drive(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, 
 
 
 def record_real(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, steps: int, use_hidden: bool = True,
-                fast_render: bool = True) -> Recording:
-    """Controller ``params`` [P] drives track ``track_seed`` for up to ``steps`` steps; V's
-    reconstruction and M's one-step prediction of every frame are recorded too."""
-    record = list(drive(vae, mdrnn, params, track_seed, steps, use_hidden, fast_render))
+                fast_render: bool = True, actions: np.ndarray | None = None, fast_acting: bool = False,
+                bfloat16: bool | None = None) -> Recording:
+    """Controller ``params`` [P] drives track ``track_seed`` (or replays ``actions``, see
+    ``drive``) and the first ``steps`` steps are recorded, with V's reconstruction and M's
+    one-step prediction of every frame; ``Recording.total_return`` sums the whole drive."""
+    record, total = [], 0.0
+    for step in drive(vae, mdrnn, params, track_seed, steps, use_hidden, fast_render, actions, fast_acting, bfloat16):
+        total += step.reward
+        if len(record) < steps:
+            record.append(step)
     first = np.full((1, *record[0].frame.shape), NOTHING_YET, dtype=np.uint8)
     predicted = [step.next_z for step in record[:-1]]
     predictions = np.concatenate([first, decode_frames(vae, torch.stack(predicted))]) if predicted else first
     return Recording(np.stack([step.frame for step in record]), np.stack([step.action for step in record]),
                      np.asarray([step.reward for step in record], np.float32), record[-1].ended,
-                     decode_frames(vae, torch.stack([step.z for step in record])), predictions)
+                     decode_frames(vae, torch.stack([step.z for step in record])), predictions, total)
 
 
 @torch.no_grad()

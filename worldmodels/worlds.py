@@ -2,6 +2,7 @@
 M's dreams (in this process). The search and the evaluation both drive through one of these,
 so a real episode or a dream means the same in both."""
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,7 +12,7 @@ from worldmodels.mdrnn import MDNRNN
 from worldmodels.parallel import Shared, WorkerPool
 from worldmodels.results import EpisodeResults
 from worldmodels.rollout import run_agent_parallel, share_agent_models
-from worldmodels.vision import VisionModel
+from worldmodels.vision import VisionModel, acting_in_bfloat16
 
 
 @dataclass
@@ -26,8 +27,11 @@ class Worlds:
     members: M's ensemble members the dream also runs (DreamBatch), and what it charges for their
     disagreement: ``disagreement`` x the std of their rewards, and ``z_charge`` (ZCharge);
     dream_dropout: dreams draw dropout masks for the Ms trained with dropout (DreamBatch);
+    device: where dreams run M and its members ("cpu" or "cuda"; real tracks always act on the
+    workers' CPUs, beside the env each worker steps);
     fast_acting: real tracks draw V's 64x64 frames directly and V encodes them in bfloat16
-    where the CPU has it (run_agent_episodes).
+    where the CPU has it (run_agent_episodes); whether it does is decided here, in the driver,
+    once (``bfloat16``), and every worker acts so or refuses (ActingEncoder).
     """
 
     pool: WorkerPool
@@ -45,15 +49,21 @@ class Worlds:
     start_states: list[tuple[np.ndarray, np.ndarray]] | None = None
     dream_steps: int = 0
     z_charge: ZCharge | None = None
+    device: str = "cpu"
     models: Shared = field(init=False)
+    _dream_models: list[MDNRNN] | None = field(init=False, default=None)
+    bfloat16: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.models = share_agent_models(self.pool, self.vae, self.mdrnn)  # once: every real episode reads these
+        self.bfloat16 = self.fast_acting and acting_in_bfloat16(self.vae)
 
-    def real(self, params: np.ndarray, seeds: list[int], patience: int = 0, desc: str | None = None) -> EpisodeResults:
-        """Controller params[i] [P] on track seeds[i]."""
-        return run_agent_parallel(self.pool, self.models, params, seeds, self.max_steps, patience,
-                                  self.use_hidden, self.fast_render, desc=desc, fast_acting=self.fast_acting)
+    def real(self, params: np.ndarray, seeds: list[int], patience: int = 0, desc: str | None = None,
+             record_actions: bool = False) -> EpisodeResults:
+        """Controller params[i] [P] on track seeds[i] (record_actions: with each episode's actions)."""
+        return run_agent_parallel(self.pool, self.models, params, seeds, self.max_steps, patience, self.use_hidden,
+                                  self.fast_render, desc=desc, fast_acting=self.fast_acting, record_actions=record_actions,
+                                  bfloat16=self.bfloat16)
 
     def dream(self, params: np.ndarray, seeds: list[int]) -> EpisodeResults:
         """Controller params[i] [P] in dream seeds[i]: the seed picks its start among
@@ -62,18 +72,24 @@ class Worlds:
             raise ValueError("these worlds have no first latents to dream from")
         index = start_indices(len(self.starts), seeds)
         states = None if self.start_states is None else [(h[index], c[index]) for h, c in self.start_states]
-        return run_dream_episodes(self.mdrnn, params, self.starts[index], seeds, self.temperature, self.dream_steps or self.max_steps,
-                                  self.use_hidden, self.members, self.disagreement, self.dream_dropout, states, self.z_charge)
+        if self._dream_models is None:  # copies on the device, made once (V and M stay on the CPU for the real tracks)
+            on_cpu = [self.mdrnn, *self.members]
+            self._dream_models = on_cpu if self.device == "cpu" else [copy.deepcopy(m).to(self.device) for m in on_cpu]
+        mdrnn, *members = self._dream_models
+        return run_dream_episodes(mdrnn, params, self.starts[index], seeds, self.temperature, self.dream_steps or self.max_steps,
+                                  self.use_hidden, members, self.disagreement, self.dream_dropout, states, self.z_charge)
 
     def describe_renderer(self) -> str:
         if not self.fast_render:
             return "stock renderer"
-        return "fast renderer, fast acting" if self.fast_acting else "fast renderer"
+        if not self.fast_acting:
+            return "fast renderer"
+        return f"fast renderer, fast acting in {'bfloat16' if self.bfloat16 else 'float32'}"
 
     def describe(self) -> str:
         if self.starts is None:
             return "the real env"
-        world = f"dreams at temperature {self.temperature}"
+        world = f"dreams at temperature {self.temperature}" + (f" on {self.device}" if self.device != "cpu" else "")
         if self.start_states is not None:
             world += f", {self.dream_steps or self.max_steps} steps each from {len(self.starts)} real mid-episode states"
         if self.members:

@@ -9,10 +9,12 @@ only when a Ray pool is asked for (``pip install -e ".[ray]"``).
   (tasks carry its reference), and results come back to the driver.
 - At most ``workers`` tasks (default: every CPU of the cluster) run at once, the rest wait
   here, so a task's clock starts when it starts.
-- Faults: a task whose worker dies, or whose node leaves, is run again on another worker
-  (Ray's ``max_retries``, ``retries`` times); a task still running ``task_timeout`` seconds
-  after it started is stopped and run again (``retries`` times, then reported). Past that,
-  the map raises ``WorkerDied``: the stage stops with one line, and re-running resumes.
+- Faults: a task whose worker dies, or whose node leaves, is run again on another worker; a
+  task still running ``task_timeout`` seconds after it started is stopped and run again.
+  Both count against the task's ``retries`` runs after its first, then the map raises
+  ``WorkerDied``: the stage stops with one line, and re-running resumes. Runs are restarted
+  here rather than by Ray's own ``max_retries``, so every run starts its own clock: the time a
+  run lost to a dead worker is not counted against the next.
 """
 
 import os
@@ -30,6 +32,7 @@ from worldmodels.interrupt import STOP_SIGNALS, stop_requested
 from worldmodels.parallel.base import RETRIES, TASK_TIMEOUT, Shared, WorkerDied, WorkerPool, stopped, task_name
 
 LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # makes a new Ray instance bind to 127.0.0.1 only
+_WORKER_DIED = object()  # what _result gives for a run whose worker or node died
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,7 +73,7 @@ class RayPool(WorkerPool):
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, workers or cpus)
         self.task_timeout, self.retries = task_timeout, retries
-        self._task = ray.remote(num_cpus=1, max_retries=retries)(_run_task)
+        self._task = ray.remote(num_cpus=1, max_retries=0)(_run_task)  # runs are restarted here, each with its own clock
 
     def describe(self) -> str:
         nodes = sum(node["Alive"] for node in ray.nodes())
@@ -99,7 +102,12 @@ class RayPool(WorkerPool):
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=0.2)
                 for ref in ready:
                     i, _ = running.pop(ref)
-                    finish(i, self._result(ref, name))
+                    result = self._result(ref, name, runs[i] > self.retries)
+                    if result is _WORKER_DIED:
+                        tqdm.write(f"{name} on item {i}: its Ray worker died; running it again")
+                        start(i)
+                        continue
+                    finish(i, result)
                     finished += 1
                 for ref, (i, started) in list(running.items()):
                     if time.monotonic() - started > self.task_timeout:
@@ -121,7 +129,9 @@ class RayPool(WorkerPool):
         if finished < len(items):
             raise stopped(finished, len(items), name)
 
-    def _result(self, ref: Any, name: str) -> Any:
+    def _result(self, ref: Any, name: str, last_run: bool) -> Any:
+        """The task's result, _WORKER_DIED if its worker or node died (and it may run again),
+        or the task's own exception."""
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as error:  # the task raised: re-raise that, with the worker's traceback
@@ -129,7 +139,9 @@ class RayPool(WorkerPool):
             if isinstance(cause, BaseException):
                 raise cause from error
             raise
-        except ray.exceptions.RayError as error:  # its worker or node died, past the retries
+        except ray.exceptions.RayError as error:  # its worker or node died
+            if not last_run:
+                return _WORKER_DIED
             raise WorkerDied(f"a Ray worker died while running {name}, {self.retries + 1} times "
                              f"({type(error).__name__}); finished work is saved: re-run to resume") from None
 

@@ -8,7 +8,7 @@ Checkpoints record the kind, and ``VISION_MODELS`` rebuilds a model as what it i
 stage branches on the model type.
 """
 
-from worldmodels.vision.acting import ActingEncoder, cpu_has_native_bfloat16, decode_frames
+from worldmodels.vision.acting import ActingEncoder, acting_in_bfloat16, cpu_has_native_bfloat16, decode_frames
 from worldmodels.vision.base import KL_TOLERANCE, Z_SIZE, TrainingSettings, VisionModel
 from worldmodels.vision.vae import ConvVAE, vae_loss
 from worldmodels.vision.vaegan import VAEGAN

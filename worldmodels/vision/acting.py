@@ -2,6 +2,7 @@
 uint8 frames. Any vision model works (it has ``encoder``, ``to_mu`` and ``decode``)."""
 
 import copy
+import platform
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +14,7 @@ with warnings.catch_warnings():  # its modules are built with torch.jit, depreca
     warnings.simplefilter("ignore", DeprecationWarning)
     from torch.utils.mkldnn import to_mkldnn
 
+from worldmodels.errors import DataError
 from worldmodels.vision.base import VisionModel
 
 
@@ -34,6 +36,12 @@ def cpu_has_native_bfloat16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def acting_in_bfloat16(vae: VisionModel) -> bool:
+    """Whether fast acting with ``vae`` runs in bfloat16 on this machine (a driver decides it
+    once for all its workers)."""
+    return next(vae.parameters()).device.type == "cpu" and cpu_has_native_bfloat16()
+
+
 class ActingEncoder:
     """V's encoder as an agent uses it while driving: uint8 frames in, mu out, with no float
     copy of the batch made in numpy. On a CPU with native bfloat16 it runs a bfloat16 copy of
@@ -42,11 +50,19 @@ class ActingEncoder:
     dominates small batches), about twice float32's speed; else the float32 encoder.
     mu moves by a few hundredths in bfloat16 (the README's Speed section measures it, and the
     scores it gives); training never uses this.
+
+    bfloat16: None lets this machine decide (bfloat16 where its CPU has it); True or False is a
+    decision made once for a whole run (the driver's, so that on a cluster every worker acts
+    alike), and True on a machine without native bfloat16 is refused with a DataError.
     """
 
-    def __init__(self, vae: VisionModel):
+    def __init__(self, vae: VisionModel, bfloat16: bool | None = None):
         self.device = next(vae.parameters()).device
-        self.bfloat16 = self.device.type == "cpu" and cpu_has_native_bfloat16()
+        here = self.device.type == "cpu" and cpu_has_native_bfloat16()
+        if bfloat16 and not here:
+            raise DataError(f"this machine ({platform.node()}) cannot act in bfloat16, which the run chose where it started: "
+                            "run it with --no-fast-acting, or only on machines whose CPUs have avx512_bf16 or amx_bf16")
+        self.bfloat16 = here if bfloat16 is None else bfloat16
         if self.bfloat16:
             *convolutions, flatten = vae.encoder  # the conv stack, then nn.Flatten (oneDNN tensors cannot be flattened)
             if not isinstance(flatten, torch.nn.Flatten):
