@@ -33,7 +33,11 @@ drives where M predicts badly; collecting with it (01_generate_data.py --policy)
 what it has not learned yet.
 
 --evaluate [N] runs the saved controller on N tracks never used in training (default
-EVALUATION_EPISODES, seeds from --first-track) and prints mean ± std, min and max, and what
+EVALUATION_EPISODES): the test tracks (--tracks test, the default), which report an agent
+already chosen and must never choose between agents, or the validation tracks (--tracks
+validation), on which every choice is made (which run to ship, which setting wins; the
+search's checks use them too); worldmodels/env.py has the seed ranges. It says which set it
+scored, and prints mean ± std, min and max, and what
 M's reward head predicted for the same episodes (what a dream would have paid for them).
 It writes checkpoints/evaluation.csv (a row per episode) and drive_best.gif,
 drive_median.gif and drive_worst.gif (with stills, .png): the frame C saw, V's
@@ -42,7 +46,7 @@ reconstruction and M's one-step prediction side by side (worldmodels/viewer.py).
 checkpoints/dream_vs_real.gif (and stills): a dream decoded by V beside the real track it
 started from.
 
---watch [N] shows the saved controller driving N tracks (from --first-track) live in a
+--watch [N] shows the saved controller driving N tracks (of --tracks) live in a
 window, beside what C sees, V's reconstruction and M's prediction (worldmodels/watch.py).
 
 --ray [ADDRESS] drives the real episodes on a Ray cluster instead of this machine's cores
@@ -60,16 +64,17 @@ from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from worldmodels.atomic import prepare_output
 from worldmodels.checkpoints import (CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, controller_config, load_controller, load_members,
                                      load_vae_and_mdrnn)
-from worldmodels.cli import (add_pool_flags, check_pool_flags, finite_float, pool_from_args, require_at_least, require_folders,
-                             run_stage)
+from worldmodels.cli import (MAX_SEED, add_pool_flags, check_pool_flags, finite_float, pool_from_args, require_at_least,
+                             require_folders, run_stage, seed_value)
 from worldmodels.constants import MAX_EPISODE_STEPS
-from worldmodels.env import TEST_SEED_BASE
+from worldmodels.env import TRACK_SETS
 from worldmodels.dream import ZCharge, branch_starts, z_disagreement_threshold
-from worldmodels.episodes import INITIAL_LATENTS_FILE, read_initial_latents, read_series_of
+from worldmodels.episodes import INITIAL_LATENTS_FILE, SKIP_FLAG, read_initial_latents, read_series_of
 from worldmodels.evaluation import EVALUATION_FILE, evaluate_saved, write_dream_gif
 from worldmodels.interrupt import Interrupted
 from worldmodels.mdrnn import MDNRNN
@@ -103,9 +108,10 @@ CURIOSITY = 0.0  # weight of M's surprise (summed NLL of each new z) added to a 
 SERIES_DIR = "data/series"  # where dreams find their real first latents
 INIT_FROM = ""  # a controller.pt to start the search from ("" : the zero controller)
 EVALUATION_EPISODES = 100  # --evaluate with no N: the paper's protocol, 100 tracks
-FIRST_TEST_TRACK = TEST_SEED_BASE  # evaluation tracks are FIRST_TEST_TRACK, +1, ... (never used in training)
+TRACKS = "test"  # --evaluate and --watch drive the test tracks (report a chosen agent) or "validation" (choose)
 GIF_STEPS = 300  # steps shown in the GIFs (6 s of driving)
 FAST_RENDER = True  # worldmodels.envs.fast_car_racing: stock physics and rewards, 12x faster frames (--no-fast-render: stock)
+DEVICE = "cpu"  # where dreams run M ("cuda": on the GPU; real episodes always act on the workers' CPUs)
 FAST_ACTING = True  # with the fast renderer: 64x64 frames drawn directly, V's encoder in bfloat16 where the CPU has it
 CHECKPOINT_DIR = "checkpoints"
 
@@ -121,7 +127,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS)
     parser.add_argument("--patience", type=int, default=PATIENCE, help="training episodes end after this many steps without reward (0: never)")
     parser.add_argument("--z-only", dest="use_hidden", action="store_false", default=USE_HIDDEN, help="C sees z only, not [z, h]")
-    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--seed", type=seed_value, default=SEED)
     parser.add_argument("--fast-render", action=argparse.BooleanOptionalAction, default=FAST_RENDER,
                         help="draw frames with the fast renderer (same physics and rewards); --no-fast-render draws them the stock way")
     parser.add_argument("--fast-acting", action=argparse.BooleanOptionalAction, default=FAST_ACTING,
@@ -129,6 +135,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "CPU has it (the same physics and rewards); --no-fast-acting: the float32 path on 96x96 frames")
     parser.add_argument("--dream", action=argparse.BooleanOptionalAction, default=DREAM, help="train inside M instead of the real env")
     parser.add_argument("--temperature", type=finite_float, default=TEMPERATURE, help="dream sampling temperature")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=DEVICE,
+                        help="where dreams run M and its members (real episodes act on the workers' CPUs, beside their envs)")
     parser.add_argument("--members", type=int, default=MEMBERS,
                         help="dream in M and ensemble members 1..MEMBERS-1 (mdrnn_member<k>.pt): z from one at random each step")
     parser.add_argument("--dream-dropout", action=argparse.BooleanOptionalAction, default=DREAM_DROPOUT,
@@ -146,6 +154,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--curiosity", type=finite_float, default=CURIOSITY,
                         help="in the real env, rank candidates by return + CURIOSITY x M's surprise (its NLL of every new z)")
     parser.add_argument("--series-dir", default=SERIES_DIR, help="folder with initial_latents.npz (for --dream)")
+    parser.add_argument(SKIP_FLAG, action="store_true",
+                        help="with --branch-steps or --z-disagreement: leave out series files that cannot be read, with a warning")
     parser.add_argument("--gif-steps", type=int, default=GIF_STEPS, help="steps shown in the driving and dream GIFs (0: none)")
     parser.add_argument("--init-from", default=INIT_FROM, help="controller.pt whose parameters start the search")
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
@@ -154,7 +164,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"only evaluate the saved controller on N fresh tracks (N defaults to {EVALUATION_EPISODES})")
     parser.add_argument("--watch", type=int, nargs="?", const=1, metavar="N", default=None,
                         help="only watch the saved controller drive N tracks (default 1) live in a window, beside what V and M see")
-    parser.add_argument("--first-track", type=int, default=FIRST_TEST_TRACK, help="track seed of the first evaluation episode")
+    parser.add_argument("--tracks", choices=sorted(TRACK_SETS), default=TRACKS,
+                        help="--evaluate and --watch drive the test tracks (only to report an agent already chosen) or the "
+                             "validation tracks (to choose: which run, which setting)")
+    parser.add_argument("--first-track", type=seed_value, default=None,
+                        help="track seed of the first evaluation episode (default: the first of --tracks)")
     add_pool_flags(parser, WORKERS)
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "generations", "episodes_per_candidate", "check_every", "check_episodes", "max_steps")
@@ -162,12 +176,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     require_at_least(parser, args, 2, "population")
     if args.evaluate is not None:
         require_at_least(parser, args, 1, "evaluate")
+    if args.first_track is None:
+        args.first_track = TRACK_SETS[args.tracks]
+    if args.first_track + max(args.evaluate or 0, args.watch or 0) > MAX_SEED:
+        parser.error(f"--first-track + the episodes must stay below {MAX_SEED}")
     if args.watch is not None:
         require_at_least(parser, args, 1, "watch")
         if args.evaluate is not None:
             parser.error("--watch and --evaluate are two runs: watch, or evaluate (which writes the GIFs)")
     if args.sigma0 <= 0 or args.temperature <= 0 or args.patience < 0 or args.gif_steps < 0:
         parser.error("--sigma0 and --temperature must be positive; --patience and --gif-steps non-negative")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here")
     if args.branch_steps < 0 or (args.branch_steps and not args.dream):
         parser.error("--branch-steps must be non-negative and shapes dreams: add --dream")
     if args.curiosity and args.dream:
@@ -202,7 +222,7 @@ def dream_inputs(args: argparse.Namespace, directory: Path, vae: VisionModel, md
     mid-episode states and each M's (h, c) there), the ensemble members, and the z charge
     (its threshold set by the recorded episodes)."""
     members, starts, start_states, z_charge = load_members(directory, args.members, vae), None, None, None
-    episodes = read_series_of(args.series_dir, vae_id) if args.branch_steps or args.z_disagreement else None
+    episodes = read_series_of(args.series_dir, vae_id, args.skip_bad_files) if args.branch_steps or args.z_disagreement else None
     if args.branch_steps:
         starts, start_states = branch_starts([mdrnn, *members], episodes, BRANCH_POINTS, args.seed)
     else:
@@ -232,7 +252,7 @@ def main(argv=None) -> None:
         worlds = Worlds(pool, vae, mdrnn, args.max_steps, args.use_hidden, args.fast_render,
                         args.temperature, starts, members, args.disagreement, dream_dropout,
                         fast_acting=args.fast_acting and args.fast_render,  # the stock renderer is the stock path throughout
-                        start_states=start_states, dream_steps=args.branch_steps, z_charge=z_charge)
+                        start_states=start_states, dream_steps=args.branch_steps, z_charge=z_charge, device=args.device)
         if args.evaluate is not None:
             write_run_config(config_path(directory / EVALUATION_FILE), args, "05_train_controller.py")
             evaluate_saved(worlds, directory, paths["controller"], config, args.evaluate, args.first_track, args.gif_steps)
@@ -245,7 +265,7 @@ def main(argv=None) -> None:
     search.finish()
     if args.dream:
         try:
-            write_dream_gif(worlds, directory, paths["controller"], config, args.first_track, args.gif_steps)
+            write_dream_gif(worlds, directory, paths["controller"], config, TRACK_SETS["validation"], args.gif_steps)
         except Interrupted as stop:
             raise Interrupted(f"the search is done and saved, but {stop}") from None
     print("next: python 05_train_controller.py --evaluate")

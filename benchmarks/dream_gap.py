@@ -28,7 +28,7 @@ from worldmodels.checkpoints import MDRNN_FILE, VAE_FILE, load_checkpoint, load_
 from worldmodels.cli import finite_float, run_stage  # noqa: E402
 from worldmodels.controller import parameter_count  # noqa: E402
 from worldmodels.dream import first_latents, run_dream_episodes  # noqa: E402
-from worldmodels.env import CHECK_SEED_BASE  # noqa: E402
+from worldmodels.env import VALIDATION_SEED_BASE  # noqa: E402
 from worldmodels.episodes import INITIAL_LATENTS_FILE, read_initial_latents  # noqa: E402
 from worldmodels.rollout import run_agent_episodes  # noqa: E402
 
@@ -71,7 +71,7 @@ def main() -> None:
             moved[-2] += offset  # b_c's gas entry (the parameters end with b_c = steer, gas, brake)
             drivers[f"{path}, gas bias {offset:+g}"] = moved
 
-    track_seeds = [CHECK_SEED_BASE + i for i in range(args.tracks)]
+    track_seeds = [VALIDATION_SEED_BASE + i for i in range(args.tracks)]
     dream_seeds = list(range(args.dreams))
     print(f"V and M from {directory}; {args.tracks} real tracks (seeds {track_seeds[0]}..), {args.dreams} dreams per temperature")
     print("| driver | real | M on the real episodes | " + " | ".join(f"dream, tau {t}" for t in args.temperatures) + " |")

@@ -48,7 +48,7 @@ from worldmodels.cli import finite_float, load_stage_script  # noqa: E402
 from worldmodels.constants import ACTION_SIZE, MAX_EPISODE_STEPS  # noqa: E402
 from worldmodels.controller import parameter_count  # noqa: E402
 from worldmodels.data import stream_frame_batches  # noqa: E402
-from worldmodels.env import TEST_SEED_BASE, make_env  # noqa: E402
+from worldmodels.env import VALIDATION_SEED_BASE, make_env  # noqa: E402
 from worldmodels.episodes import episode_id, list_episodes, rollout_length  # noqa: E402
 from worldmodels.exploration import RandomWalkPolicy  # noqa: E402
 from worldmodels.frames import FRAME_SIZE, frame_preparer, frames_to_tensor_layout  # noqa: E402
@@ -197,11 +197,11 @@ def step_breakdown(checkpoint_dir: Path, envs: int, steps: int) -> None:
 
 
 def compare_scores(checkpoint_dir: Path, tracks: int, pool: WorkerPool) -> None:
-    """The saved controller on the same ``tracks`` fresh tracks, fast renderer, with and
+    """The saved controller on the same ``tracks`` validation tracks, fast renderer, with and
     without fast acting: mean ± std of each and the paired difference ± its standard error."""
     controller = load_checkpoint(str(checkpoint_dir / CONTROLLER_FILE), "controller", "05_train_controller.py")
     params = np.repeat(controller["params"].numpy()[None], tracks, axis=0)
-    seeds = [TEST_SEED_BASE + i for i in range(tracks)]
+    seeds = [VALIDATION_SEED_BASE + i for i in range(tracks)]  # a setting is chosen on validation tracks
     models = share_agent_models(pool, *load_vae_and_mdrnn(checkpoint_dir / VAE_FILE, checkpoint_dir / MDRNN_FILE))
     returns = {}
     for fast_acting in (False, True):

@@ -176,7 +176,8 @@ def test_a_controller_or_search_made_for_other_models_is_refused(tmp_path, scrip
     message = stage_error(scripts[TRAIN_C], ["--evaluate", "1", "--checkpoint-dir", str(ckpt)])
     assert "controller.pt: built for" in message and "train one for this V and M with 05_train_controller.py --restart" in message
     message = stage_error(scripts[TRAIN_C], run[:-2] + ["--generations", "2", "--checkpoint-dir", str(ckpt)])
-    assert "cma_state.npz: started with other settings (hidden_size, input_size, mdrnn); pass --restart" in message
+    assert "cma_state.npz: started with other settings (hidden_size " in message and "; input_size " in message
+    assert "; M " in message and "8 now" in message and "pass --restart to start a new search" in message
 
     np.savez(ckpt / "cma_state.npz", x=np.zeros(3))
     assert "cma_state.npz: not a readable CMA-ES state (KeyError); delete it or pass --restart" in stage_error(scripts[TRAIN_C], run)
@@ -249,6 +250,14 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
     (TRAIN_M, ["--member", "-1"], "--member must be at least 0, got -1"),
     (TRAIN_C, ["--sigma0", "nan"], "argument --sigma0: must be a finite number, got nan"),
     (TRAIN_C, ["--temperature", "warm"], "argument --temperature: not a number: 'warm'"),
+    (COLLECT, ["--first-seed", "-5"], "argument --first-seed: must be from 0 to 2147483647, got -5"),
+    (TRAIN_V, ["--seed", "-1"], "argument --seed: must be from 0 to 2147483647, got -1"),
+    (TRAIN_M, ["--seed", "-1"], "argument --seed: must be from 0 to 2147483647, got -1"),
+    (TRAIN_C, ["--seed", "-2"], "argument --seed: must be from 0 to 2147483647, got -2"),
+    (TRAIN_C, ["--seed", "99999999999"], "argument --seed: must be from 0 to 2147483647, got 99999999999"),
+    (TRAIN_C, ["--first-track", "-5"], "argument --first-track: must be from 0 to 2147483647, got -5"),
+    (TRAIN_C, ["--evaluate", "--first-track", "2147483600"], "--first-track + the episodes must stay below 2147483647"),
+    (TRAIN_C, ["--tracks", "training"], "argument --tracks: invalid choice: 'training'"),
 ])
 def test_an_invalid_flag_value_is_refused_with_one_line(scripts, capsys, stage, argv, expected):
     with pytest.raises(SystemExit) as stopped:
@@ -321,3 +330,39 @@ def test_temporary_files_of_stopped_writers_are_removed_and_live_ones_kept(tmp_p
         path.write_bytes(b"half a file")
     assert remove_stale_temp_files(tmp_path) == 1
     assert not stale.exists() and live.exists() and elsewhere.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_a_cuda_device_that_is_not_there_is_refused_with_one_line(scripts, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        scripts[TRAIN_C].parse_args(["--dream", "--device", "cuda"])
+    assert stopped.value.code == 2 and "--device cuda: torch sees no CUDA device here" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["folder", "rollout", "series", "csv"])
+def test_init_from_good_data_that_is_not_a_checkpoint_is_not_called_damaged(tmp_path, scripts, kind):
+    """It used to say "unreadable ...; delete it": advice to delete good data."""
+    write_random_rollouts(tmp_path / "rollout", episodes=2, steps=10)
+    series = write_random_series(tmp_path / "series", episodes=1, steps=10)[0]
+    (tmp_path / "log.csv").write_text("epoch,loss\n1,0.5\n")
+    target = {"folder": tmp_path / "rollout", "rollout": tmp_path / "rollout" / "ep00000000.npz", "series": series,
+              "csv": tmp_path / "log.csv"}[kind]
+    message = stage_error(scripts[TRAIN_V], ["--epochs", "1", "--batch-size", "5", "--data-dir", str(tmp_path / "rollout"),
+                                             "--checkpoint-dir", str(tmp_path / "ckpt"), "--init-from", str(target)])
+    assert str(target) in message and "not a checkpoint" in message and "delete" not in message
+    assert target.exists()
+
+
+def test_a_bad_series_file_under_branching_dreams_can_be_left_out_as_the_error_says(tmp_path, scripts, capsys):
+    save_untrained_models(tmp_path / "ckpt")
+    write_random_rollouts(tmp_path / "rollout", episodes=2, steps=8)
+    scripts[ENCODE].main(["--rollout-dir", str(tmp_path / "rollout"), "--series-dir", str(tmp_path / "series"),
+                          "--checkpoint-dir", str(tmp_path / "ckpt")])
+    (tmp_path / "series" / "ep00000001.npz").write_bytes(b"damaged")
+    argv = ["--dream", "--branch-steps", "4", "--series-dir", str(tmp_path / "series"), "--generations", "1", "--population", "2",
+            "--episodes-per-candidate", "1", "--max-steps", "5", "--check-every", "1", "--check-episodes", "1", "--workers", "1",
+            "--gif-steps", "0", "--checkpoint-dir", str(tmp_path / "ckpt")]
+    message = stage_error(scripts[TRAIN_C], argv)
+    assert "ep00000001.npz" in message and "(or pass --skip-bad-files to leave such files out)" in message
+    scripts[TRAIN_C].main(argv + ["--skip-bad-files"])
+    assert "skipped 1 of 2 episode files" in capsys.readouterr().err

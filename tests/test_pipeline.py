@@ -40,9 +40,9 @@ def test_five_stages_run_end_to_end(tmp_path, scripts, capsys):
     capsys.readouterr()
     train_controller.main(["--evaluate", "2", "--max-steps", "30", "--workers", "1", "--checkpoint-dir", str(ckpt)])
     printed = capsys.readouterr().out
-    assert "on 2 tracks (seeds 30000000..30000001" in printed and "±" in printed
+    assert "on 2 test tracks (seeds 60000000..60000001)" in printed and "±" in printed
     rows = read_csv(ckpt / "evaluation.csv")
-    assert [int(r["track_seed"]) for r in rows] == [30000000, 30000001] and all(int(r["steps"]) == 30 for r in rows)
+    assert [int(r["track_seed"]) for r in rows] == [60000000, 60000001] and all(int(r["steps"]) == 30 for r in rows)
     for name in ("best", "median", "worst"):  # 30 steps, every second one: the frame, V's and M's pictures side by side
         gif = Image.open(ckpt / f"drive_{name}.gif")
         assert gif.n_frames == 15 and gif.size == (3 * 2 * 64 + 2 * 4, 2 * 12 + 2 + 12 + 2 + 2 * 64)
@@ -71,7 +71,7 @@ def test_five_stages_run_end_to_end(tmp_path, scripts, capsys):
     train_controller.main(["--evaluate", "2", "--dream", "--series-dir", str(series), "--max-steps", "30", "--workers", "1",
                            "--gif-steps", "0", "--checkpoint-dir", str(ckpt)])
     printed = capsys.readouterr().out
-    assert "trained in the dream env" in printed and "in 2 dreams at temperature 1.15" in printed
+    assert "(generation 2 of a search in the dream)" in printed and "in 2 dreams at temperature 1.15" in printed
     assert "M's reward head on the same episodes" in printed
 
     # every run left its settings beside what it wrote; the controller's two searches are two runs

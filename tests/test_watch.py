@@ -41,7 +41,7 @@ def test_watch_flag_runs_headless_or_says_where_the_gifs_are(tmp_path, scripts, 
     scripts[4].main(["--watch", "--max-steps", "4", "--checkpoint-dir", str(tmp_path)])
     printed = capsys.readouterr().out
     if driver:
-        assert "track 30000000: return" in printed
+        assert "track 60000000: return" in printed
     else:
         assert printed.count("\n") == 1 and "no display here" in printed and "drive_best.gif" in printed
 

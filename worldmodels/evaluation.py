@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from worldmodels.checkpoints import load_controller
+from worldmodels.checkpoints import describe_training, load_controller
+from worldmodels.env import describe_tracks, track_set
 from worldmodels.interrupt import Interrupted, stop_requested
 from worldmodels.logs import write_csv
+from worldmodels.results import EpisodeResults
 from worldmodels.viewer import record_real, write_dream_vs_real, write_drive
 from worldmodels.worlds import Worlds
 
@@ -28,12 +30,13 @@ def evaluate_saved(worlds: Worlds, directory: Path, controller_path: str, config
     params = np.repeat(checkpoint["params"].numpy()[None], episodes, axis=0)
     seeds = [first_track + i for i in range(episodes)]
     try:
-        results = worlds.real(params, seeds, desc="evaluation episodes")
+        results = worlds.real(params, seeds, desc="evaluation episodes", record_actions=gif_steps > 0)
     except Interrupted as stop:
         raise Interrupted(f"the evaluation was stopped unfinished ({stop}); nothing was written: re-run to evaluate") from None
-    print(f"controller {controller_path} (generation {checkpoint['generation']}, trained in the "
-          f"{checkpoint.get('trained_in', 'real')} env) on {episodes} tracks (seeds {seeds[0]}..{seeds[-1]}, "
-          f"{worlds.describe_renderer()}): {summary(results.returns)}")
+    print(f"controller {controller_path} ({describe_training(checkpoint)}) on {describe_tracks(seeds)}, "
+          f"{worlds.describe_renderer()}: {summary(results.returns)}")
+    if track_set(seeds) == "test":
+        print("test tracks report an agent already chosen; choose between agents or settings with --tracks validation")
     print(f"M's reward head on the same episodes: {summary(results.predicted_returns)}")
     dreamed = None
     if worlds.starts is not None:
@@ -41,34 +44,40 @@ def evaluate_saved(worlds: Worlds, directory: Path, controller_path: str, config
         print(f"in {episodes} dreams at temperature {worlds.temperature}: {summary(dreamed)}")
     table = directory / EVALUATION_FILE
     replaced = " (it replaces the earlier evaluation's)" if table.exists() else ""
-    write_csv(table, ["episode", "track_seed", "return", "steps", "m_predicted_return", "dream_return"],
-              [{"episode": i, "track_seed": seed, "return": f"{results.returns[i]:.2f}", "steps": int(results.steps[i]),
+    write_csv(table, ["episode", "track_set", "track_seed", "return", "steps", "m_predicted_return", "dream_return"],
+              [{"episode": i, "track_set": track_set([seed]), "track_seed": seed, "return": f"{results.returns[i]:.2f}",
+                "steps": int(results.steps[i]),
                 "m_predicted_return": f"{results.predicted_returns[i]:.2f}",
                 "dream_return": "" if dreamed is None else f"{dreamed[i]:.2f}"} for i, seed in enumerate(seeds)])
     print(f"wrote {table}, one row per episode{replaced}")
     try:
-        write_drive_gifs(worlds, directory, checkpoint["params"].numpy(), seeds, results.returns, gif_steps)
+        write_drive_gifs(worlds, directory, checkpoint["params"].numpy(), seeds, results, gif_steps)
         if worlds.starts is not None:
             write_dream_gif(worlds, directory, controller_path, config, first_track, gif_steps)
     except Interrupted as stop:
         raise Interrupted(f"{table} is written, but {stop}") from None
 
 
-def write_drive_gifs(worlds: Worlds, directory: Path, params: np.ndarray, seeds: list[int], returns: np.ndarray,
+def write_drive_gifs(worlds: Worlds, directory: Path, params: np.ndarray, seeds: list[int], results: EpisodeResults,
                      gif_steps: int) -> None:
     """drive_{best,median,worst}.gif (and .png stills): the first gif_steps steps of those
-    evaluation episodes, with V's reconstruction and M's prediction of every frame."""
+    evaluation episodes, with V's reconstruction and M's prediction of every frame. Each GIF
+    replays the scored episode's actions (``results.actions``), so it shows the very drive
+    whose return the evaluation reports, whatever the precision or batch it was scored in."""
     if gif_steps == 0:
         return
-    vae, mdrnn = worlds.vae, worlds.mdrnn
+    returns = results.returns
     order = np.argsort(returns, kind="stable")
     for name, i in tqdm([("best", order[-1]), ("median", order[len(order) // 2]), ("worst", order[0])], desc="drive GIFs"):
         if stop_requested():
             raise Interrupted(f"the GIFs were stopped before drive_{name}.gif; re-run --evaluate to make them")
-        recording = record_real(vae, mdrnn, params, seeds[i], min(gif_steps, worlds.max_steps), worlds.use_hidden,
-                                worlds.fast_render)
+        recording = record_real(worlds.vae, worlds.mdrnn, params, seeds[i], min(gif_steps, worlds.max_steps), worlds.use_hidden,
+                                worlds.fast_render, actions=results.actions[i], fast_acting=worlds.fast_acting,
+                                bfloat16=worlds.bfloat16)
+        if f"{recording.total_return:.2f}" != f"{returns[i]:.2f}":  # Box2D is deterministic: a replay drives the same
+            tqdm.write(f"warning: track {seeds[i]} replayed to {recording.total_return:.2f}, not the scored {returns[i]:.2f}")
         path = directory / f"drive_{name}.gif"
-        write_drive(path, recording, f"{name} of {len(returns)}: track {seeds[i]}, return {returns[i]:.1f}")
+        write_drive(path, recording, f"{name} of {len(returns)}: track {seeds[i]}, return {recording.total_return:.1f}")
         tqdm.write(f"wrote {path} and its stills (.png): track {seeds[i]}, the first {len(recording.rewards)} steps")
 
 

@@ -1,0 +1,70 @@
+"""Choose on validation tracks, report on test tracks: the seed ranges are disjoint, the search
+checks on validation tracks, --evaluate says which set it scored, and the GIFs it writes show
+the very drives it scored."""
+
+import numpy as np
+import pytest
+from helpers import log_rows, save_untrained_agent, save_untrained_models
+
+import worldmodels.evaluation as evaluation
+from worldmodels import env
+from worldmodels.checkpoints import load_vae_and_mdrnn
+from worldmodels.controller import parameter_count
+from worldmodels.rollout import run_agent_episodes
+from worldmodels.viewer import record_real
+
+TRAIN_C = 4
+
+
+def test_the_track_sets_are_disjoint_and_named():
+    starts = [env.DATA_SEED_BASE, env.TRAIN_SEED_BASE, env.VALIDATION_SEED_BASE, env.RETIRED_SEED_BASE, env.TEST_SEED_BASE,
+              env.SEED_RANGE_END]
+    assert starts == sorted(set(starts))
+    assert env.track_set([env.VALIDATION_SEED_BASE, env.VALIDATION_SEED_BASE + 99]) == "validation"
+    assert env.track_set([env.TEST_SEED_BASE + i for i in range(env.TEST_TRACKS)]) == "test"
+    assert env.track_set([30_000_000]) == "retired"  # the old evaluation tracks chose the agents reported on them
+    assert env.track_set([env.VALIDATION_SEED_BASE, env.TEST_SEED_BASE]) == "mixed"
+    assert env.track_set([5]) == "data" and env.track_set([env.TRAIN_SEED_BASE + 7]) == "training"
+    assert "past the 100 of the test set" in env.describe_tracks([env.TEST_SEED_BASE + 100])
+
+
+@pytest.mark.parametrize("flags, first, name", [([], env.TEST_SEED_BASE, "test"),
+                                                (["--tracks", "validation"], env.VALIDATION_SEED_BASE, "validation")],
+                         ids=["test", "validation"])
+def test_evaluate_says_which_set_it_scored(tmp_path, scripts, capsys, flags, first, name):
+    save_untrained_agent(tmp_path)
+    scripts[TRAIN_C].main(["--evaluate", "2", "--max-steps", "5", "--workers", "1", "--gif-steps", "0", "--checkpoint-dir",
+                           str(tmp_path), *flags])
+    out = capsys.readouterr().out
+    assert f"on 2 {name} tracks (seeds {first}..{first + 1})" in out
+    assert ("choose between agents or settings with --tracks validation" in out) == (name == "test")
+    rows = log_rows(tmp_path / "evaluation.csv")
+    assert [row["track_set"] for row in rows] == [name, name] and [int(r["track_seed"]) for r in rows] == [first, first + 1]
+
+
+def test_a_replay_of_a_scored_episode_drives_it_again_to_the_same_return(tmp_path):
+    """The GIFs used to re-drive with float32 at batch 1 while the score came from bfloat16 in
+    a batch: a chaotic episode then showed another drive than the one scored."""
+    save_untrained_models(tmp_path)
+    vae, mdrnn = load_vae_and_mdrnn(tmp_path / "vae.pt", tmp_path / "mdrnn.pt")
+    params = np.random.default_rng(3).normal(0, 0.3, (3, parameter_count(64))).astype(np.float32)
+    params[:, -2] += 1.0  # gas: the cars move, so the drives differ
+    scored = run_agent_episodes(vae, mdrnn, params, [11, 12, 13], max_steps=120, fast_render=True, fast_acting=True,
+                                record_actions=True)
+    for i, seed in enumerate([11, 12, 13]):
+        assert scored.actions[i].shape == (scored.steps[i], 3)
+        replay = record_real(vae, mdrnn, params[i], seed, 40, fast_render=True, actions=scored.actions[i], fast_acting=True)
+        assert replay.total_return == pytest.approx(scored.returns[i], abs=1e-9)
+        assert len(replay.rewards) == 40 and np.array_equal(replay.actions, scored.actions[i][:40])
+
+
+def test_the_drive_gifs_are_captioned_with_the_scored_returns(tmp_path, scripts, monkeypatch):
+    save_untrained_agent(tmp_path)
+    titles = []
+    monkeypatch.setattr(evaluation, "write_drive", lambda path, recording, title: titles.append(title))
+    scripts[TRAIN_C].main(["--evaluate", "3", "--max-steps", "60", "--workers", "1", "--gif-steps", "10", "--checkpoint-dir",
+                           str(tmp_path)])
+    returns = {int(row["track_seed"]): float(row["return"]) for row in log_rows(tmp_path / "evaluation.csv")}
+    ranked = sorted(returns, key=returns.get)
+    for title, seed in zip(titles, [ranked[-1], ranked[1], ranked[0]]):
+        assert title.endswith(f"track {seed}, return {returns[seed]:.1f}"), title
