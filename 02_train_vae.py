@@ -3,7 +3,10 @@ VAE (VISION = "vae") or the same encoder and decoder trained as a VAE-GAN (VISIO
 Larsen et al. 2016: reconstructions measured in a discriminator's features; see
 worldmodels/vision/vaegan.py). Stages 03-05 take either as it is.
 
-Frames are streamed from disk (bounded memory at any dataset size). The last
+Frames are streamed from disk (bounded memory at any dataset size). With FRAME_STRIDE k > 1
+an epoch trains on every k-th frame of every episode, from offset (epoch - 1) mod k, so k
+epochs see every frame once: V sees many episodes at the cost of few (consecutive frames
+are nearly alike). The last
 HELD_OUT_FRACTION of the sorted episode files is held out. After every epoch the model,
 optimizer and random state are saved to checkpoints/vae.pt, so an interrupted run resumes
 where it was (Ctrl-C or SIGTERM saves mid-epoch too), and a PNG grid of held-out frames (top) over
@@ -20,7 +23,7 @@ from tqdm import tqdm
 from worldmodels.atomic import prepare_output
 from worldmodels.checkpoints import VAE_FILE, default_device, training_checkpoint_bytes
 from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage, seed_value
-from worldmodels.data import split_episodes, stream_frame_batches
+from worldmodels.data import split_episodes, stream_frame_batches, strided_length
 from worldmodels.errors import DataError
 from worldmodels.episodes import SKIP_FLAG, map_episodes, read_rollout_frames, require_episodes, rollout_length
 from worldmodels.frames import frames_to_tensor_layout
@@ -36,7 +39,8 @@ Z_SIZE = 32  # latent size
 KL_TOLERANCE = 0.5  # KL floored at KL_TOLERANCE * Z_SIZE nats per image (free bits)
 HELD_OUT_FRACTION = 0.05  # last 5% of the sorted episode files, never trained on
 HELD_OUT_FRAMES = 10_000  # held-out frames scored after each epoch (at most)
-BUFFER_EPISODES = 50  # episodes shuffled together in memory (~0.6 GB at 1000 frames each)
+BUFFER_EPISODES = 50  # episodes shuffled together in memory (~0.6 GB at 1000 frames each, / FRAME_STRIDE)
+FRAME_STRIDE = 1  # an epoch trains on every FRAME_STRIDE-th frame of each episode (offsets rotate by epoch)
 GAMMA = 1.0  # VAE-GAN: the decoder's weight on the feature reconstruction against its GAN loss
 PIXEL_WARMUP_EPOCHS = 1.0  # VAE-GAN: epochs over which the pixel error's weight falls from 1 to PIXEL_WEIGHT_FLOOR
 PIXEL_WEIGHT_FLOOR = 0.25  # VAE-GAN: the pixel error's weight after the warm-up
@@ -59,6 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pixel-weight-floor", type=finite_float, default=PIXEL_WEIGHT_FLOOR, help="VAE-GAN only")
     parser.add_argument("--held-out-fraction", type=finite_float, default=HELD_OUT_FRACTION)
     parser.add_argument("--buffer-episodes", type=int, default=BUFFER_EPISODES)
+    parser.add_argument("--frame-stride", type=int, default=FRAME_STRIDE,
+                        help="train each epoch on every k-th frame of each episode (offset (epoch - 1) mod k)")
     parser.add_argument("--seed", type=seed_value, default=SEED)
     parser.add_argument("--data-dir", default=DATA_DIR)
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
@@ -66,7 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--init-from", default=INIT_FROM, help="a vae.pt whose weights a new run starts from (e.g. the last round's V)")
     parser.add_argument(SKIP_FLAG, action="store_true", help="leave out episode files that cannot be read, with a warning")
     args = parser.parse_args(argv)
-    require_at_least(parser, args, 1, "epochs", "batch_size", "z_size", "buffer_episodes")
+    require_at_least(parser, args, 1, "epochs", "batch_size", "z_size", "buffer_episodes", "frame_stride")
     require_folders(parser, args, "data_dir", "checkpoint_dir")
     if not 0 <= args.held_out_fraction < 1:
         parser.error("--held-out-fraction must be in [0, 1)")
@@ -139,11 +145,13 @@ def main(argv=None) -> None:
     train_files, held_out_files = split_episodes(list(lengths), args.held_out_fraction)
     held_out = held_out_frames(held_out_files or train_files, HELD_OUT_FRAMES, args.skip_bad_files)
     train_frames = sum(lengths[path] for path in train_files)
-    batches_per_epoch = train_frames // args.batch_size
+    epoch_frames = sum(strided_length(lengths[path], args.frame_stride, 0) for path in train_files)  # offset 0: the most
+    batches_per_epoch = epoch_frames // args.batch_size
     if batches_per_epoch == 0:
         raise DataError(f"{args.data_dir}: fewer training frames than one batch of {args.batch_size}; collect more episodes "
                         "or lower --batch-size")
-    print(f"{len(train_files)} training episodes ({train_frames} frames), {len(held_out_files)} held out; V: {vae.kind}; "
+    every = f"; an epoch trains on every {args.frame_stride}-th frame, about {epoch_frames}" if args.frame_stride > 1 else ""
+    print(f"{len(train_files)} training episodes ({train_frames} frames{every}), {len(held_out_files)} held out; V: {vae.kind}; "
           f"device {device}")
     picture = run.checkpoint_path.parent / "vae_reconstructions.png"
 
@@ -153,7 +161,7 @@ def main(argv=None) -> None:
 
     def epoch_batches(epoch: int):
         return stream_frame_batches(train_files, args.batch_size, args.buffer_episodes, seed=args.seed + epoch,
-                                    skip_bad=args.skip_bad_files)
+                                    skip_bad=args.skip_bad_files, stride=args.frame_stride, offset=(epoch - 1) % args.frame_stride)
 
     def train_batch(frames: np.ndarray, epoch: int) -> dict[str, float]:
         x = torch.from_numpy(frames_to_tensor_layout(frames)).to(device)

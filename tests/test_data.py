@@ -50,6 +50,19 @@ def test_every_frame_is_served_once_in_full_batches(episodes, buffer_episodes):
     assert len(kept) == 324 // 5 and all(len(b) == 5 for b in kept)
 
 
+def test_strided_epochs_cover_every_frame_once_over_stride_offsets(episodes):
+    starts = np.cumsum([0, 7, 5, 9, 3])  # each episode's first frame number
+    lengths = [7, 5, 9, 3, 300]
+    served = []
+    for offset in range(3):
+        epoch = [n for b in stream_frame_batches(episodes, 4, 2, seed=offset, drop_last=False, stride=3, offset=offset)
+                 for n in numbers(b)]
+        expected = sorted(int(start) + t for start, length in zip(starts, lengths) for t in range(offset, length, 3))
+        assert sorted(epoch) == expected  # every 3rd frame of each episode, from the offset
+        served += epoch
+    assert sorted(served) == list(range(324))
+
+
 def test_the_order_is_fixed_by_the_seed_and_shuffled_across_episodes(episodes):
     order = lambda seed: [n for b in stream_frame_batches(episodes, 4, 2, seed=seed, drop_last=False) for n in numbers(b)]
     assert order(3) == order(3)

@@ -33,13 +33,19 @@ def split_episodes(files: list[Path], held_out_fraction: float) -> tuple[list[Pa
     return files[: len(files) - held_out], files[len(files) - held_out :]
 
 
-def _load_group(files: list[Path], rng: np.random.Generator, skip_bad: bool) -> np.ndarray:
-    """The frames of ``files`` in one array, shuffled: each episode is copied once, straight
-    to its random positions (no concatenated copy to permute afterwards)."""
+def strided_length(length: int, stride: int, offset: int) -> int:
+    """How many of an episode's ``length`` frames ``frames[offset::stride]`` keeps."""
+    return len(range(offset, length, stride))
+
+
+def _load_group(files: list[Path], rng: np.random.Generator, skip_bad: bool, stride: int = 1, offset: int = 0) -> np.ndarray:
+    """The frames of ``files`` in one array (every ``stride``-th of each episode from ``offset``),
+    shuffled: each episode is copied once, straight to its random positions (no concatenated
+    copy to permute afterwards)."""
     episodes = []
     for path in files:
         try:
-            episodes.append(read_rollout_frames(path))
+            episodes.append(read_rollout_frames(path)[offset::stride])
         except DataError as error:
             if not skip_bad:
                 raise
@@ -54,12 +60,15 @@ def _load_group(files: list[Path], rng: np.random.Generator, skip_bad: bool) -> 
 
 
 def stream_frame_batches(
-    files: list[Path], batch_size: int, buffer_episodes: int, seed: int, drop_last: bool = True, skip_bad: bool = False
+    files: list[Path], batch_size: int, buffer_episodes: int, seed: int, drop_last: bool = True, skip_bad: bool = False,
+    stride: int = 1, offset: int = 0,
 ) -> Iterator[np.ndarray]:
-    """Yield uint8 [batch_size, 64, 64, 3] batches covering every frame of ``files`` once,
-    in an order fixed by ``seed``. The training loop only slices batches; loading,
-    decompressing and shuffling happen in a background thread. A file whose frames cannot
-    be read raises its DataError or, with ``skip_bad``, is left out with a warning."""
+    """Yield uint8 [batch_size, 64, 64, 3] batches covering every frame of ``files`` once (with
+    ``stride`` > 1: every stride-th frame of each episode from ``offset``, so ``stride`` calls
+    with offsets 0 .. stride - 1 cover every frame once), in an order fixed by ``seed``. The
+    training loop only slices batches; loading, decompressing and shuffling happen in a
+    background thread. A file whose frames cannot be read raises its DataError or, with
+    ``skip_bad``, is left out with a warning."""
     rng = np.random.default_rng(seed)
     order = [files[i] for i in rng.permutation(len(files))]
     groups = [order[i : i + buffer_episodes] for i in range(0, len(order), buffer_episodes)]
@@ -68,7 +77,7 @@ def stream_frame_batches(
     def load_all() -> None:
         try:
             for group in groups:
-                loaded.put(_load_group(group, rng, skip_bad))
+                loaded.put(_load_group(group, rng, skip_bad, stride, offset))
                 loaded.join()  # load the next group only once this one is being served
             loaded.put(None)
         except BaseException as error:  # handed to the consumer, which re-raises it
