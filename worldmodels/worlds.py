@@ -60,13 +60,13 @@ class Worlds:
 
     def real(self, params: np.ndarray, seeds: list[int], patience: int = 0, desc: str | None = None,
              record_actions: bool = False) -> EpisodeResults:
-        """Controller params[i] [P] on track seeds[i] (record_actions: with each episode's actions)."""
+        """Controller ``params[i]`` [P] on track ``seeds[i]`` (record_actions: with each episode's actions)."""
         return run_agent_parallel(self.pool, self.models, params, seeds, self.max_steps, patience, self.use_hidden,
                                   self.fast_render, desc=desc, fast_acting=self.fast_acting, record_actions=record_actions,
                                   bfloat16=self.bfloat16)
 
     def dream(self, params: np.ndarray, seeds: list[int]) -> EpisodeResults:
-        """Controller params[i] [P] in dream seeds[i]: the seed picks its start among
+        """Controller ``params[i]`` [P] in dream ``seeds[i]``: the seed picks its start among
         ``starts`` and its random stream, at the temperature, in M and its members."""
         if self.starts is None:
             raise ValueError("these worlds have no first latents to dream from")
