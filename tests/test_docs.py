@@ -32,7 +32,8 @@ def relative_links(page: Path) -> list[str]:
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_every_relative_link_and_picture_resolves(page):
-    assert relative_links(page) or page.name != "README.md" or page.parent != ROOT  # the README has links to check
+    if page == ROOT / "README.md":
+        assert relative_links(page)  # the checker sees the README's links
     for target in relative_links(page):
         path, _, fragment = target.partition("#")
         file = (page.parent / path).resolve() if path else page

@@ -210,9 +210,16 @@ def test_the_package_imports_from_any_folder_without_pygame_or_box2d(tmp_path):
     assert out.startswith("[] ") and str(ROOT / "worldmodels") in out
 
 
+def _first_python_block(text: str) -> str:
+    start = text.index("```python\n") + len("```python\n")
+    return text[start:text.index("```\n", start)]
+
+
 def test_the_readmes_gymnasium_lines_run(tmp_path):
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Gymnasium environments"):]
-    lines = section[section.index("```python\n") + len("```python\n"):section.index("```\n", section.index("```python\n"))]
+    lines = _first_python_block(readme[readme.index("## Use the shipped agents"):])
+    out = _run_python(lines + "obs, info = dream.reset(seed=0)\nprint(obs.shape, type(dream.unwrapped).__name__)\n", tmp_path)
+    assert out.strip() == "(288,) DreamEnv"
+    lines = _first_python_block((ROOT / "docs" / "gymnasium.md").read_text())
     out = _run_python(lines + "print(obs.shape, type(env.unwrapped).__name__)\n", tmp_path)
     assert out.strip() == "(288,) DreamEnv"
