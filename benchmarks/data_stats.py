@@ -1,6 +1,7 @@
 """What a folder of rollouts holds, grouped by what drove each episode (its recorded source):
 episodes, steps, return, new tiles reached per episode, the share of frames with road under
-the car, the share of steps at full brake, and (with --mdrnn) M's z NLL on those episodes,
+the car, the share of steps at full brake, the car's true speed (median and 90th percentile
+over steps after the zoom-in, where the files record it), and (with --mdrnn) M's z NLL on those episodes,
 i.e. how new they are to that M. Usage:
 
     python benchmarks/data_stats.py --rollout-dir data/iterative/rollout \\
@@ -22,11 +23,12 @@ from worldmodels.checkpoints import load_model  # noqa: E402
 from worldmodels.cli import load_stage_script, run_stage  # noqa: E402
 from worldmodels.data import SeriesEpisodes  # noqa: E402
 from worldmodels.errors import DataError  # noqa: E402
-from worldmodels.episodes import read_rollout, read_rollout_source, read_series, require_episodes  # noqa: E402
+from worldmodels.episodes import TRUTH_KEYS, read_rollout, read_rollout_source, read_rollout_truth, read_series, require_episodes  # noqa: E402
 from worldmodels.mdrnn import TILE_REWARD  # noqa: E402
 
 # the 64x64 frame's pixels just ahead of the car (rows 46-49, columns 30-33): grey road or green grass
 UNDER_CAR = (slice(46, 50), slice(30, 34))
+ZOOM_STEPS = 60  # the first second's zoom-in, while the car stands at the start: left out of the speeds
 
 
 def on_road(frames: np.ndarray) -> np.ndarray:
@@ -34,6 +36,13 @@ def on_road(frames: np.ndarray) -> np.ndarray:
     kerb) rather than green (grass), whose green channel is about 100 above its red."""
     patch = frames[:, UNDER_CAR[0], UNDER_CAR[1]].astype(np.int16)
     return (patch[..., 1] - patch[..., 0]).mean(axis=(1, 2)) < 50
+
+
+def recorded_speeds(path: Path) -> np.ndarray:
+    """The car's speed at each step after the zoom-in, or nothing for files that lack it."""
+    with np.load(path, allow_pickle=False) as data:
+        recorded = set(TRUTH_KEYS) <= set(data.files)
+    return read_rollout_truth(path)["speed"][ZOOM_STEPS:] if recorded else np.zeros(0, np.float32)
 
 
 def source_name(source: str) -> str:
@@ -65,14 +74,17 @@ def main() -> None:
         reward = episode["reward"]
         groups[source_name(read_rollout_source(path))].append({
             "path": path, "steps": len(reward), "return": reward.sum(), "tiles": int((reward > TILE_REWARD).sum()),
-            "road": on_road(episode["obs"]).mean(), "braking": (episode["action"][:, 2] > 0.9).mean()})
+            "road": on_road(episode["obs"]).mean(), "braking": (episode["action"][:, 2] > 0.9).mean(), "speed": recorded_speeds(path)})
     mdrnn = load_model(args.mdrnn, "mdrnn") if args.mdrnn else None
-    header = "| source | episodes | steps | return | tiles per episode | frames on the road | steps at full brake |"
+    header = "| source | episodes | steps | return | tiles per episode | frames on the road | steps at full brake | speed p50, p90 |"
     print(header + (" M's z NLL |" if args.mdrnn else "") + "\n" + "|---" * (header.count("|") - 1 + bool(args.mdrnn)) + "|")
     for source, rows in groups.items():
         stat = lambda key: np.array([row[key] for row in rows], dtype=np.float64)
+        speeds = np.concatenate([row["speed"] for row in rows])
+        speed = f"{np.percentile(speeds, 50):.0f}, {np.percentile(speeds, 90):.0f}" if len(speeds) else "not recorded"
         line = (f"| {source} | {len(rows)} | {int(stat('steps').sum()):,} | {stat('return').mean():.1f} ± {stat('return').std():.1f} | "
-                f"{stat('tiles').mean():.1f} ± {stat('tiles').std():.1f} | {stat('road').mean():.1%} | {stat('braking').mean():.1%} |")
+                f"{stat('tiles').mean():.1f} ± {stat('tiles').std():.1f} | {stat('road').mean():.1%} | {stat('braking').mean():.1%} | "
+                f"{speed} |")
         if mdrnn is not None:
             line += f" {m_nll(mdrnn, [Path(args.series_dir) / row['path'].name for row in rows]):.3f} |"
         print(line)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from worldmodels.env import make_env
-from worldmodels.episodes import read_rollout, read_series, write_rollout, write_series
+from worldmodels.episodes import TRUTH_KEYS, read_rollout, read_rollout_truth, read_series, write_rollout, write_series
 from worldmodels.errors import DataError
 from worldmodels.exploration import RandomWalkPolicy
 from worldmodels.rollout import collect_exploration_episode
@@ -23,8 +23,29 @@ def test_exploration_episode_has_the_rollout_format(episode, tmp_path):
     assert loaded["done"].dtype == np.bool_ and loaded["terminated"].dtype == np.bool_
     assert loaded["done"][-1] and not loaded["done"][:-1].any()  # truncated by the time limit
     assert not loaded["terminated"].any()
+    truth = read_rollout_truth(path)
     for key in episode:
-        assert np.array_equal(loaded[key], episode[key])
+        assert np.array_equal(truth[key] if key in TRUTH_KEYS else loaded[key], episode[key])
+
+
+def test_rollouts_record_the_cars_true_speed_and_tiles_reached(episode):
+    speed, tiles = episode["speed"], episode["tiles"]
+    assert speed.dtype == np.float32 and speed.shape == (40,) and speed[0] == 0 and (speed >= 0).all()
+    assert speed.max() > 1  # the walk gets the car moving within 40 steps
+    assert tiles.dtype == np.int32 and (np.diff(tiles) >= 0).all()
+
+
+def test_a_rollout_written_before_speeds_were_recorded_says_so_in_one_line(episode, tmp_path):
+    path = tmp_path / "ep00000005.npz"
+    write_rollout(path, **{k: v for k, v in episode.items() if k not in TRUTH_KEYS}, source="exploration")
+    read_rollout(path)  # still a good rollout
+    with pytest.raises(DataError, match="written before rollouts recorded the car's speed; collect the episodes again"):
+        read_rollout_truth(path)
+
+
+def test_a_speed_of_the_wrong_length_is_refused(episode, tmp_path):
+    with pytest.raises(DataError, match="'speed' is not float32"):
+        write_rollout(tmp_path / "ep00000005.npz", **episode | {"speed": episode["speed"][:-1]}, source="exploration")
 
 
 def test_actions_stay_in_carracing_bounds(episode):

@@ -10,6 +10,10 @@ Rollout files, ``data/rollout/<id>.npz`` (stage 01), one per episode of T steps:
     done       bool    [T]             terminated or truncated (time limit) after action t
     source     str     []              what drove: "exploration", or the agent (its folder and
                                        fingerprints) and the noise on its parameters
+    speed      float32 [T]             the car's true speed (m/s of the hull) before action t,
+                                       which the agent never sees (optional: files written
+                                       before it was recorded lack it; read_rollout_truth)
+    tiles      int32   [T]             track tiles reached before action t (optional, as speed)
 
 so step t is (obs[t], action[t]) -> (reward[t], done[t]) and obs[t+1] is the next frame.
 The frame after the last action is not stored: the last step has no next-frame target.
@@ -92,14 +96,15 @@ def _load(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
 
 
 ROLLOUT_KEYS = ("obs", "action", "reward", "terminated", "done")
+TRUTH_KEYS = ("speed", "tiles")  # what the env knows and the agent does not: for measurements only
 SERIES_KEYS = ("mu", "logvar", "action", "reward", "terminated", "done", "vae")
 
 
-def write_rollout(path: str | Path, obs, action, reward, terminated, done, source: str) -> None:
-    save_bytes(path, rollout_bytes(path, obs, action, reward, terminated, done, source))
+def write_rollout(path: str | Path, obs, action, reward, terminated, done, source: str, speed=None, tiles=None) -> None:
+    save_bytes(path, rollout_bytes(path, obs, action, reward, terminated, done, source, speed, tiles))
 
 
-def rollout_bytes(path: str | Path, obs, action, reward, terminated, done, source: str) -> bytes:
+def rollout_bytes(path: str | Path, obs, action, reward, terminated, done, source: str, speed=None, tiles=None) -> bytes:
     """A checked rollout file's bytes (``path``, where it will go, names it in errors)."""
     arrays = dict(
         source=np.array(source),
@@ -109,12 +114,22 @@ def rollout_bytes(path: str | Path, obs, action, reward, terminated, done, sourc
         terminated=np.asarray(terminated, dtype=bool),
         done=np.asarray(done, dtype=bool),
     )
+    if speed is not None:
+        arrays.update(speed=np.asarray(speed, dtype=np.float32), tiles=np.asarray(tiles, dtype=np.int32))
     _check_rollout(Path(path), arrays)
     return npz_bytes(**arrays)
 
 
+def _check_truth(path: Path, arrays: dict[str, np.ndarray], steps: int) -> None:
+    for key, dtype in (("speed", np.float32), ("tiles", np.int32)):
+        if key in arrays and (arrays[key].dtype != dtype or arrays[key].shape != (steps,) or not np.isfinite(arrays[key]).all()):
+            raise DataError(f"{path}: '{key}' is not {np.dtype(dtype)} [{steps}] of finite values; "
+                            "delete the file and re-run 01_generate_data.py")
+
+
 def _check_rollout(path: Path, arrays: dict[str, np.ndarray]) -> None:
     steps = _check_steps(path, arrays)
+    _check_truth(path, arrays, steps)
     expected = (steps, FRAME_SIZE, FRAME_SIZE, 3)
     if arrays["obs"].dtype != np.uint8 or arrays["obs"].shape != expected:
         raise DataError(
@@ -129,6 +144,22 @@ def read_rollout(path: str | Path) -> dict[str, np.ndarray]:
     arrays = _load(path, ROLLOUT_KEYS)
     _check_rollout(path, arrays)
     return arrays
+
+
+def read_rollout_truth(path: str | Path) -> dict[str, np.ndarray]:
+    """The car's true speed float32 [T] and tiles reached int32 [T] of a rollout file, for
+    measurements (a file from before they were recorded gets one line saying so)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            recorded = set(data.files)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        recorded = set(TRUTH_KEYS)  # _load below says what is wrong
+    if not recorded >= set(TRUTH_KEYS):
+        raise DataError(f"{path}: written before rollouts recorded the car's speed; collect the episodes again with 01_generate_data.py")
+    arrays = _load(path, ("action",) + TRUTH_KEYS)
+    _check_truth(path, arrays, len(arrays["action"]))
+    return {key: arrays[key] for key in TRUTH_KEYS}
 
 
 def read_rollout_source(path: str | Path) -> str:

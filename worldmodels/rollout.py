@@ -32,14 +32,17 @@ def collect_episode(seed: int, max_steps: int, fast_render: bool, act: Callable[
     """One episode on track ``seed``, each action chosen by ``act`` from the preprocessed
     frame (uint8 [64, 64, 3] -> float32 [3]).
 
-    returns the arrays of a rollout file but its source (see worldmodels.episodes)."""
+    returns the arrays of a rollout file but its source (see worldmodels.episodes), with the
+    car's true speed and tiles reached before each action."""
     env = make_env(max_steps, fast_render)
     frame, _ = env.reset(seed=seed)
-    obs, actions, rewards, terminateds, dones = [], [], [], [], []
+    obs, actions, rewards, terminateds, dones, speeds, tiles = [], [], [], [], [], [], []
     try:
         done = False
         while not done:
             obs.append(preprocess_frame(frame))
+            speeds.append(float(np.linalg.norm(env.unwrapped.car.hull.linearVelocity)))
+            tiles.append(env.unwrapped.tile_visited_count)
             action = act(obs[-1])
             frame, reward, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
@@ -50,7 +53,8 @@ def collect_episode(seed: int, max_steps: int, fast_render: bool, act: Callable[
     finally:
         env.close()
     return dict(obs=np.stack(obs), action=np.stack(actions), reward=np.asarray(rewards, np.float32),
-                terminated=np.asarray(terminateds), done=np.asarray(dones))
+                terminated=np.asarray(terminateds), done=np.asarray(dones), speed=np.asarray(speeds, np.float32),
+                tiles=np.asarray(tiles, np.int32))
 
 
 def collect_exploration_episode(seed: int, max_steps: int, fast_render: bool = False) -> dict[str, np.ndarray]:
