@@ -45,6 +45,7 @@ GAMMA = 1.0  # VAE-GAN: the decoder's weight on the feature reconstruction again
 PIXEL_WARMUP_EPOCHS = 1.0  # VAE-GAN: epochs over which the pixel error's weight falls from 1 to PIXEL_WEIGHT_FLOOR
 PIXEL_WEIGHT_FLOOR = 0.25  # VAE-GAN: the pixel error's weight after the warm-up
 INIT_FROM = ""  # a vae.pt whose weights a new run starts from ("": random weights)
+EARLY_STOP = 0  # stop after this many epochs without a better held-out loss (0: run all EPOCHS)
 SEED = 0  # model initialisation, sampling and data order
 DATA_DIR = "data/rollout"
 CHECKPOINT_DIR = "checkpoints"
@@ -54,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vision", choices=sorted(VISION_MODELS), default=VISION, help="V's kind (worldmodels/vision/)")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--early-stop", type=int, default=EARLY_STOP, metavar="N",
+                        help="stop after N epochs without a better held-out loss (0: run all --epochs); for fine-tuning with --init-from")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--lr", type=finite_float, default=LEARNING_RATE)
     parser.add_argument("--z-size", type=int, default=Z_SIZE)
@@ -73,6 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(SKIP_FLAG, action="store_true", help="leave out episode files that cannot be read, with a warning")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "epochs", "batch_size", "z_size", "buffer_episodes", "frame_stride")
+    require_at_least(parser, args, 0, "early_stop")
     require_folders(parser, args, "data_dir", "checkpoint_dir")
     if not 0 <= args.held_out_fraction < 1:
         parser.error("--held-out-fraction must be in [0, 1)")
@@ -134,7 +138,8 @@ def main(argv=None) -> None:
     vae = VISION_MODELS[args.vision](args.z_size).to(device)
     columns = ["epoch", *[f"{split}_{term}" for split in ("train", "held_out") for term in vae.loss_terms], "seconds"]
     checkpoint_path = prepare_output(args.checkpoint_dir, training_checkpoint_bytes(vae)) / VAE_FILE
-    run = TrainingRun(checkpoint_path, "vae_log.csv", vae.kind, vae, vae.make_optimizer(args.lr), columns, weight="frames")
+    run = TrainingRun(checkpoint_path, "vae_log.csv", vae.kind, vae, vae.make_optimizer(args.lr), columns, weight="frames",
+                      early_stop=args.early_stop)
     run.resume(args.restart, args.init_from)
     if run.done(args.epochs):
         print("next: python 03_generate_rnn_data.py")

@@ -50,6 +50,7 @@ DROPOUT = 0.0  # share of h's units M's heads do not see in training (0: the pap
 REWARD_FLOOR = None  # rewards below it are learned as it (None: as recorded; -1 keeps the -100 of leaving the playfield out)
 HELD_OUT_FRACTION = 0.05  # last 5% of the sorted episode files
 INIT_FROM = ""  # an mdrnn.pt whose weights a new run starts from ("": random weights)
+EARLY_STOP = 0  # stop after this many epochs without a better held-out loss (0: run all EPOCHS)
 MEMBER = 0  # 0: M itself (mdrnn.pt); k > 0: ensemble member k (mdrnn_member<k>.pt), trained with seed SEED + k
 SEED = 0
 SERIES_DIR = "data/series"
@@ -59,6 +60,8 @@ CHECKPOINT_DIR = "checkpoints"
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--early-stop", type=int, default=EARLY_STOP, metavar="N",
+                        help="stop after N epochs without a better held-out loss (0: run all --epochs); for fine-tuning with --init-from")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--seq-len", type=int, default=SEQ_LEN)
     parser.add_argument("--lr", type=finite_float, default=LEARNING_RATE)
@@ -82,7 +85,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(SKIP_FLAG, action="store_true", help="leave out episode files that cannot be read, with a warning")
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "epochs", "batch_size", "seq_len", "hidden_size", "gaussians")
-    require_at_least(parser, args, 0, "member")
+    require_at_least(parser, args, 0, "member", "early_stop")
     require_folders(parser, args, "series_dir", "checkpoint_dir")
     if not 0 <= args.held_out_fraction < 1 or not 0 <= args.dropout < 1:
         parser.error("--held-out-fraction and --dropout must be in [0, 1)")
@@ -160,7 +163,8 @@ def main(argv=None) -> None:
                + ["held_out_nll_first_100", "held_out_tile_accuracy", "held_out_tile_auc", "held_out_ends", "held_out_ends_found",
                   "held_out_false_ends", "seconds"])
     run = TrainingRun(checkpoint_path, f"{checkpoint_path.stem}_log.csv", "mdrnn", mdrnn,
-                      torch.optim.Adam(mdrnn.parameters(), lr=args.lr), columns, weight="steps", made_from={"vae": vae_id}, rng=rng)
+                      torch.optim.Adam(mdrnn.parameters(), lr=args.lr), columns, weight="steps", made_from={"vae": vae_id}, rng=rng,
+                      early_stop=args.early_stop)
     run.resume(args.restart, args.init_from)
     train_files, held_out_files = split_episodes(list(episodes), args.held_out_fraction)
     held_out = SeriesEpisodes([episodes[path] for path in held_out_files or train_files], args.reward_floor)
@@ -193,7 +197,7 @@ def main(argv=None) -> None:
 
     curves = run.train(args.epochs, lambda epoch: train.epoch_batches(args.batch_size, seed=seed + epoch), batches_per_epoch,
                        train_batch, score_epoch, bar_per_epoch=False)
-    print(f"held-out heads after epoch {args.epochs}: {describe_heads(heads)}")
+    print(f"held-out heads after epoch {run.progress.epoch}: {describe_heads(heads)}")
     print(f"wrote {checkpoint_path}, {run.log_path} and {curves}")
     print("next: python 05_train_controller.py")
 

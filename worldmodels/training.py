@@ -53,6 +53,7 @@ class TrainingRun:
     weight: str
     made_from: dict[str, str] = field(default_factory=dict)
     rng: np.random.Generator | None = None
+    early_stop: int = 0  # stop after this many epochs without a better held-out loss (0: never)
     progress: TrainingProgress = field(default_factory=TrainingProgress)
 
     @property
@@ -68,11 +69,25 @@ class TrainingRun:
         write_csv(self.log_path, self.columns, self.progress.log)
 
     def done(self, epochs: int) -> bool:
-        """Whether ``epochs`` epochs are trained already (said in one line if so)."""
+        """Whether ``epochs`` epochs are trained already, or training stopped early (said in
+        one line if so)."""
         if self.progress.epoch >= epochs:
             print(f"{self.checkpoint_path} is already trained for {self.progress.epoch} epochs; pass --restart or more --epochs "
                   "to train again")
-        return self.progress.epoch >= epochs
+        elif self.stalled():
+            print(self.stalled())
+        return self.progress.epoch >= epochs or bool(self.stalled())
+
+    def stalled(self) -> str:
+        """Why training stops early ("" if it goes on): the last ``early_stop`` epochs of the
+        log brought no held-out loss below the best before them. The weights are the last
+        epoch's, at most ``early_stop`` epochs past the best."""
+        losses = [float(row["held_out_loss"]) for row in self.progress.log]
+        if not self.early_stop or len(losses) <= self.early_stop or min(losses[-self.early_stop:]) < min(losses[:-self.early_stop]):
+            return ""
+        best = int(np.argmin(losses))
+        return (f"{self.checkpoint_path}: stopped early, the held-out loss has not improved for {self.early_stop} epochs (best "
+                f"{losses[best]:.4g} in epoch {best + 1} of {len(losses)})")
 
     def record_settings(self, args: Any, script: str) -> None:
         """What this run was started with, as config.json beside its log."""
@@ -125,4 +140,7 @@ class TrainingRun:
             write_csv(self.log_path, self.columns, self.progress.log)
             epoch_bar.set_postfix(held_out=f"{score.held_out_loss:.3f}")
             tqdm.write(f"epoch {epoch}: {score.message}")
+            if self.stalled():
+                tqdm.write(self.stalled())
+                break
         return draw_curves(self.log_path)

@@ -1,0 +1,65 @@
+"""Stages 02 and 04 share the epoch loop (worldmodels/training.py); --early-stop N ends it
+when N epochs bring no better held-out loss."""
+
+import pytest
+import torch
+
+from worldmodels.mdrnn import MDNRNN
+from worldmodels.training import EpochScore, TrainingRun
+
+
+
+@pytest.fixture(autouse=True)
+def _no_pictures(monkeypatch):
+    monkeypatch.setattr("worldmodels.training.draw_curves", lambda log_path: None)  # these logs have no curves to draw
+
+
+HELD_OUT = [3.0, 2.0, 2.5, 2.6, 1.0, 0.5]  # epoch 2 is the best until epoch 5
+
+
+def _run(tmp_path, early_stop: int) -> TrainingRun:
+    model = MDNRNN(z_size=2, hidden_size=4, gaussians=1)
+    run = TrainingRun(tmp_path / "model.pt", "model_log.csv", "mdrnn", model, torch.optim.SGD(model.parameters(), lr=0.1),
+                      ["epoch", "held_out_loss", "seconds"], weight="steps", early_stop=early_stop)
+    run.resume(restart=False)
+    return run
+
+
+def _train(run: TrainingRun) -> None:
+    def train_batch(batch, epoch):
+        loss = run.model.reward.weight.pow(2).sum()
+        run.optimizer.zero_grad()
+        loss.backward()
+        run.optimizer.step()
+        return {"loss": loss.item(), "steps": 1.0}
+
+    def score_epoch(epoch, means):
+        return EpochScore({"held_out_loss": str(HELD_OUT[epoch - 1])}, HELD_OUT[epoch - 1], "")
+
+    run.train(len(HELD_OUT), lambda epoch: [None], 1, train_batch, score_epoch)
+
+
+def test_training_stops_after_n_epochs_without_a_better_held_out_loss(tmp_path):
+    run = _run(tmp_path, early_stop=2)
+    _train(run)
+    assert run.progress.epoch == 4  # epochs 3 and 4 did not beat epoch 2
+    assert "best 2 in epoch 2 of 4" in run.stalled()
+
+
+def test_a_stopped_run_stays_stopped_when_run_again(tmp_path, capsys):
+    _train(_run(tmp_path, early_stop=2))
+    again = _run(tmp_path, early_stop=2)
+    assert again.progress.epoch == 4 and again.done(len(HELD_OUT))
+    assert "stopped early" in capsys.readouterr().out
+
+
+def test_without_early_stop_every_epoch_runs(tmp_path):
+    run = _run(tmp_path, early_stop=0)
+    _train(run)
+    assert run.progress.epoch == len(HELD_OUT) and run.stalled() == ""
+
+
+def test_a_patience_longer_than_the_stall_lets_training_go_on(tmp_path):
+    run = _run(tmp_path, early_stop=3)
+    _train(run)
+    assert run.progress.epoch == len(HELD_OUT)  # epoch 5 beat epoch 2 within 3 epochs
