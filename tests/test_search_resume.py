@@ -12,6 +12,9 @@ from helpers import save_untrained_models, stage_error, write_random_rollouts
 from worldmodels.checkpoints import (CONTROLLER_FILE, controller_config, describe_training, load_checkpoint, load_vae_and_mdrnn,
                                      training_history)
 from worldmodels.env import VALIDATION_SEED_BASE
+from worldmodels.errors import DataError
+from worldmodels.evaluation import evaluate_saved
+from worldmodels.evolution import new_search
 from worldmodels.results import EpisodeResults
 from worldmodels.search import ControllerSearch, SearchSettings
 
@@ -35,8 +38,11 @@ class ScriptedWorlds:
     dream_dropout: bool = False
     start_states: None = None
     device: str = "cpu"
+    starts: None = None
+    patience_by_call: list[tuple[str, int]] = field(default_factory=list)
 
     def real(self, params, seeds, patience=0, desc=None, record_actions=False):
+        self.patience_by_call.append((desc, patience))
         if desc == "checking the CMA mean":
             self.checked_seeds.append(list(seeds))
             returns = np.full(len(seeds), self.check_scores[self.search.state.generation])
@@ -47,11 +53,14 @@ class ScriptedWorlds:
     def describe(self):
         return "scripted tracks"
 
+    def describe_renderer(self):
+        return "no renderer"
 
-def _run(folder, generations: int, check_scores: dict[int, float]) -> tuple[ControllerSearch, ScriptedWorlds]:
+
+def _run(folder, generations: int, check_scores: dict[int, float], patience: int = 0) -> tuple[ControllerSearch, ScriptedWorlds]:
     vae, mdrnn = load_vae_and_mdrnn(folder / "vae.pt", folder / "mdrnn.pt")
     settings = SearchSettings(generations=generations, population=4, episodes_per_candidate=1, sigma0=0.1, check_every=2,
-                              check_episodes=3, patience=0, seed=0, dream=False, curiosity=0.0, init_from="", restart=False)
+                              check_episodes=3, patience=patience, seed=0, dream=False, curiosity=0.0, init_from="", restart=False)
     worlds = ScriptedWorlds(check_scores)
     search = ControllerSearch(settings, worlds, folder, controller_config(vae, mdrnn, True))
     worlds.search = search
@@ -124,3 +133,23 @@ def test_a_controller_records_every_search_that_made_it(tmp_path, scripts):
     assert len(history) == 2 and history[0] == {"world": "dream", "generation": 1, "from": "zero"}
     assert history[1]["world"] == "real" and history[1]["from"].startswith(f"{dreamed} (controller ")
     assert describe_training(kept).startswith("generation 1 of a search in the dream, then generation ")
+
+
+def test_a_population_too_small_for_cmas_step_size_rule_is_refused_in_one_line():
+    with pytest.raises(DataError, match="use --population 3 or more"):
+        new_search(867, 0.1, 2, seed=0, config={})
+    state = new_search(867, 0.1, 3, seed=0, config={})
+    for generation in range(3):  # three candidates are enough for it
+        candidates = np.asarray(state.es.ask())
+        state.tell(candidates, np.arange(3.0))
+    assert state.generation == 3
+
+
+def test_the_early_end_of_training_episodes_never_applies_to_checks_or_evaluations(tmp_path):
+    save_untrained_models(tmp_path)
+    search, worlds = _run(tmp_path, 4, {2: 1.0, 4: 2.0}, patience=7)
+    assert {desc: patience for desc, patience in worlds.patience_by_call} == {
+        "generation 1": 7, "generation 2": 7, "generation 3": 7, "generation 4": 7, "checking the CMA mean": 0}
+    worlds.patience_by_call.clear()
+    evaluate_saved(worlds, tmp_path, str(tmp_path / CONTROLLER_FILE), search.config, 3, VALIDATION_SEED_BASE, gif_steps=0)
+    assert worlds.patience_by_call == [("evaluation episodes", 0)]

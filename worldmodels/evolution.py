@@ -79,6 +79,11 @@ def _strategy(x0: np.ndarray, sigma0: float, population: int, seed: int) -> cma.
 
 def new_search(dimension: int, sigma0: float, population: int, seed: int, config: dict, x0: np.ndarray | None = None) -> SearchState:
     """Start at x0 (default 0: a controller that drives straight at half gas), step size sigma0."""
+    if population < 3 and dimension >= cma.evolution_strategy.TPA_dimension:
+        # cma's two-point step-size rule, used from this many parameters on, places two candidates of every generation
+        # itself and fails in generation 2 when they are all there are
+        raise DataError(f"a population of {population} is too small for a search over {dimension} parameters (cma adapts the "
+                        "step size by two candidates of each generation it places itself); use --population 3 or more")
     x0 = np.zeros(dimension) if x0 is None else np.asarray(x0, dtype=np.float64)
     return SearchState(_strategy(x0, sigma0, population, seed), x0, sigma0, seed, config)
 
