@@ -72,6 +72,7 @@ from worldmodels.checkpoints import (CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, cont
 from worldmodels.cli import (MAX_SEED, add_pool_flags, check_pool_flags, finite_float, pool_from_args, require_at_least,
                              require_folders, run_stage, seed_value)
 from worldmodels.constants import MAX_EPISODE_STEPS
+from worldmodels.controller import CONTROLLER_INPUTS
 from worldmodels.env import TRACK_SETS
 from worldmodels.dream import ZCharge, branch_starts, z_disagreement_threshold
 from worldmodels.episodes import INITIAL_LATENTS_FILE, SKIP_FLAG, read_initial_latents, read_series_of
@@ -92,7 +93,7 @@ CHECK_EVERY = 25  # generations between checks of the CMA mean
 CHECK_EPISODES = 100  # fixed tracks the CMA mean is checked on
 MAX_STEPS = MAX_EPISODE_STEPS  # steps per episode at most
 PATIENCE = 0  # end a training episode after this many steps without reward (0: never)
-USE_HIDDEN = True  # C sees [z, h] (the full agent); False: z only
+INPUTS = "zh"  # what C reads: "zh" [z, h] (the paper's full agent); "z" (its z-only agent); "zhc" [z, h, c] (and M's cell state)
 SEED = 0  # CMA-ES sampling
 WORKERS = 0  # parallel workers; 0: one process per core (with --ray: one per CPU of the cluster)
 DREAM = False  # train in the dream (M) instead of the real env
@@ -126,7 +127,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--check-episodes", type=int, default=CHECK_EPISODES)
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS)
     parser.add_argument("--patience", type=int, default=PATIENCE, help="training episodes end after this many steps without reward (0: never)")
-    parser.add_argument("--z-only", dest="use_hidden", action="store_false", default=USE_HIDDEN, help="C sees z only, not [z, h]")
+    parser.add_argument("--inputs", choices=CONTROLLER_INPUTS, default=INPUTS,
+                        help="what C reads: [z, h] (the paper's), z only, or [z, h, c] with M's cell state")
+    parser.add_argument("--z-only", dest="inputs", action="store_const", const="z", help="the same as --inputs z")
     parser.add_argument("--seed", type=seed_value, default=SEED)
     parser.add_argument("--fast-render", action=argparse.BooleanOptionalAction, default=FAST_RENDER,
                         help="draw frames with the fast renderer (same physics and rewards); --no-fast-render draws them the stock way")
@@ -213,7 +216,7 @@ def watch_saved(args: argparse.Namespace, vae: VisionModel, mdrnn: MDNRNN, contr
               f"drive_worst.gif in {args.checkpoint_dir} instead")
         return
     tracks = [args.first_track + i for i in range(args.watch)]
-    watch(vae, mdrnn, params, tracks, args.max_steps, config["use_hidden"], args.fast_render)
+    watch(vae, mdrnn, params, tracks, args.max_steps, args.inputs, args.fast_render)
 
 
 def dream_inputs(args: argparse.Namespace, directory: Path, vae: VisionModel, mdrnn: MDNRNN, vae_id: str,
@@ -238,7 +241,7 @@ def main(argv=None) -> None:
     paths = {name: str(directory / file) for name, file in
              (("vae", VAE_FILE), ("mdrnn", MDRNN_FILE), ("controller", CONTROLLER_FILE))}
     vae, mdrnn = load_vae_and_mdrnn(paths["vae"], paths["mdrnn"])  # fails early with a clear message
-    config = controller_config(vae, mdrnn, args.use_hidden)  # C belongs with this V and M
+    config = controller_config(vae, mdrnn, args.inputs)  # C belongs with this V and M
     if args.watch is not None:  # writes nothing, so a read-only folder (pretrained/) will do
         watch_saved(args, vae, mdrnn, paths["controller"], config)
         return
@@ -249,7 +252,7 @@ def main(argv=None) -> None:
     dream_dropout = args.dream and args.dream_dropout and any(model.dropout for model in (mdrnn, *members))
 
     with pool_from_args(args) as pool:
-        worlds = Worlds(pool, vae, mdrnn, args.max_steps, args.use_hidden, args.fast_render,
+        worlds = Worlds(pool, vae, mdrnn, args.max_steps, args.inputs, args.fast_render,
                         args.temperature, starts, members, args.disagreement, dream_dropout,
                         fast_acting=args.fast_acting and args.fast_render,  # the stock renderer is the stock path throughout
                         start_states=start_states, dream_steps=args.branch_steps, z_charge=z_charge, device=args.device)

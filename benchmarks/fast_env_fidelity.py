@@ -30,7 +30,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, load_checkpoint, load_vae_and_mdrnn  # noqa: E402
+from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, controller_inputs, load_checkpoint, load_vae_and_mdrnn  # noqa: E402
 from worldmodels.env import RETIRED_SEED_BASE, make_env  # noqa: E402
 from worldmodels.exploration import RandomWalkPolicy  # noqa: E402
 from worldmodels.frames import frame_preparer, frames_to_tensor_layout, preprocess_frame  # noqa: E402
@@ -117,7 +117,7 @@ def main() -> None:
     shown = []
     for name, make_agent in (
         ("random-walk driver", lambda: None),
-        ("trained agent", lambda: Agent(vae, mdrnn, controller["params"].numpy()[None], controller["config"]["use_hidden"])),
+        ("trained agent", lambda: Agent(vae, mdrnn, controller["params"].numpy()[None], controller_inputs(controller["config"]))),
     ):
         pairs = [drive(seed, args.steps, make_agent(), args.agent_frames) for seed in seeds]
         shown.append(summarise(name, vae, pairs))

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, load_controller_for, load_vae_and_mdrnn  # noqa: E402
+from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, controller_inputs, load_controller_for, load_vae_and_mdrnn  # noqa: E402
 from worldmodels.constants import MAX_EPISODE_STEPS  # noqa: E402
 from worldmodels.env import TRAIN_SEED_BASE  # noqa: E402
 from worldmodels.parallel import LocalPool, WorkerPool  # noqa: E402
@@ -38,9 +38,9 @@ from worldmodels.results import EpisodeResults  # noqa: E402
 from worldmodels.rollout import run_agent_parallel, share_agent_models  # noqa: E402
 
 
-def generation(pool: WorkerPool, models, params: np.ndarray, seeds: list[int], use_hidden: bool) -> tuple[float, EpisodeResults]:
+def generation(pool: WorkerPool, models, params: np.ndarray, seeds: list[int], inputs: str) -> tuple[float, EpisodeResults]:
     started = time.perf_counter()
-    results = run_agent_parallel(pool, models, params, seeds, MAX_EPISODE_STEPS, use_hidden=use_hidden, fast_render=True,
+    results = run_agent_parallel(pool, models, params, seeds, MAX_EPISODE_STEPS, inputs=inputs, fast_render=True,
                                  fast_acting=True)
     return time.perf_counter() - started, results
 
@@ -81,7 +81,7 @@ def main() -> None:
     candidates = mean + rng.normal(0, 0.05, (args.candidates, mean.size)).astype(np.float32)
     params = np.repeat(candidates, args.tracks, axis=0)
     seeds = [TRAIN_SEED_BASE + e for e in range(args.tracks)] * args.candidates
-    run = lambda pool, models: generation(pool, models, params, seeds, config["use_hidden"])
+    run = lambda pool, models: generation(pool, models, params, seeds, controller_inputs(config))
     print(f"a generation: {args.candidates} candidates x {args.tracks} tracks, full episodes, fast acting; "
           f"{args.workers} workers", flush=True)
 

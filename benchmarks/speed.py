@@ -43,7 +43,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, VISION, load_checkpoint, load_model, load_vae_and_mdrnn  # noqa: E402
+from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, VISION, controller_inputs, load_checkpoint, load_model, load_vae_and_mdrnn  # noqa: E402
 from worldmodels.cli import finite_float, load_stage_script  # noqa: E402
 from worldmodels.constants import ACTION_SIZE, MAX_EPISODE_STEPS  # noqa: E402
 from worldmodels.controller import parameter_count  # noqa: E402
@@ -205,7 +205,7 @@ def compare_scores(checkpoint_dir: Path, tracks: int, pool: WorkerPool) -> None:
     models = share_agent_models(pool, *load_vae_and_mdrnn(checkpoint_dir / VAE_FILE, checkpoint_dir / MDRNN_FILE))
     returns = {}
     for fast_acting in (False, True):
-        returns[fast_acting] = run_agent_parallel(pool, models, params, seeds, MAX_EPISODE_STEPS, use_hidden=controller["config"]["use_hidden"],
+        returns[fast_acting] = run_agent_parallel(pool, models, params, seeds, MAX_EPISODE_STEPS, inputs=controller_inputs(controller["config"]),
                                                   fast_render=True, fast_acting=fast_acting,
                                                   desc=f"scores, fast acting {'on' if fast_acting else 'off'}").returns
         print(f"  fast acting {'on' if fast_acting else 'off'}: {returns[fast_acting].mean():.1f} ± "

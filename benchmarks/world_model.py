@@ -34,7 +34,7 @@ from worldmodels.cli import load_stage_script, run_stage  # noqa: E402
 from worldmodels.data import SeriesEpisodes  # noqa: E402
 from worldmodels.episodes import read_rollout, read_rollout_truth, require_episodes  # noqa: E402
 from worldmodels.frames import frames_to_tensor_layout  # noqa: E402
-from worldmodels.mdrnn import MDNRNN  # noqa: E402
+from worldmodels.mdrnn import states_before_actions  # noqa: E402
 from worldmodels.probe import cross_validated_probe  # noqa: E402
 from worldmodels.vision import VisionModel  # noqa: E402
 from worldmodels.vision.vae import squared_error  # noqa: E402
@@ -55,19 +55,6 @@ def encode_episode(vae: VisionModel, obs: np.ndarray, stride: int) -> tuple[np.n
     return mu.numpy(), logvar.numpy(), errors.numpy()
 
 
-@torch.no_grad()
-def states_before_actions(mdrnn: MDNRNN, z: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """z [T, Z], action [T, A] -> h, c [T, H]: M's state before action t, from its zero state."""
-    state = mdrnn.initial_state(1)
-    h, c = [], []
-    inputs = torch.cat([torch.from_numpy(z), torch.from_numpy(action)], dim=-1)[None]
-    for t in range(len(z)):
-        h.append(state[0][0, 0].numpy().copy())
-        c.append(state[1][0, 0].numpy().copy())
-        _, state = mdrnn.lstm(inputs[:, t:t + 1], state)
-    return np.array(h), np.array(c)
-
-
 def measure(folder: Path, episode_files: list[Path], stride: int, folds: int, seed: int) -> dict[str, str]:
     """The table row of one world model (V and M of ``folder``)."""
     vae, mdrnn = load_vae_and_mdrnn(folder / VAE_FILE, folder / MDRNN_FILE)
@@ -75,7 +62,7 @@ def measure(folder: Path, episode_files: list[Path], stride: int, folds: int, se
     for path in tqdm(episode_files, desc=str(folder), leave=False):
         rollout = read_rollout(path)
         mu, logvar, error = encode_episode(vae, rollout["obs"], stride)
-        h, c = states_before_actions(mdrnn, mu, rollout["action"])
+        h, c = (state.numpy() for state in states_before_actions(mdrnn, torch.from_numpy(mu), torch.from_numpy(rollout["action"])))
         series.append(dict(mu=mu, logvar=logvar, **{k: rollout[k] for k in ("action", "reward", "terminated", "done")}))
         errors.append(error)
         for name, values in (("z", mu), ("h", h), ("c", c)):
@@ -105,7 +92,7 @@ def main() -> None:
     rows = {folder: measure(Path(folder), files, args.frame_stride, args.folds, args.seed) for folder in args.checkpoint_dirs}
     columns = list(next(iter(rows.values())))
     print(f"{len(files)} episodes of {args.rollout_dir}; speed probes: {args.folds} folds over episodes, held-out R^2 mean ± std")
-    print("| world model | " + " | ".join(columns) + " |\n|---" * (len(columns) + 1) + "|")
+    print("| world model | " + " | ".join(columns) + " |\n" + "|---" * (len(columns) + 1) + "|")
     for folder, row in rows.items():
         print(f"| {folder} | " + " | ".join(row[c] for c in columns) + " |")
 

@@ -67,7 +67,7 @@ def save_untrained_agent(folder: Path, bias_gas: float = 1.0) -> np.ndarray:
     """The untrained V and M with a controller that steers a little and gives gas."""
     save_untrained_models(folder)
     vae, mdrnn = load_model(folder / "vae.pt", "vae"), load_model(folder / "mdrnn.pt", "mdrnn")
-    config = controller_config(vae, mdrnn, use_hidden=True)
+    config = controller_config(vae, mdrnn, "zh")
     params = np.zeros(parameter_count(config["input_size"]), dtype=np.float32)
     params[-3:] = (0.2, bias_gas, -1.0)
     save_controller(folder / "controller.pt", params, config, generation=1)

@@ -14,7 +14,7 @@ def test_an_exported_float16_agent_belongs_together_and_drives(tmp_path, scripts
     source, shipped = tmp_path / "trained", tmp_path / "shipped"
     save_untrained_models(source)
     vae, mdrnn = load_model(source / "vae.pt", "vae"), load_model(source / "mdrnn.pt", "mdrnn")
-    config = controller_config(vae, mdrnn, use_hidden=True)
+    config = controller_config(vae, mdrnn, "zh")
     params = torch.randn(parameter_count(config["input_size"])) * 0.1
     save_controller(source / "controller.pt", params.numpy(), config, generation=7, trained_in="dream")
     write_random_rollouts(tmp_path / "rollout", episodes=3, steps=4)
@@ -26,7 +26,7 @@ def test_an_exported_float16_agent_belongs_together_and_drives(tmp_path, scripts
     vae16, mdrnn16 = load_model(shipped / "vae.pt", "vae"), load_model(shipped / "mdrnn.pt", "mdrnn")
     assert fingerprint(vae16) != fingerprint(vae)  # rounded, so the fingerprints follow
     assert mdrnn16.made_from == {"vae": fingerprint(vae16)}
-    shipped_c = load_controller(shipped / "controller.pt", controller_config(vae16, mdrnn16, use_hidden=True))
+    shipped_c = load_controller(shipped / "controller.pt", controller_config(vae16, mdrnn16, "zh"))
     assert torch.equal(shipped_c["params"], params) and shipped_c["generation"] == 7 and shipped_c["trained_in"] == "dream"
     assert read_initial_latents(shipped / "initial_latents.npz", 32, fingerprint(vae16))["mu"].shape == (3, 32)
     # the folder is a checkpoint folder for stage 05, in the real env and in the dream

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from worldmodels.controller import LinearControllers, parameter_count, squash_action
-from worldmodels.mdrnn import MDNRNN, mdrnn_loss, mixture_nll, sample_mixture
+from worldmodels.mdrnn import MDNRNN, mdrnn_loss, mixture_nll, sample_mixture, states_before_actions
 from worldmodels.vision import ConvVAE, vae_loss
 
 
@@ -166,3 +166,14 @@ def test_tile_auc_counts_ties_as_half():
     positive, negative = torch.tensor([0.5, 0.5, 2.0]), torch.tensor([-0.1, 0.5, 2.0, 3.0])
     brute = sum(float(p > n) + 0.5 * float(p == n) for p in positive for n in negative) / 12
     assert _ranking_auc(positive, negative) == pytest.approx(brute)
+
+
+def test_states_before_actions_are_the_states_an_agent_steps_through():
+    torch.manual_seed(0)
+    mdrnn = MDNRNN(z_size=4, hidden_size=8, gaussians=2)
+    z, action = torch.randn(12, 4), torch.rand(12, 3)
+    h, c = states_before_actions(mdrnn, z, action)
+    state = mdrnn.initial_state(1)
+    for t in range(12):
+        assert torch.allclose(h[t], state[0][0, 0], atol=1e-6) and torch.allclose(c[t], state[1][0, 0], atol=1e-6)
+        _, state = mdrnn.step(z[t:t + 1], action[t:t + 1], state)

@@ -27,7 +27,7 @@ LAP_STEPS = 2000
 def load_shipped(folder: Path) -> tuple:
     """V, M and C's checkpoint of a shipped folder, and C's config."""
     vae, mdrnn = load_vae_and_mdrnn(str(folder / VAE_FILE), str(folder / MDRNN_FILE))
-    config = controller_config(vae, mdrnn, use_hidden=True)
+    config = controller_config(vae, mdrnn, "zh")
     return vae, mdrnn, load_controller(folder / CONTROLLER_FILE, config), config
 
 

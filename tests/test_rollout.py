@@ -39,7 +39,7 @@ def test_patience_ends_episodes_without_progress(models):
     params = np.zeros((1, parameter_count(32)), dtype=np.float32)
     params[0, -1] = 10.0  # brake bias: the car never moves, so it never earns a reward
     params[0, -2] = -10.0  # no gas
-    result = run_agent_episodes(vae, mdrnn, params, [3], max_steps=200, patience=20, use_hidden=False)
+    result = run_agent_episodes(vae, mdrnn, params, [3], max_steps=200, patience=20, inputs="z")
     # the first step pays for the tile the car starts on; then 20 steps without a reward
     assert result.steps[0] == 1 + 20
 

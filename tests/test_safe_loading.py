@@ -17,7 +17,7 @@ COLLECT, TRAIN_V, ENCODE, TRAIN_M, TRAIN_C = range(5)
 
 def _config(ckpt) -> dict:
     """The config of a controller for save_untrained_models' V and M."""
-    return controller_config(load_model(ckpt / "vae.pt", "vae"), load_model(ckpt / "mdrnn.pt", "mdrnn"), use_hidden=True)
+    return controller_config(load_model(ckpt / "vae.pt", "vae"), load_model(ckpt / "mdrnn.pt", "mdrnn"), "zh")
 
 
 class RunsCode:

@@ -17,7 +17,7 @@ from worldmodels.watch import watch
 def _agent(folder):
     save_untrained_models(folder)
     vae, mdrnn = load_model(folder / "vae.pt", "vae"), load_model(folder / "mdrnn.pt", "mdrnn")
-    config = controller_config(vae, mdrnn, use_hidden=True)
+    config = controller_config(vae, mdrnn, "zh")
     params = (torch.randn(parameter_count(config["input_size"]), generator=torch.Generator().manual_seed(0)) * 0.1).numpy()
     save_controller(folder / "controller.pt", params, config, generation=1)
     return vae, mdrnn, params
@@ -26,7 +26,7 @@ def _agent(folder):
 def test_watch_shows_the_drive_the_gifs_record(tmp_path, monkeypatch):
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     vae, mdrnn, params = _agent(tmp_path)
-    returns = watch(vae, mdrnn, params, [7, 8], max_steps=6, use_hidden=True, fast_render=True, realtime=False)
+    returns = watch(vae, mdrnn, params, [7, 8], max_steps=6, inputs="zh", fast_render=True, realtime=False)
     assert "pygame" in sys.modules and len(returns) == 2
     recorded = [record_real(vae, mdrnn, params, track, 6).rewards.sum() for track in (7, 8)]
     assert np.allclose(returns, recorded)  # the same agent, the same drive

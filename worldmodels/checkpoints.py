@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from worldmodels.atomic import save_torch
-from worldmodels.controller import parameter_count
+from worldmodels.controller import controller_input_size, parameter_count
 from worldmodels.errors import DataError
 from worldmodels.logs import log_fits
 from worldmodels.mdrnn import MDNRNN
@@ -214,11 +214,19 @@ def describe_training(checkpoint: dict) -> str:
 MODEL_KEYS = ("vae", "mdrnn")  # a controller config's fingerprints of the V and M it was made for
 
 
-def controller_config(vae: nn.Module, mdrnn: nn.Module, use_hidden: bool) -> dict:
-    """What a controller for this V and M records, and must match: its inputs' sizes and
-    the fingerprints of the V and M it belongs with."""
-    return {"input_size": vae.z_size + (mdrnn.hidden_size if use_hidden else 0), "use_hidden": use_hidden, "z_size": vae.z_size,
-            "hidden_size": mdrnn.hidden_size, "vae": fingerprint(vae), "mdrnn": fingerprint(mdrnn)}
+def controller_config(vae: nn.Module, mdrnn: nn.Module, inputs: str) -> dict:
+    """What a controller for this V and M records, and must match: what it reads (one of
+    controller.CONTROLLER_INPUTS; "use_cell" is recorded only when it reads c, so that the
+    configs of controllers that read z or [z, h] stay as they were), its input size and the
+    fingerprints of the V and M it belongs with."""
+    return {"input_size": controller_input_size(inputs, vae.z_size, mdrnn.hidden_size), "use_hidden": inputs != "z",
+            **({"use_cell": True} if inputs == "zhc" else {}), "z_size": vae.z_size, "hidden_size": mdrnn.hidden_size,
+            "vae": fingerprint(vae), "mdrnn": fingerprint(mdrnn)}
+
+
+def controller_inputs(config: dict) -> str:
+    """What a controller of this config reads (configs from before "use_hidden" was recorded: [z, h])."""
+    return "zhc" if config.get("use_cell") else "zh" if config.get("use_hidden", True) else "z"
 
 
 def load_controller(path: str | Path, config: dict, same_models: bool = True) -> dict:
@@ -241,10 +249,10 @@ def load_controller(path: str | Path, config: dict, same_models: bool = True) ->
 
 
 def load_controller_for(path: str | Path, vae: nn.Module, mdrnn: nn.Module) -> tuple[dict, dict]:
-    """The controller checkpoint at ``path`` and its config for this V and M: whether C sees
-    z or [z, h] is read from the file, and C must have been made for these very models."""
-    use_hidden = bool(load_checkpoint(path, "controller", CONTROLLER_PRODUCER)["config"].get("use_hidden", True))
-    config = controller_config(vae, mdrnn, use_hidden)
+    """The controller checkpoint at ``path`` and its config for this V and M: what C reads
+    is read from the file, and C must have been made for these very models."""
+    inputs = controller_inputs(load_checkpoint(path, "controller", CONTROLLER_PRODUCER)["config"])
+    config = controller_config(vae, mdrnn, inputs)
     return load_controller(path, config), config
 
 

@@ -1,12 +1,26 @@
-"""C: the linear controller a_t = W_c [z_t h_t] + b_c, and the action squashing.
+"""C: the linear controller a_t = W_c [z_t h_t] + b_c, what it reads, and the action squashing.
 
 With Z = 32 and H = 256, W_c is [3, 288] and b_c [3]: 867 parameters, searched by CMA-ES
-as one flat vector laid out as W_c row-major, then b_c.
+as one flat vector laid out as W_c row-major, then b_c. C reads one of CONTROLLER_INPUTS:
+z alone (the paper's "z only" agent, 99 parameters), [z, h] (its full agent) or [z, h, c],
+with the LSTM's cell state too (1,635 parameters).
 """
 
 import torch
 
 from worldmodels.constants import ACTION_SIZE
+
+CONTROLLER_INPUTS = ("z", "zh", "zhc")  # what C reads: z; [z, h]; [z, h, c]
+
+
+def controller_input_size(inputs: str, z_size: int, hidden_size: int) -> int:
+    """The length of C's input vector for ``inputs`` (one of CONTROLLER_INPUTS)."""
+    return z_size + hidden_size * (len(inputs) - 1)
+
+
+def controller_features(inputs: str, z: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """What C reads: z [B, Z], M's h and c [B, H] -> [B, I], the parts ``inputs`` names, in order."""
+    return torch.cat([{"z": z, "h": h, "c": c}[part] for part in inputs], dim=1)
 
 
 def parameter_count(input_size: int, action_size: int = ACTION_SIZE) -> int:
@@ -35,7 +49,7 @@ class LinearControllers:
         self.bias = params[:, split:]  # [B, A]
 
     def __call__(self, features: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """features: [N, I] ([z_t, h_t]) -> actions [N, A] within CarRacing's bounds.
+        """features: [N, I] (controller_features) -> actions [N, A] within CarRacing's bounds.
 
         rows: [N] indices of the controllers to apply (all B when None)."""
         weight, bias = (self.weight, self.bias) if rows is None else (self.weight[rows], self.bias[rows])

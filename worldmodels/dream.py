@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from worldmodels.controller import LinearControllers
+from worldmodels.controller import LinearControllers, controller_features, controller_input_size
 from worldmodels.mdrnn import MDNRNN, LSTMState, done_probability, sample_mixture
 from worldmodels.results import EpisodeResults
 
@@ -110,8 +110,12 @@ class DreamBatch:
 
     @property
     def features(self) -> torch.Tensor:
-        """[z_t, h_t]: [B, Z + H], what C sees."""
-        return torch.cat([self.z, self.state[0][0]], dim=1)
+        """[z_t, h_t]: [B, Z + H], what the paper's C sees (and DreamEnv's observation)."""
+        return self.controller_input("zh")
+
+    def controller_input(self, inputs: str) -> torch.Tensor:
+        """What a C that reads ``inputs`` (controller.CONTROLLER_INPUTS) sees: [B, I]."""
+        return controller_features(inputs, self.z, self.state[0][0], self.state[1][0])
 
     def _draws(self) -> torch.Tensor:
         """This step's random numbers of every dream: [B, draws], in this order: uniforms and
@@ -209,22 +213,22 @@ def branch_starts(models: Sequence[MDNRNN], episodes: Sequence[dict[str, np.ndar
 @torch.no_grad()
 def run_dream_episodes(
     mdrnn: MDNRNN, params: np.ndarray, z0: np.ndarray, seeds: list[int], temperature: float, max_steps: int,
-    use_hidden: bool = True, members: Sequence[MDNRNN] = (), disagreement: float = 0.0, dropout: bool = False,
+    inputs: str = "zh", members: Sequence[MDNRNN] = (), disagreement: float = 0.0, dropout: bool = False,
     states: Sequence[tuple[np.ndarray, np.ndarray]] | None = None, z_charge: ZCharge | None = None,
 ) -> EpisodeResults:
     """Dream i runs controller params[i] from first latent z0[i] with seed seeds[i], all in one
-    batch, until its drawn end or ``max_steps``. use_hidden: C sees [z, h] (else z only);
+    batch, until its drawn end or ``max_steps``. inputs: what C reads (controller.CONTROLLER_INPUTS);
     members, disagreement, z_charge: an ensemble dream; dropout: dropout masks in the dream;
     states: each model's (h, c) [B, H] at the start (DreamBatch). The dreams run on M's device."""
     states = None if states is None else [(torch.as_tensor(h), torch.as_tensor(c)) for h, c in states]
     dreams = DreamBatch(mdrnn, torch.as_tensor(z0), seeds, temperature, members, disagreement, dropout, states, z_charge)
-    inputs = dreams.features.shape[1] if use_hidden else mdrnn.z_size
-    controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32, device=dreams.device), inputs)
+    input_size = controller_input_size(inputs, mdrnn.z_size, mdrnn.hidden_size)
+    controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32, device=dreams.device), input_size)
     returns = torch.zeros(len(seeds), dtype=torch.float64, device=dreams.device)
     steps = torch.zeros(len(seeds), dtype=torch.int64, device=dreams.device)
     active = torch.ones(len(seeds), dtype=torch.bool, device=dreams.device)
     for _ in range(max_steps):
-        reward, done = dreams.step(controllers(dreams.features[:, :inputs]))
+        reward, done = dreams.step(controllers(dreams.controller_input(inputs)))
         returns += torch.where(active, reward.double(), 0.0)
         steps += active
         active &= ~done

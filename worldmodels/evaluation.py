@@ -71,7 +71,7 @@ def write_drive_gifs(worlds: Worlds, directory: Path, params: np.ndarray, seeds:
     for name, i in tqdm([("best", order[-1]), ("median", order[len(order) // 2]), ("worst", order[0])], desc="drive GIFs"):
         if stop_requested():
             raise Interrupted(f"the GIFs were stopped before drive_{name}.gif; re-run --evaluate to make them")
-        recording = record_real(worlds.vae, worlds.mdrnn, params, seeds[i], min(gif_steps, worlds.max_steps), worlds.use_hidden,
+        recording = record_real(worlds.vae, worlds.mdrnn, params, seeds[i], min(gif_steps, worlds.max_steps), worlds.inputs,
                                 worlds.fast_render, actions=results.actions[i], fast_acting=worlds.fast_acting,
                                 bfloat16=worlds.bfloat16)
         if f"{recording.total_return:.2f}" != f"{returns[i]:.2f}":  # Box2D is deterministic: a replay drives the same
@@ -91,6 +91,6 @@ def write_dream_gif(worlds: Worlds, directory: Path, controller_path: str, confi
     params = load_controller(controller_path, config)["params"].numpy()
     path = directory / "dream_vs_real.gif"
     real, dream = write_dream_vs_real(path, vae, mdrnn, params, track, worlds.temperature, gif_steps,
-                                      use_hidden=worlds.use_hidden, fast_render=worlds.fast_render, dropout=worlds.dream_dropout)
+                                      inputs=worlds.inputs, fast_render=worlds.fast_render, dropout=worlds.dream_dropout)
     print(f"wrote {path}: {gif_steps} steps on track {track} (return {real.rewards.sum():.1f}) "
           f"beside its dream (return {dream.rewards.sum():.1f})")

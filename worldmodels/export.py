@@ -23,6 +23,7 @@ from worldmodels.checkpoints import (
     MDRNN_FILE,
     VAE_FILE,
     controller_config,
+    controller_inputs,
     fingerprint,
     load_controller_for,
     load_vae_and_mdrnn,
@@ -46,7 +47,7 @@ def export_agent(source: str | Path, destination: str | Path, rollout_dir: str |
     save_model(destination / VAE_FILE, vae.kind, vae, dtype=dtype)
     save_model(destination / MDRNN_FILE, "mdrnn", mdrnn, made_from={"vae": fingerprint(vae)}, dtype=dtype)
     extra = {k: v for k, v in controller.items() if k not in ("kind", "config", "params", "generation")}
-    save_controller(destination / CONTROLLER_FILE, controller["params"].numpy(), controller_config(vae, mdrnn, config["use_hidden"]),
+    save_controller(destination / CONTROLLER_FILE, controller["params"].numpy(), controller_config(vae, mdrnn, controller_inputs(config)),
                     controller["generation"], **extra)
     rollouts = require_episodes(rollout_dir, "01_generate_data.py")
     firsts = [read_rollout_frames(path)[:1] for path in tqdm(rollouts, desc="first frames")]

@@ -86,6 +86,27 @@ class MDNRNN(nn.Module):
         return {k: v[:, 0] for k, v in out.items()}, state
 
 
+@torch.no_grad()
+def states_before_actions(mdrnn: MDNRNN, z: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """z [T, Z], action [T, A] of one episode -> h, c [T, H]: M's LSTM state before action t
+    (what an agent acting on these latents has then), from the zero state.
+
+    h comes from one pass of the LSTM; c from its gates (torch's order: input, forget, cell,
+    output) run forward, and h = o * tanh(c) checks the two against each other."""
+    x, lstm, zeros = torch.cat([z, action], dim=-1), mdrnn.lstm, torch.zeros(1, mdrnn.hidden_size)
+    h_after = lstm(x[None])[0][0]
+    h_before = torch.cat([zeros, h_after[:-1]])
+    gates = (x @ lstm.weight_ih_l0.T + lstm.bias_ih_l0 + h_before @ lstm.weight_hh_l0.T + lstm.bias_hh_l0).chunk(4, dim=-1)
+    i, f, o, g = gates[0].sigmoid(), gates[1].sigmoid(), gates[3].sigmoid(), gates[2].tanh()
+    c_after, c = torch.empty_like(h_before), zeros[0]
+    for t in range(len(x)):
+        c = f[t] * c + i[t] * g[t]
+        c_after[t] = c
+    if not torch.allclose(o * c_after.tanh(), h_after, atol=1e-4):
+        raise RuntimeError("the LSTM's cell state does not give its h: has torch's LSTM changed its gate layout?")
+    return h_before, torch.cat([zeros, c_after[:-1]])
+
+
 def mixture_nll(log_pi: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """-log p(target) under per-dimension mixtures.
 

@@ -14,10 +14,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from worldmodels.checkpoints import (CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, build_model, fingerprint,
+from worldmodels.checkpoints import (CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, build_model, controller_inputs, fingerprint,
                                      load_controller_for, load_vae_and_mdrnn, model_checkpoint)
 from worldmodels.constants import ACTION_SIZE
-from worldmodels.controller import LinearControllers
+from worldmodels.controller import LinearControllers, controller_features, controller_input_size
 from worldmodels.env import make_env
 from worldmodels.episodes import episode_id, rollout_bytes
 from worldmodels.exploration import RandomWalkPolicy
@@ -77,7 +77,7 @@ class AgentPolicy:
     drives for DETOUR_STEPS (M is told the walk's actions, so C's h stays true)."""
     models: Shared  # V and M (share_agent_models)
     params: np.ndarray  # float32 [P], C's parameters
-    use_hidden: bool
+    inputs: str  # what C reads (controller.CONTROLLER_INPUTS)
     noise: float
     source: str  # what the episode files record as their source
     detours: float = 0.0
@@ -85,7 +85,7 @@ class AgentPolicy:
     def collect(self, seed: int, max_steps: int, fast_render: bool = False) -> dict[str, np.ndarray]:
         vae, mdrnn = agent_models(self.models)
         params = self.params + np.random.default_rng(seed).normal(0, self.noise, self.params.shape).astype(np.float32)
-        agent, active = Agent(vae, mdrnn, params[None], self.use_hidden), np.ones(1, dtype=bool)
+        agent, active = Agent(vae, mdrnn, params[None], self.inputs), np.ones(1, dtype=bool)
         if not self.detours:
             return collect_episode(seed, max_steps, fast_render, lambda frame: agent.act(frame[None], active)[0])
         chances, walk = np.random.default_rng([seed, 1]), RandomWalkPolicy(np.random.default_rng([seed, 2]))
@@ -113,7 +113,7 @@ def load_agent_policy(folder: str | Path, noise: float, pool: WorkerPool, detour
     params = controller["params"].numpy()
     source = (f"agent: controller {fingerprint({'params': torch.as_tensor(params)})} of {folder} (V {config['vae']}, "
               f"M {config['mdrnn']}), parameter noise {noise}" + (f", detours {detours}" if detours else ""))
-    return AgentPolicy(share_agent_models(pool, vae, mdrnn), params, config["use_hidden"], noise, source, detours)
+    return AgentPolicy(share_agent_models(pool, vae, mdrnn), params, controller_inputs(config), noise, source, detours)
 
 
 @dataclass(frozen=True)
@@ -138,16 +138,17 @@ def collect_episode_file(seed: int, max_steps: int, fast_render: bool = False, a
 class Agent:
     """V, M and a batch of linear controllers acting on B environments at once.
 
-    use_hidden: C sees [z_t, h_t] (the paper's full agent) or z_t alone (its 'z only' agent).
+    inputs: what C reads (controller.CONTROLLER_INPUTS): [z_t, h_t] (the paper's full agent), z_t
+    alone (its 'z only' agent) or [z_t, h_t, c_t], with M's cell state.
     fast_acting: encode with ``ActingEncoder`` instead of V's float32 encoder, in bfloat16 if
     ``bfloat16`` (None: where this CPU has it).
     """
 
-    def __init__(self, vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, use_hidden: bool = True,
+    def __init__(self, vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, inputs: str = "zh",
                  fast_acting: bool = False, bfloat16: bool | None = None):
-        self.vae, self.mdrnn, self.use_hidden = vae, mdrnn, use_hidden
+        self.vae, self.mdrnn, self.inputs = vae, mdrnn, inputs
         self.acting_encoder = ActingEncoder(vae, bfloat16) if fast_acting else None
-        input_size = vae.z_size + (mdrnn.hidden_size if use_hidden else 0)
+        input_size = controller_input_size(inputs, vae.z_size, mdrnn.hidden_size)
         self.controllers = LinearControllers(torch.tensor(params, dtype=torch.float32), input_size)  # a copy: params may be read-only
         self.state = mdrnn.initial_state(len(params))
         self.predicted_reward = np.zeros(len(params))  # M's reward head on each env's last action
@@ -172,8 +173,7 @@ class Agent:
         if self._predicted is not None:
             mixture = [self._predicted[k][index] for k in ("log_pi", "mu", "log_sigma")]
             self.surprise[active] = mixture_nll(*mixture, z).mean(-1).numpy()
-        h = self.state[0][0, index]
-        features = torch.cat([z, h], dim=1) if self.use_hidden else z
+        features = controller_features(self.inputs, z, self.state[0][0, index], self.state[1][0, index])
         actions = self.controllers(features, rows=index)
         stepped = actions if taken is None else torch.as_tensor(taken, dtype=torch.float32)[index]
         out, (h_next, c_next) = self.mdrnn.step(z, stepped, (self.state[0][:, index], self.state[1][:, index]))
@@ -191,7 +191,7 @@ class Agent:
 
 def run_agent_episodes(
     vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, seeds: list[int], max_steps: int,
-    patience: int = 0, use_hidden: bool = True, fast_render: bool = False, fast_acting: bool = False,
+    patience: int = 0, inputs: str = "zh", fast_render: bool = False, fast_acting: bool = False,
     record_actions: bool = False, bfloat16: bool | None = None,
 ) -> EpisodeResults:
     """Run episode i on track seeds[i] with controller params[i], all in lockstep.
@@ -205,7 +205,7 @@ def run_agent_episodes(
     batch = len(seeds)
     envs = [make_env(max_steps, fast_render, agent_frames=fast_acting) for _ in range(batch)]  # refuses agent frames on stock
     prepare = frame_preparer(fast_acting)
-    agent = Agent(vae, mdrnn, params, use_hidden, fast_acting, bfloat16)
+    agent = Agent(vae, mdrnn, params, inputs, fast_acting, bfloat16)
     frames = np.zeros((batch, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     returns, predicted_returns, surprise = np.zeros(batch), np.zeros(batch), np.zeros(batch)
     steps = np.zeros(batch, dtype=np.int64)
@@ -260,7 +260,7 @@ class AgentJob:
     seeds: tuple[int, ...]  # [B]
     max_steps: int
     patience: int = 0
-    use_hidden: bool = True
+    inputs: str = "zh"
     fast_render: bool = False
     fast_acting: bool = False
     record_actions: bool = False
@@ -269,13 +269,13 @@ class AgentJob:
 
 def run_agent_job(job: AgentJob) -> EpisodeResults:
     vae, mdrnn = agent_models(job.models)
-    return run_agent_episodes(vae, mdrnn, job.params, list(job.seeds), job.max_steps, job.patience, job.use_hidden,
+    return run_agent_episodes(vae, mdrnn, job.params, list(job.seeds), job.max_steps, job.patience, job.inputs,
                               job.fast_render, job.fast_acting, job.record_actions, job.bfloat16)
 
 
 def run_agent_parallel(
     pool: WorkerPool, models: Shared, params: np.ndarray, seeds: list[int], max_steps: int,
-    patience: int = 0, use_hidden: bool = True, fast_render: bool = False, max_envs_per_job: int = 64,
+    patience: int = 0, inputs: str = "zh", fast_render: bool = False, max_envs_per_job: int = 64,
     desc: str | None = None, fast_acting: bool = False, record_actions: bool = False, bfloat16: bool | None = None,
 ) -> EpisodeResults:
     """Episode i runs controller params[i] on track seeds[i]; episodes are split into jobs
@@ -285,7 +285,7 @@ def run_agent_parallel(
     count = len(seeds)
     per_job = max(1, min(max_envs_per_job, -(-count // (2 * pool.workers))))
     jobs = [AgentJob(models, params[i : i + per_job], tuple(int(s) for s in seeds[i : i + per_job]),
-                     max_steps, patience, use_hidden, fast_render, fast_acting, record_actions, bfloat16)
+                     max_steps, patience, inputs, fast_render, fast_acting, record_actions, bfloat16)
             for i in range(0, count, per_job)]
     results = pool.map(run_agent_job, jobs, desc=desc)
     return EpisodeResults(*(np.concatenate([getattr(r, field) for r in results])

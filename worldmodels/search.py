@@ -34,7 +34,7 @@ FLAGS = {"population": "--population", "sigma0": "--sigma0", "seed": "--seed", "
          "acting_bfloat16": "fast acting's bfloat16 (this machine's CPU)", "world": "--dream", "temperature": "--temperature",
          "members": "--members", "disagreement": "--disagreement", "z_charge": "--z-disagreement and --z-quantile",
          "dream_dropout": "--dream-dropout", "branch_steps": "--branch-steps", "init_from": "--init-from",
-         "curiosity": "--curiosity", "use_hidden": "--z-only", "device": "--device", "vae": "V", "mdrnn": "M"}
+         "curiosity": "--curiosity", "use_hidden": "--inputs", "use_cell": "--inputs", "device": "--device", "vae": "V", "mdrnn": "M"}
 
 
 @dataclass(frozen=True)

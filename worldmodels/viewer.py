@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldmodels.controller import LinearControllers
+from worldmodels.controller import LinearControllers, controller_input_size
 from worldmodels.dream import DreamBatch
 from worldmodels.env import make_env
 from worldmodels.frames import frame_preparer, frames_to_tensor_layout
@@ -52,7 +52,7 @@ class DriveStep:
 
 
 @torch.no_grad()
-def drive(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, steps: int, use_hidden: bool = True,
+def drive(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, steps: int, inputs: str = "zh",
           fast_render: bool = True, actions: np.ndarray | None = None, fast_acting: bool = False,
           bfloat16: bool | None = None) -> Iterator[DriveStep]:
     """Controller ``params`` [P] drives track ``track_seed`` for up to ``steps`` steps, one
@@ -64,7 +64,7 @@ def drive(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, 
     encoder the agent used, in bfloat16 if ``bfloat16`` (``run_agent_episodes``)."""
     env = make_env(steps if actions is None else len(actions), fast_render, agent_frames=fast_acting)
     prepare = frame_preparer(fast_acting)
-    agent = Agent(vae, mdrnn, params[None], use_hidden, fast_acting, bfloat16)
+    agent = Agent(vae, mdrnn, params[None], inputs, fast_acting, bfloat16)
     active = np.ones(1, dtype=bool)
     try:
         observation, _ = env.reset(seed=track_seed)
@@ -83,14 +83,14 @@ def drive(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, 
         env.close()
 
 
-def record_real(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, steps: int, use_hidden: bool = True,
+def record_real(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, steps: int, inputs: str = "zh",
                 fast_render: bool = True, actions: np.ndarray | None = None, fast_acting: bool = False,
                 bfloat16: bool | None = None) -> Recording:
     """Controller ``params`` [P] drives track ``track_seed`` (or replays ``actions``, see
     ``drive``) and the first ``steps`` steps are recorded, with V's reconstruction and M's
     one-step prediction of every frame; ``Recording.total_return`` sums the whole drive."""
     record, total = [], 0.0
-    for step in drive(vae, mdrnn, params, track_seed, steps, use_hidden, fast_render, actions, fast_acting, bfloat16):
+    for step in drive(vae, mdrnn, params, track_seed, steps, inputs, fast_render, actions, fast_acting, bfloat16):
         total += step.reward
         if len(record) < steps:
             record.append(step)
@@ -104,16 +104,16 @@ def record_real(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed:
 
 @torch.no_grad()
 def record_dream(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, z0: np.ndarray, dream_seed: int, temperature: float,
-                 steps: int, use_hidden: bool = True, dropout: bool = False) -> Recording:
+                 steps: int, inputs: str = "zh", dropout: bool = False) -> Recording:
     """Controller ``params`` [P] drives a dream from latent ``z0`` [Z] for up to ``steps`` steps
     (dropout: with M's dropout masks, DreamBatch)."""
     dream = DreamBatch(mdrnn, torch.as_tensor(z0, dtype=torch.float32)[None], [dream_seed], temperature, dropout=dropout)
-    inputs = dream.features.shape[1] if use_hidden else mdrnn.z_size
-    controller = LinearControllers(torch.as_tensor(params, dtype=torch.float32)[None], inputs)
+    input_size = controller_input_size(inputs, mdrnn.z_size, mdrnn.hidden_size)
+    controller = LinearControllers(torch.as_tensor(params, dtype=torch.float32)[None], input_size)
     latents, actions, rewards, done = [], [], [], False
     for _ in range(steps):
         latents.append(dream.z[0].clone())
-        action = controller(dream.features[:, :inputs])
+        action = controller(dream.controller_input(inputs))
         reward, ended = dream.step(action)
         actions.append(action[0].numpy())
         rewards.append(reward.item())
@@ -164,13 +164,13 @@ def write_drive(path: str | Path, recording: Recording, title: str, every: int =
 
 
 def write_dream_vs_real(path: str | Path, vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed: int,
-                        temperature: float, steps: int = 300, every: int = 2, scale: int = 3, use_hidden: bool = True,
+                        temperature: float, steps: int = 300, every: int = 2, scale: int = 3, inputs: str = "zh",
                         fast_render: bool = True, dropout: bool = False) -> tuple[Recording, Recording]:
     """Drive track ``track_seed`` and a dream from its first frame for ``steps`` steps each,
     and write every ``every``-th step side by side as a GIF with stills (see
     _save_gif_and_stills). Returns (real, dream)."""
-    real = record_real(vae, mdrnn, params, track_seed, steps, use_hidden, fast_render)
-    dream = record_dream(vae, mdrnn, params, first_latent(vae, real.frames[0]), track_seed, temperature, steps, use_hidden, dropout)
+    real = record_real(vae, mdrnn, params, track_seed, steps, inputs, fast_render)
+    dream = record_dream(vae, mdrnn, params, first_latent(vae, real.frames[0]), track_seed, temperature, steps, inputs, dropout)
     length = max(len(real.rewards), len(dream.rewards))
     frames = [side_by_side([_panel(real, t, f"real track {track_seed}", scale), _panel(dream, t, f"dream, tau {temperature}", scale)])
               for t in range(0, length, every)]

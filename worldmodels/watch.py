@@ -38,7 +38,7 @@ def _env_panel(observation: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([text_strip(size, ["the track"]), observation[index][:, index]], axis=0)
 
 
-def watch(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, tracks: list[int], max_steps: int, use_hidden: bool,
+def watch(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, tracks: list[int], max_steps: int, inputs: str,
           fast_render: bool, realtime: bool = True) -> list[float]:
     """Show controller ``params`` [P] driving each of ``tracks`` in a window; returns the return
     of every track driven (the last one cut short if the window was closed)."""
@@ -46,7 +46,7 @@ def watch(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, tracks: list[int]
     try:
         for track in tracks:
             total, predicted = 0.0, None
-            for t, step in enumerate(drive(vae, mdrnn, params, track, max_steps, use_hidden, fast_render)):
+            for t, step in enumerate(drive(vae, mdrnn, params, track, max_steps, inputs, fast_render)):
                 total += step.reward
                 seen = decode_frames(vae, torch.stack([step.z, step.next_z]))  # V's reconstruction, M's next prediction
                 prediction = np.full_like(step.frame, NOTHING_YET) if predicted is None else predicted

@@ -38,7 +38,7 @@ class Worlds:
     vae: VisionModel
     mdrnn: MDNRNN
     max_steps: int
-    use_hidden: bool
+    inputs: str  # what C reads (controller.CONTROLLER_INPUTS)
     fast_render: bool
     temperature: float = 1.0
     starts: np.ndarray | None = None
@@ -61,7 +61,7 @@ class Worlds:
     def real(self, params: np.ndarray, seeds: list[int], patience: int = 0, desc: str | None = None,
              record_actions: bool = False) -> EpisodeResults:
         """Controller ``params[i]`` [P] on track ``seeds[i]`` (record_actions: with each episode's actions)."""
-        return run_agent_parallel(self.pool, self.models, params, seeds, self.max_steps, patience, self.use_hidden,
+        return run_agent_parallel(self.pool, self.models, params, seeds, self.max_steps, patience, self.inputs,
                                   self.fast_render, desc=desc, fast_acting=self.fast_acting, record_actions=record_actions,
                                   bfloat16=self.bfloat16)
 
@@ -77,7 +77,7 @@ class Worlds:
             self._dream_models = on_cpu if self.device == "cpu" else [copy.deepcopy(m).to(self.device) for m in on_cpu]
         mdrnn, *members = self._dream_models
         return run_dream_episodes(mdrnn, params, self.starts[index], seeds, self.temperature, self.dream_steps or self.max_steps,
-                                  self.use_hidden, members, self.disagreement, self.dream_dropout, states, self.z_charge)
+                                  self.inputs, members, self.disagreement, self.dream_dropout, states, self.z_charge)
 
     def describe_renderer(self) -> str:
         if not self.fast_render:

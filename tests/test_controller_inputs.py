@@ -1,0 +1,89 @@
+"""A controller that reads [z, h, c] (05 --inputs zhc) reads exactly the state the real
+rollouts and the dreams give it: with zero weights on c it drives as the [z, h] controller
+with the same other weights, on real tracks and in dreams; with weights on c it reads M's
+cell state before each action; and its config is its own."""
+
+import numpy as np
+import pytest
+import torch
+
+from worldmodels.checkpoints import controller_config, controller_inputs, load_controller, save_controller
+from worldmodels.controller import LinearControllers, controller_input_size, parameter_count
+from worldmodels.dream import DreamBatch, run_dream_episodes
+from worldmodels.errors import DataError
+from worldmodels.frames import frames_to_tensor_layout
+from worldmodels.mdrnn import MDNRNN
+from worldmodels.rollout import Agent, run_agent_episodes
+from worldmodels.vision import ConvVAE
+
+Z, H = 32, 16
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    return ConvVAE(Z).eval(), MDNRNN(Z, 3, H, 2).eval()
+
+
+def _with_cell_weights(params_zh: np.ndarray, cell_weights: np.ndarray) -> np.ndarray:
+    """[B, P] of [z, h] controllers -> [B, P'] of [z, h, c] controllers: the same weights on z and
+    h, ``cell_weights`` [B, 3, H] on c, the same biases (the flat layout: W row-major, then b)."""
+    batch = len(params_zh)
+    weight = params_zh[:, :3 * (Z + H)].reshape(batch, 3, Z + H)
+    return np.concatenate([np.concatenate([weight, cell_weights], axis=2).reshape(batch, -1), params_zh[:, -3:]], axis=1)
+
+
+def test_input_sizes_and_parameter_counts():
+    assert [controller_input_size(inputs, 32, 256) for inputs in ("z", "zh", "zhc")] == [32, 288, 544]
+    assert parameter_count(controller_input_size("zhc", 32, 256)) == 1635
+
+
+def test_with_no_weight_on_c_it_drives_real_tracks_as_the_z_h_controller(models):
+    vae, mdrnn = models
+    params = np.random.default_rng(0).normal(0, 0.3, (2, parameter_count(Z + H))).astype(np.float32)
+    zh = run_agent_episodes(vae, mdrnn, params, [5, 6], max_steps=40, inputs="zh", fast_render=True)
+    zhc = run_agent_episodes(vae, mdrnn, _with_cell_weights(params, np.zeros((2, 3, H), np.float32)), [5, 6], max_steps=40,
+                             inputs="zhc", fast_render=True)
+    np.testing.assert_array_equal(zh.returns, zhc.returns)
+    np.testing.assert_array_equal(zh.steps, zhc.steps)
+
+
+def test_the_agent_reads_ms_cell_state_before_each_action(models):
+    vae, mdrnn = models
+    rng = np.random.default_rng(1)
+    params = _with_cell_weights(np.zeros((1, parameter_count(Z + H)), np.float32), rng.normal(0, 1, (1, 3, H)).astype(np.float32))
+    agent, active = Agent(vae, mdrnn, params, "zhc"), np.ones(1, dtype=bool)
+    controller = LinearControllers(torch.from_numpy(params), Z + 2 * H)
+    for _ in range(4):
+        frames = rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+        h, c = agent.state[0][0].clone(), agent.state[1][0].clone()
+        with torch.no_grad():
+            z, _ = vae.encode(torch.from_numpy(frames_to_tensor_layout(frames)))
+            expected = controller(torch.cat([z, h, c], dim=1)).numpy()
+        np.testing.assert_allclose(agent.act(frames, active), expected, atol=1e-6)
+    assert agent.state[1].abs().sum() > 0  # c moved, so the check above was not of zeros
+
+
+def test_dreams_give_a_z_h_c_controller_the_dreams_state(models):
+    _, mdrnn = models
+    z0 = torch.randn(3, Z)
+    params = np.random.default_rng(2).normal(0, 0.3, (3, parameter_count(Z + H))).astype(np.float32)
+    zh = run_dream_episodes(mdrnn, params, z0.numpy(), [1, 2, 3], temperature=1.0, max_steps=50, inputs="zh")
+    padded = _with_cell_weights(params, np.zeros((3, 3, H), np.float32))
+    zhc = run_dream_episodes(mdrnn, padded, z0.numpy(), [1, 2, 3], temperature=1.0, max_steps=50, inputs="zhc")
+    np.testing.assert_array_equal(zh.returns, zhc.returns)
+    read = _with_cell_weights(params, np.full((3, 3, H), 5.0, np.float32))
+    assert not np.array_equal(run_dream_episodes(mdrnn, read, z0.numpy(), [1, 2, 3], 1.0, 50, inputs="zhc").returns, zh.returns)
+    dreams = DreamBatch(mdrnn, z0, [1, 2, 3], 1.0)
+    dreams.step(torch.zeros(3, 3))
+    assert torch.equal(dreams.controller_input("zhc"), torch.cat([dreams.z, dreams.state[0][0], dreams.state[1][0]], dim=1))
+
+
+def test_a_z_h_c_controller_records_what_it_reads_and_is_refused_as_a_z_h_one(models, tmp_path):
+    vae, mdrnn = models
+    config = controller_config(vae, mdrnn, "zhc")
+    assert controller_inputs(config) == "zhc" and config["input_size"] == Z + 2 * H
+    assert "use_cell" not in controller_config(vae, mdrnn, "zh")  # [z, h] configs stay as they were
+    save_controller(tmp_path / "controller.pt", np.zeros(parameter_count(Z + 2 * H), np.float32), config, generation=0)
+    with pytest.raises(DataError):
+        load_controller(tmp_path / "controller.pt", controller_config(vae, mdrnn, "zh"))
