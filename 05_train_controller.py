@@ -67,7 +67,8 @@ import numpy as np
 import torch
 
 from worldmodels.atomic import prepare_output
-from worldmodels.checkpoints import (CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, controller_config, load_controller, load_members,
+from worldmodels.checkpoints import (CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, controller_config, controller_inputs, load_controller,
+                                     load_controller_for, load_members,
                                      load_vae_and_mdrnn)
 from worldmodels.cli import (MAX_SEED, add_pool_flags, check_pool_flags, finite_float, pool_from_args, require_at_least,
                              require_folders, run_stage, seed_value)
@@ -128,7 +129,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS)
     parser.add_argument("--patience", type=int, default=PATIENCE, help="training episodes end after this many steps without reward (0: never)")
     parser.add_argument("--inputs", choices=CONTROLLER_INPUTS, default=INPUTS,
-                        help="what C reads: [z, h] (the paper's), z only, or [z, h, c] with M's cell state")
+                        help="what C reads in a search: [z, h] (the paper's), z only, or [z, h, c] with M's cell state "
+                             "(--evaluate and --watch read it from the saved controller)")
     parser.add_argument("--z-only", dest="inputs", action="store_const", const="z", help="the same as --inputs z")
     parser.add_argument("--seed", type=seed_value, default=SEED)
     parser.add_argument("--fast-render", action=argparse.BooleanOptionalAction, default=FAST_RENDER,
@@ -216,7 +218,7 @@ def watch_saved(args: argparse.Namespace, vae: VisionModel, mdrnn: MDNRNN, contr
               f"drive_worst.gif in {args.checkpoint_dir} instead")
         return
     tracks = [args.first_track + i for i in range(args.watch)]
-    watch(vae, mdrnn, params, tracks, args.max_steps, args.inputs, args.fast_render)
+    watch(vae, mdrnn, params, tracks, args.max_steps, controller_inputs(config), args.fast_render)
 
 
 def dream_inputs(args: argparse.Namespace, directory: Path, vae: VisionModel, mdrnn: MDNRNN, vae_id: str,
@@ -242,6 +244,8 @@ def main(argv=None) -> None:
              (("vae", VAE_FILE), ("mdrnn", MDRNN_FILE), ("controller", CONTROLLER_FILE))}
     vae, mdrnn = load_vae_and_mdrnn(paths["vae"], paths["mdrnn"])  # fails early with a clear message
     config = controller_config(vae, mdrnn, args.inputs)  # C belongs with this V and M
+    if (args.evaluate is not None or args.watch is not None) and Path(paths["controller"]).exists():
+        config = load_controller_for(paths["controller"], vae, mdrnn)[1]  # what the saved C reads, whatever --inputs says
     if args.watch is not None:  # writes nothing, so a read-only folder (pretrained/) will do
         watch_saved(args, vae, mdrnn, paths["controller"], config)
         return
@@ -252,7 +256,7 @@ def main(argv=None) -> None:
     dream_dropout = args.dream and args.dream_dropout and any(model.dropout for model in (mdrnn, *members))
 
     with pool_from_args(args) as pool:
-        worlds = Worlds(pool, vae, mdrnn, args.max_steps, args.inputs, args.fast_render,
+        worlds = Worlds(pool, vae, mdrnn, args.max_steps, controller_inputs(config), args.fast_render,
                         args.temperature, starts, members, args.disagreement, dream_dropout,
                         fast_acting=args.fast_acting and args.fast_render,  # the stock renderer is the stock path throughout
                         start_states=start_states, dream_steps=args.branch_steps, z_charge=z_charge, device=args.device)

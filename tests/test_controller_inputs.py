@@ -6,8 +6,9 @@ cell state before each action; and its config is its own."""
 import numpy as np
 import pytest
 import torch
+from helpers import save_untrained_models
 
-from worldmodels.checkpoints import controller_config, controller_inputs, load_controller, save_controller
+from worldmodels.checkpoints import controller_config, controller_inputs, load_controller, load_model, save_controller
 from worldmodels.controller import LinearControllers, controller_input_size, parameter_count
 from worldmodels.dream import DreamBatch, run_dream_episodes
 from worldmodels.errors import DataError
@@ -87,3 +88,13 @@ def test_a_z_h_c_controller_records_what_it_reads_and_is_refused_as_a_z_h_one(mo
     save_controller(tmp_path / "controller.pt", np.zeros(parameter_count(Z + 2 * H), np.float32), config, generation=0)
     with pytest.raises(DataError):
         load_controller(tmp_path / "controller.pt", controller_config(vae, mdrnn, "zh"))
+
+
+def test_a_saved_z_h_c_controller_is_evaluated_without_being_told_what_it_reads(tmp_path, scripts, capsys):
+    save_untrained_models(tmp_path)
+    vae, mdrnn = load_model(tmp_path / "vae.pt", "vae"), load_model(tmp_path / "mdrnn.pt", "mdrnn")
+    config = controller_config(vae, mdrnn, "zhc")
+    save_controller(tmp_path / "controller.pt", np.zeros(parameter_count(config["input_size"]), np.float32), config, generation=0)
+    scripts[4].main(["--evaluate", "2", "--max-steps", "5", "--workers", "1", "--gif-steps", "0", "--tracks", "validation",
+                     "--checkpoint-dir", str(tmp_path)])
+    assert "on 2 validation tracks" in capsys.readouterr().out
