@@ -14,7 +14,7 @@ from worldmodels.checkpoints import fingerprint, load_model
 from worldmodels.episodes import INITIAL_LATENTS_FILE, list_episodes, read_initial_latents, read_rollout_source, read_series
 
 TINY = {"ROUNDS": "3", "V_ROUNDS": "2", "EPISODES": "2", "MAX_STEPS": "40", "WORKERS": "1", "V_EPOCHS": "1", "V_BATCH": "10", "M_EPOCHS": "1",
-        "GENERATIONS": "1", "POPULATION": "2", "DREAMS": "1", "CHECK_EPISODES": "1", "EVALUATE": "1", "MEMBERS": "2",
+        "GENERATIONS": "1", "POPULATION": "3", "DREAMS": "1", "CHECK_EPISODES": "1", "EVALUATE": "1", "MEMBERS": "2",
         "CURIOSITY": "0.1", "COLLECTOR_GENERATIONS": "1"}
 
 
