@@ -18,8 +18,9 @@
 # data and are logged at the search's checks. With SEARCH=real, C is searched in the real env
 # (TRACKS_PER_CANDIDATE tracks per candidate, training episodes ended after PATIENCE steps
 # without reward), round 1 for FIRST_GENERATIONS generations and every later round for
-# GENERATIONS more from the last round's controller at step size SIGMA0_NEXT: the world model
-# is retrained on the agent's own driving every GENERATIONS generations.
+# GENERATIONS more from the last round's controller, at step size SIGMA0_NEXT with
+# POPULATION_NEXT candidates of TRACKS_NEXT tracks each: the world model is retrained on the
+# agent's own driving every GENERATIONS generations.
 # In rounds 2+, V and M go on for at most V_EPOCHS_NEXT and M_EPOCHS_NEXT epochs and stop after
 # EARLY_STOP epochs without a better held-out loss (0: all of them). Every stage resumes, so re-running the profile after an interruption goes
 # on where it stopped. Outputs: data/iterative/rollout (every round's episodes),
@@ -43,6 +44,7 @@ GENERATIONS=${GENERATIONS:-60} POPULATION=${POPULATION:-32} DREAMS=${DREAMS:-8} 
 SEARCH=${SEARCH:-dream}  # dream: C is searched in M's dream; real: in the real env
 FIRST_GENERATIONS=${FIRST_GENERATIONS:-$GENERATIONS} SIGMA0=${SIGMA0:-0.1} SIGMA0_NEXT=${SIGMA0_NEXT:-$SIGMA0}  # C: round 1; rounds 2+ start from the last C
 TRACKS_PER_CANDIDATE=${TRACKS_PER_CANDIDATE:-4} PATIENCE=${PATIENCE:-0}                # SEARCH=real: tracks per candidate; 05 --patience
+TRACKS_NEXT=${TRACKS_NEXT:-$TRACKS_PER_CANDIDATE} POPULATION_NEXT=${POPULATION_NEXT:-$POPULATION}  # SEARCH=real, rounds 2+
 INPUTS=${INPUTS:-zh}  # what C reads: zh [z, h] (the paper's), z, or zhc [z, h, c] (05 --inputs)
 TEMPERATURE=${TEMPERATURE:-1.15} CHECK_EVERY=${CHECK_EVERY:-10} CHECK_EPISODES=${CHECK_EPISODES:-10} EVALUATE=${EVALUATE:-100}
 MEMBERS=${MEMBERS:-3} DISAGREEMENT=${DISAGREEMENT:-1.0}  # the dream runs M and MEMBERS-1 members; reward: mean - DISAGREEMENT x std
@@ -53,10 +55,11 @@ DETOURS=${DETOURS:-0}  # rounds 2+: chance per step that the exploration walk ta
 for round in $(seq 1 "$ROUNDS"); do
     here=$CKPT/round$round series=$DATA/round$round/series last=$CKPT/round$((round - 1))
     collect=() v_from=() c_from=() v_epochs=$V_EPOCHS m_epochs=$M_EPOCHS episodes=$FIRST_EPISODES
-    generations=$FIRST_GENERATIONS sigma0=$SIGMA0 early=0
+    generations=$FIRST_GENERATIONS sigma0=$SIGMA0 early=0 tracks=$TRACKS_PER_CANDIDATE population=$POPULATION
     if [ "$round" -gt 1 ]; then
         collect=(--policy "$last" --policy-noise "$NOISE") v_from=(--init-from "$last/vae.pt") v_epochs=$V_EPOCHS_NEXT episodes=$EPISODES
         c_from=(--init-from "$last/controller.pt") m_epochs=$M_EPOCHS_NEXT generations=$GENERATIONS sigma0=$SIGMA0_NEXT early=$EARLY_STOP
+        if [ "$SEARCH" = real ]; then tracks=$TRACKS_NEXT population=$POPULATION_NEXT; fi
         if [ -d "$last/collector" ]; then collect=(--policy "$last/collector"); fi
         if [ "$round" = 2 ] && [ -n "$COLLECTOR" ]; then collect=(--policy "$COLLECTOR"); fi
         collect+=(--detours "$DETOURS")
@@ -98,8 +101,8 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     search=(--dream --temperature "$TEMPERATURE" --series-dir "$series" --episodes-per-candidate "$DREAMS" --members "$MEMBERS"
             --disagreement "$DISAGREEMENT" --z-disagreement "$Z_DISAGREEMENT")
-    if [ "$SEARCH" = real ]; then search=(--episodes-per-candidate "$TRACKS_PER_CANDIDATE" --patience "$PATIENCE"); fi
-    python 05_train_controller.py "${search[@]}" --inputs "$INPUTS" --generations "$generations" --sigma0 "$sigma0" --population "$POPULATION" \
+    if [ "$SEARCH" = real ]; then search=(--episodes-per-candidate "$tracks" --patience "$PATIENCE"); fi
+    python 05_train_controller.py "${search[@]}" --inputs "$INPUTS" --generations "$generations" --sigma0 "$sigma0" --population "$population" \
         --check-every "$CHECK_EVERY" --check-episodes "$CHECK_EPISODES" --max-steps "$MAX_STEPS" --workers "$WORKERS" --checkpoint-dir "$here" \
         "${c_from[@]}"
 done

@@ -17,7 +17,7 @@ from worldmodels.episodes import list_episodes, read_rollout_source, read_series
 
 TINY = {"ROUNDS": "2", "FIRST_EPISODES": "3", "EPISODES": "2", "MAX_STEPS": "40", "WORKERS": "1", "V_EPOCHS": "1", "V_STRIDE": "2",
         "V_BATCH": "10", "V_EPOCHS_NEXT": "3", "M_EPOCHS": "1", "M_EPOCHS_NEXT": "3", "M_BATCH": "2", "M_SEQ": "20",
-        "FIRST_GENERATIONS": "1", "GENERATIONS": "2", "POPULATION": "3", "TRACKS_PER_CANDIDATE": "1", "CHECK_EVERY": "1",
+        "FIRST_GENERATIONS": "1", "GENERATIONS": "2", "POPULATION": "3", "TRACKS_PER_CANDIDATE": "1", "TRACKS_NEXT": "2", "CHECK_EVERY": "1",
         "CHECK_EPISODES": "1", "EVALUATE": "1", "PATIENCE": "20"}
 
 
@@ -66,8 +66,10 @@ def test_two_real_env_rounds_complete_add_their_data_and_resume_after_interrupti
         losses = [float(row["held_out_loss"]) for row in log_rows(ckpt / "round2" / stage_log)]
         assert 1 <= len(losses) <= 3
         assert all(b < a for a, b in zip(losses[:-2], losses[1:-1]))  # only the last epoch may fail to improve
-    # round two's search went on from round one's controller for 2 generations in the real env, at the smaller step size
+    # round two's search went on from round one's controller for 2 generations in the real env, at the smaller step size,
+    # with more tracks per candidate
     assert [row["generation"] for row in log_rows(ckpt / "round2" / "controller_log.csv")] == ["1", "2"]
     flags = [run["flags"] for run in json.loads((ckpt / "round2" / "controller_config.json").read_text())["runs"]]
-    assert {(f["init_from"], f["dream"], f["sigma0"]) for f in flags} == {(str(ckpt / "round1" / "controller.pt"), False, 0.05)}
+    assert {(f["init_from"], f["dream"], f["sigma0"], f["episodes_per_candidate"]) for f in flags} == {
+        (str(ckpt / "round1" / "controller.pt"), False, 0.05, 2)}
     assert len(log_rows(ckpt / "round2" / "evaluation.csv")) == 1
