@@ -30,7 +30,7 @@ def test_five_stages_run_end_to_end(tmp_path, scripts, capsys):
     train_rnn.main(["--epochs", "1", "--batch-size", "4", "--seq-len", "20", "--series-dir", str(series), "--checkpoint-dir", str(ckpt)])
     assert (ckpt / "mdrnn.pt").exists()
 
-    train_controller.main(["--generations", "1", "--population", "2", "--episodes-per-candidate", "1", "--max-steps", "30",
+    train_controller.main(["--generations", "1", "--population", "3", "--episodes-per-candidate", "1", "--max-steps", "30",
                            "--check-every", "1", "--check-episodes", "1", "--workers", "1", "--checkpoint-dir", str(ckpt)])
     with open(ckpt / "controller_log.csv") as f:
         rows = list(csv.DictReader(f))

@@ -62,7 +62,7 @@ def _run(folder, generations: int, check_scores: dict[int, float], patience: int
     settings = SearchSettings(generations=generations, population=4, episodes_per_candidate=1, sigma0=0.1, check_every=2,
                               check_episodes=3, patience=patience, seed=0, dream=False, curiosity=0.0, init_from="", restart=False)
     worlds = ScriptedWorlds(check_scores)
-    search = ControllerSearch(settings, worlds, folder, controller_config(vae, mdrnn, True))
+    search = ControllerSearch(settings, worlds, folder, controller_config(vae, mdrnn, "zh"))
     worlds.search = search
     search.run()
     return search, worlds

@@ -126,10 +126,10 @@ def test_a_tiny_vaegan_goes_through_stages_02_to_05_the_dream_and_the_evaluation
     encode.main(["--rollout-dir", str(rollout), "--series-dir", str(series), "--checkpoint-dir", str(ckpt)])
     train_rnn.main(["--epochs", "1", "--batch-size", "4", "--seq-len", "20", "--series-dir", str(series), "--checkpoint-dir", str(ckpt)])
     common = ["--max-steps", "20", "--workers", "1", "--checkpoint-dir", str(ckpt)]
-    train_controller.main(["--generations", "1", "--population", "2", "--episodes-per-candidate", "1", "--check-every", "1",
+    train_controller.main(["--generations", "1", "--population", "3", "--episodes-per-candidate", "1", "--check-every", "1",
                            "--check-episodes", "1", *common])
     train_controller.main(["--evaluate", "2", *common])
     assert len(read_csv(ckpt / "evaluation.csv")) == 2 and Image.open(ckpt / "drive_best.gif").n_frames == 10
-    train_controller.main(["--dream", "--restart", "--series-dir", str(series), "--generations", "1", "--population", "2",
+    train_controller.main(["--dream", "--restart", "--series-dir", str(series), "--generations", "1", "--population", "3",
                            "--episodes-per-candidate", "1", "--check-every", "1", "--check-episodes", "1", "--gif-steps", "4", *common])
     assert Image.open(ckpt / "dream_vs_real.gif").n_frames == 2

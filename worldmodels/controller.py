@@ -15,6 +15,8 @@ CONTROLLER_INPUTS = ("z", "zh", "zhc")  # what C reads: z; [z, h]; [z, h, c]
 
 def controller_input_size(inputs: str, z_size: int, hidden_size: int) -> int:
     """The length of C's input vector for ``inputs`` (one of CONTROLLER_INPUTS)."""
+    if inputs not in CONTROLLER_INPUTS:
+        raise ValueError(f"C reads one of {CONTROLLER_INPUTS}, not {inputs!r}")
     return z_size + hidden_size * (len(inputs) - 1)
 
 
