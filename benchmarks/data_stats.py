@@ -23,7 +23,7 @@ from worldmodels.checkpoints import load_model  # noqa: E402
 from worldmodels.cli import load_stage_script, run_stage  # noqa: E402
 from worldmodels.data import SeriesEpisodes  # noqa: E402
 from worldmodels.errors import DataError  # noqa: E402
-from worldmodels.episodes import TRUTH_KEYS, read_rollout, read_rollout_source, read_rollout_truth, read_series, require_episodes  # noqa: E402
+from worldmodels.episodes import read_rollout, read_rollout_source, read_rollout_truth, read_series, require_episodes, rollout_records_truth  # noqa: E402
 from worldmodels.mdrnn import TILE_REWARD  # noqa: E402
 
 # the 64x64 frame's pixels just ahead of the car (rows 46-49, columns 30-33): grey road or green grass
@@ -40,9 +40,7 @@ def on_road(frames: np.ndarray) -> np.ndarray:
 
 def recorded_speeds(path: Path) -> np.ndarray:
     """The car's speed at each step after the zoom-in, or nothing for files that lack it."""
-    with np.load(path, allow_pickle=False) as data:
-        recorded = set(TRUTH_KEYS) <= set(data.files)
-    return read_rollout_truth(path)["speed"][ZOOM_STEPS:] if recorded else np.zeros(0, np.float32)
+    return read_rollout_truth(path)["speed"][ZOOM_STEPS:] if rollout_records_truth(path) else np.zeros(0, np.float32)
 
 
 def source_name(source: str) -> str:

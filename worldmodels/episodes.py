@@ -146,16 +146,21 @@ def read_rollout(path: str | Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def rollout_records_truth(path: str | Path) -> bool:
+    """Whether a rollout file records the car's speed and tiles (an unreadable one answers yes:
+    reading it then says what is wrong)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return set(TRUTH_KEYS) <= set(data.files)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return True
+
+
 def read_rollout_truth(path: str | Path) -> dict[str, np.ndarray]:
     """The car's true speed float32 [T] and tiles reached int32 [T] of a rollout file, for
     measurements (a file from before they were recorded gets one line saying so)."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            recorded = set(data.files)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        recorded = set(TRUTH_KEYS)  # _load below says what is wrong
-    if not recorded >= set(TRUTH_KEYS):
+    if not rollout_records_truth(path):
         raise DataError(f"{path}: written before rollouts recorded the car's speed; collect the episodes again with 01_generate_data.py")
     arrays = _load(path, ("action",) + TRUTH_KEYS)
     _check_truth(path, arrays, len(arrays["action"]))

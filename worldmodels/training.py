@@ -71,12 +71,13 @@ class TrainingRun:
     def done(self, epochs: int) -> bool:
         """Whether ``epochs`` epochs are trained already, or training stopped early (said in
         one line if so)."""
+        stalled = self.stalled()
         if self.progress.epoch >= epochs:
             print(f"{self.checkpoint_path} is already trained for {self.progress.epoch} epochs; pass --restart or more --epochs "
                   "to train again")
-        elif self.stalled():
-            print(self.stalled())
-        return self.progress.epoch >= epochs or bool(self.stalled())
+        elif stalled:
+            print(stalled)
+        return self.progress.epoch >= epochs or bool(stalled)
 
     def stalled(self) -> str:
         """Why training stops early ("" if it goes on): the last ``early_stop`` epochs of the
@@ -140,7 +141,7 @@ class TrainingRun:
             write_csv(self.log_path, self.columns, self.progress.log)
             epoch_bar.set_postfix(held_out=f"{score.held_out_loss:.3f}")
             tqdm.write(f"epoch {epoch}: {score.message}")
-            if self.stalled():
-                tqdm.write(self.stalled())
+            if stalled := self.stalled():
+                tqdm.write(stalled)
                 break
         return draw_curves(self.log_path)
