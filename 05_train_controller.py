@@ -26,6 +26,13 @@ its h, so each dream runs in a slightly different M (--no-dream-dropout: the who
 starts at a real state drawn from anywhere in the episodes (V's z there, M's h after the
 steps before it), so the road ahead is a real track's, and runs H steps.
 
+--gradient (with --dream) learns C by gradient ascent on the dream's expected return, back
+through M, instead of CMA-ES (worldmodels/dream_gradient.py): a generation is one batch of
+POPULATION x EPISODES_PER_CANDIDATE dreams (as many as a CMA-ES generation drives), driven by
+one controller that Adam updates every TRUNCATION steps at LEARNING_RATE. Checks, keeping,
+the log, resuming and --init-from (fine-tuning a saved controller) are the CMA-ES search's;
+its state is gradient_state.npz.
+
 --curiosity W (real env only) ranks candidates, and checks the CMA mean, by return + W x
 M's surprise: the NLL M gives each new frame's z, predicted one step earlier, summed over
 the episode (the log's "surprise" column is its mean). A controller searched this way
@@ -98,6 +105,9 @@ INPUTS = "zh"  # what C reads: "zh" [z, h] (the paper's full agent); "z" (its z-
 SEED = 0  # CMA-ES sampling
 WORKERS = 0  # parallel workers; 0: one process per core (with --ray: one per CPU of the cluster)
 DREAM = False  # train in the dream (M) instead of the real env
+GRADIENT = False  # in the dream: learn C by gradient ascent through M instead of CMA-ES
+LEARNING_RATE = 0.02  # --gradient: Adam's step size
+TRUNCATION = 50  # --gradient: steps between updates (truncated backpropagation through time)
 TEMPERATURE = 1.15  # dream sampling temperature tau (the paper's best for its Doom dream)
 MEMBERS = 1  # Ms the dream runs: M and members 1.. of 04_train_rnn.py --member (1: M alone)
 DREAM_DROPOUT = True  # in a dream, Ms trained with dropout (04 --dropout) predict from a new mask of h every step
@@ -139,6 +149,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="with the fast renderer, draw V's 64x64 frames directly and encode them in bfloat16 where the "
                              "CPU has it (the same physics and rewards); --no-fast-acting: the float32 path on 96x96 frames")
     parser.add_argument("--dream", action=argparse.BooleanOptionalAction, default=DREAM, help="train inside M instead of the real env")
+    parser.add_argument("--gradient", action="store_true", default=GRADIENT,
+                        help="with --dream: learn C by gradient ascent on the dream's expected return, back through M, "
+                             "instead of CMA-ES")
+    parser.add_argument("--learning-rate", type=finite_float, default=LEARNING_RATE, help="--gradient: Adam's step size")
+    parser.add_argument("--truncation", type=int, default=TRUNCATION,
+                        help="--gradient: dream steps between updates of C (the gradient's path is cut there)")
     parser.add_argument("--temperature", type=finite_float, default=TEMPERATURE, help="dream sampling temperature")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=DEVICE,
                         help="where dreams run M and its members (real episodes act on the workers' CPUs, beside their envs)")
@@ -195,6 +211,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--device cuda: torch sees no CUDA device here")
     if args.branch_steps < 0 or (args.branch_steps and not args.dream):
         parser.error("--branch-steps must be non-negative and shapes dreams: add --dream")
+    if args.gradient and not args.dream:
+        parser.error("--gradient learns through M's dream: add --dream")
+    if args.learning_rate <= 0 or args.truncation < 1:
+        parser.error("--learning-rate must be positive and --truncation at least 1")
     if args.curiosity and args.dream:
         parser.error("--curiosity rewards M's surprise at real frames; a dream has none (drop --dream or --curiosity)")
     require_at_least(parser, args, 1, "members")

@@ -258,6 +258,8 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
     (TRAIN_C, ["--first-track", "-5"], "argument --first-track: must be from 0 to 2147483647, got -5"),
     (TRAIN_C, ["--evaluate", "--first-track", "2147483600"], "--first-track + the episodes must stay below 2147483647"),
     (TRAIN_C, ["--tracks", "training"], "argument --tracks: invalid choice: 'training'"),
+    (TRAIN_C, ["--gradient"], "--gradient learns through M's dream: add --dream"),
+    (TRAIN_C, ["--dream", "--gradient", "--truncation", "0"], "--learning-rate must be positive and --truncation at least 1"),
 ])
 def test_an_invalid_flag_value_is_refused_with_one_line(scripts, capsys, stage, argv, expected):
     with pytest.raises(SystemExit) as stopped:

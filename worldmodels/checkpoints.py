@@ -195,7 +195,8 @@ def save_controller(path: str | Path, params: np.ndarray, config: dict, generati
 def training_history(checkpoint: dict) -> list[dict]:
     """The searches that made a saved controller, oldest first, each {"world": "real" or "dream",
     "generation": the generation of that search it was kept at, "from": the controller it started
-    from ("zero", or its path and fingerprint)}. A file saved before histories were recorded
+    from ("zero", or its path and fingerprint)} and, for a search by gradient in the dream,
+    "method": "gradient" (CMA-ES otherwise). A file saved before histories were recorded
     gives its last search alone, from "unrecorded"."""
     history = checkpoint.get("history")
     if isinstance(history, list) and history and all(isinstance(phase, dict) for phase in history):
@@ -205,9 +206,10 @@ def training_history(checkpoint: dict) -> list[dict]:
 
 
 def describe_training(checkpoint: dict) -> str:
-    """e.g. "generation 30 of a search in the dream, then generation 40 of a search in the real env"."""
-    phases = [f"generation {phase.get('generation')} of a search in the {'dream' if phase.get('world') == 'dream' else 'real env'}"
-              for phase in training_history(checkpoint)]
+    """e.g. "generation 30 of a search in the dream, then generation 40 of a search in the real env"
+    (a gradient search: "of a gradient search in the dream")."""
+    phases = [f"generation {phase.get('generation')} of a {'gradient ' if phase.get('method') == 'gradient' else ''}search in the "
+              f"{'dream' if phase.get('world') == 'dream' else 'real env'}" for phase in training_history(checkpoint)]
     return ", then ".join(phases)
 
 

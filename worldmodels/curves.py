@@ -67,15 +67,18 @@ def draw_mdrnn(log: dict[str, np.ndarray], fig) -> None:
 def draw_controller(log: dict[str, np.ndarray], fig) -> None:
     ax = fig.subplots()
     generation = log["generation"]
-    ax.fill_between(generation, log["worst"], log["best"], alpha=0.2, label="population: worst to best")
-    ax.plot(generation, log["best"], lw=1, label="population best")
-    ax.plot(generation, log["mean"], lw=1, label="population mean")
-    for column, label in (("check", "CMA mean on the check tracks (± std)"), ("dream_check", "CMA mean in check dreams (± std)")):
+    gradient = np.isnan(log["sigma"]).all()  # a gradient search has no CMA-ES step size
+    who, current = ("dreams (expected return while C learned)", "C") if gradient else ("population", "CMA mean")
+    ax.fill_between(generation, log["worst"], log["best"], alpha=0.2, label=f"{who}: worst to best")
+    ax.plot(generation, log["best"], lw=1, label=f"{who.split(' (')[0]} best")
+    ax.plot(generation, log["mean"], lw=1, label=f"{who.split(' (')[0]} mean")
+    for column, label in (("check", f"{current} on the check tracks (± std)"), ("dream_check", f"{current} in check dreams (± std)")):
         checked = ~np.isnan(log.get(f"{column}_mean", np.full_like(generation, math.nan)))
         if checked.any():
             ax.errorbar(generation[checked], log[f"{column}_mean"][checked], log[f"{column}_std"][checked], fmt="o", capsize=3,
                         label=label)
-    ax.set(title="C: CMA-ES returns per generation", xlabel="generation", ylabel="episode return")
+    title = "C: gradient ascent in the dream, returns per generation" if gradient else "C: CMA-ES returns per generation"
+    ax.set(title=title, xlabel="generation", ylabel="episode return")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize="small")
 

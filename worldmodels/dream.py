@@ -83,14 +83,15 @@ class DreamBatch:
             raise ValueError("a disagreement penalty needs ensemble members beside M")
         self.mdrnn, self.temperature, self.disagreement, self.z_charge = mdrnn, temperature, disagreement, z_charge
         self.models = [mdrnn, *members]
-        self.device = next(mdrnn.parameters()).device
-        self.z = z0.to(self.device, torch.float32).clone()
+        weight = next(mdrnn.parameters())
+        self.device, self.dtype = weight.device, weight.dtype  # float32, unless M was made otherwise (a float64 M checks gradients)
+        self.z = z0.to(self.device, self.dtype).clone()
         if states is None:
             self.states = [model.initial_state(len(seeds), self.device) for model in self.models]
         else:
             if len(states) != len(self.models):
                 raise ValueError(f"start states for {len(states)} models, but the dream runs {len(self.models)}")
-            self.states = [(h.to(self.device, torch.float32)[None].clone(), c.to(self.device, torch.float32)[None].clone())
+            self.states = [(h.to(self.device, self.dtype)[None].clone(), c.to(self.device, self.dtype)[None].clone())
                            for h, c in states]
         self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
         offset = base = 2 * mdrnn.z_size + 1 + (len(self.models) > 1)  # draws before the masks' (see _draws)
@@ -131,14 +132,34 @@ class DreamBatch:
                           + [torch.rand(NOISE_CHUNK, 1, generator=g)] * ensemble
                           + [torch.rand(NOISE_CHUNK, masks, generator=g)] * (masks > 0), dim=1)
                 for g in self.generators
-            ]).to(self.device)
+            ]).to(self.device, self.dtype)
         return self.noise[:, index]
 
     @torch.no_grad()
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """actions [B, 3] -> (reward [B], done bool [B]); advances z and every model's state."""
+        reward, p_done, end_draw = self._advance(actions, straight_through=False)
+        return reward, end_draw < p_done
+
+    def expected_step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same step with gradients: actions [B, 3] -> (reward [B], P(the dream ends here) [B]),
+        differentiable with respect to the actions, z and the states, through M; the next z is
+        sampled with ``sample_mixture``'s straight-through estimate. The dream goes on whatever
+        its end draw says (weight each step's reward by the probability of getting there);
+        it draws the same random numbers as ``step``, so it follows the same dream."""
+        reward, p_done, _ = self._advance(actions, straight_through=True)
+        return reward, p_done
+
+    def detach(self) -> None:
+        """Cut the gradient's path here (truncated backpropagation): z and every model's state
+        keep their values and forget how they were made."""
+        self.z = self.z.detach()
+        self.states = [(h.detach(), c.detach()) for h, c in self.states]
+
+    def _advance(self, actions: torch.Tensor, straight_through: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step of every dream: (reward [B], P(end) [B], the end's uniform draw [B])."""
         draws = self._draws()
-        z_size, actions = self.mdrnn.z_size, actions.to(self.device, torch.float32)
+        z_size, actions = self.mdrnn.z_size, actions.to(self.device, self.dtype)
         outs, whole = [], []  # each model's outputs as the dream draws them, and with the whole h (what the charges compare)
         charged = bool(self.disagreement) or self.z_charge is not None
         for i, model in enumerate(self.models):
@@ -160,10 +181,9 @@ class DreamBatch:
                 reward = reward - self.z_charge.weight * (z_disagreement(whole) - self.z_charge.threshold).clamp(min=0)
             p_done = torch.stack([done_probability(out["done_logit"]) for out in outs]).mean(0)
         self.z = sample_mixture(mixture["log_pi"], mixture["mu"], mixture["log_sigma"], self.temperature,
-                                noise=(draws[:, :z_size], draws[:, z_size : 2 * z_size]))
-        done = draws[:, 2 * z_size] < p_done
+                                noise=(draws[:, :z_size], draws[:, z_size : 2 * z_size]), straight_through=straight_through)
         self.t += 1
-        return reward, done
+        return reward, p_done, draws[:, 2 * z_size]
 
 
 def start_indices(count: int, seeds: list[int]) -> np.ndarray:

@@ -120,12 +120,20 @@ def mixture_nll(log_pi: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor,
 def sample_mixture(
     log_pi: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor, temperature: float = 1.0,
     generator: torch.Generator | None = None, noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+    straight_through: bool = False,
 ) -> torch.Tensor:
     """Sample z [..., Z] from per-dimension mixtures [..., Z, K] at temperature tau:
     component logits are divided by tau and sigmas multiplied by sqrt(tau).
 
     noise: the random draws (uniform [..., Z] picking each component by inverse CDF, standard
-    normal [..., Z]); drawn from ``generator`` when not given."""
+    normal [..., Z]); drawn from ``generator`` when not given.
+
+    Gradients: z = mu_k + sigma_k * eps reaches the chosen component's mu and sigma exactly
+    (reparameterised). The choice of k has none; ``straight_through`` gives it the
+    straight-through estimate: the sample is unchanged, and its gradient with respect to the
+    mixture weights is that of sum_j pi_j (mu_j + sigma_j * eps), as if the one-hot choice were
+    the weights themselves. (A Gumbel-softmax relaxation would change the sample itself, and
+    so the dream: a dream trained by gradient would not be the dream CMA-ES is scored in.)"""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     if noise is None:
@@ -137,7 +145,12 @@ def sample_mixture(
     k = (cumulative < uniform.unsqueeze(-1)).sum(-1, keepdim=True).clamp(max=mu.shape[-1] - 1)
     chosen_mu = mu.gather(-1, k).squeeze(-1)
     chosen_sigma = log_sigma.gather(-1, k).squeeze(-1).exp() * math.sqrt(temperature)
-    return chosen_mu + chosen_sigma * normal
+    z = chosen_mu + chosen_sigma * normal
+    if straight_through:  # adds zero to the sample, and the weights' gradient to it
+        weights = F.softmax(log_pi / temperature, dim=-1)
+        every_component = mu + log_sigma.exp() * math.sqrt(temperature) * normal.unsqueeze(-1)
+        z = z + ((weights - weights.detach()) * every_component).sum(-1)
+    return z
 
 
 def most_likely_z(log_pi: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:

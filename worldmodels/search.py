@@ -1,8 +1,9 @@
-"""Stage 05's CMA-ES search for C, in its phases: set up (a new search, or the saved one
-resumed), one generation (ask, drive, tell), check and keep (the CMA mean on fixed check
-tracks, and in dreams for a dream search; the best check is saved as the controller), and
-finish (what was kept, the curves). The state is saved after every generation, so a stop
-loses at most the generation in progress."""
+"""Stage 05's search for C, in its phases: set up (a new search, or the saved one resumed), one
+generation (CMA-ES: ask, drive, tell; gradient: a batch of dreams, learning as it drives),
+check and keep (the search's current controller, the CMA mean or the gradient's point, on
+fixed check tracks, and in dreams for a dream search; the best check is saved as the
+controller), and finish (what was kept, the curves). The state is saved after every
+generation, so a stop loses at most the generation in progress."""
 
 import time
 from dataclasses import dataclass
@@ -16,12 +17,14 @@ from worldmodels.checkpoints import (CONTROLLER_FILE, fingerprint, load_controll
                                      training_history)
 from worldmodels.controller import parameter_count
 from worldmodels.curves import draw_curves
+from worldmodels.dream_gradient import GRADIENT_STATE_FILE, load_gradient_search, new_gradient_search, save_gradient_search
 from worldmodels.env import VALIDATION_SEED_BASE, TRAIN_SEED_BASE
 from worldmodels.errors import DataError
-from worldmodels.evolution import STATE_FILE, SearchState, load_search, new_search, save_search
+from worldmodels.evolution import STATE_FILE, load_search, new_search, save_search
 from worldmodels.interrupt import Interrupted, stop_requested
 from worldmodels.logs import write_csv
 from worldmodels.results import EpisodeResults
+from worldmodels.search_record import SearchRecord
 from worldmodels.worlds import Worlds
 
 LOG_FILE = "controller_log.csv"
@@ -34,7 +37,8 @@ FLAGS = {"population": "--population", "sigma0": "--sigma0", "seed": "--seed", "
          "acting_bfloat16": "fast acting's bfloat16 (this machine's CPU)", "world": "--dream", "temperature": "--temperature",
          "members": "--members", "disagreement": "--disagreement", "z_charge": "--z-disagreement and --z-quantile",
          "dream_dropout": "--dream-dropout", "branch_steps": "--branch-steps", "init_from": "--init-from",
-         "curiosity": "--curiosity", "use_hidden": "--inputs", "use_cell": "--inputs", "device": "--device", "vae": "V", "mdrnn": "M"}
+         "curiosity": "--curiosity", "use_hidden": "--inputs", "use_cell": "--inputs", "device": "--device", "vae": "V", "mdrnn": "M",
+         "learning_rate": "--learning-rate", "truncation": "--truncation"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,9 @@ class SearchSettings:
     curiosity: float
     init_from: str
     restart: bool
+    gradient: bool = False  # learn by gradient in the dream instead of CMA-ES, with:
+    learning_rate: float = 0.0
+    truncation: int = 0
 
 
 def objective(results: EpisodeResults, curiosity: float) -> np.ndarray:
@@ -66,7 +73,8 @@ class ControllerSearch:
 
     def __init__(self, settings: SearchSettings, worlds: Worlds, directory: Path, config: dict):
         self.settings, self.worlds, self.directory, self.config = settings, worlds, directory, config
-        self.state_path, self.log_path = directory / STATE_FILE, directory / LOG_FILE
+        self.state_path = directory / (GRADIENT_STATE_FILE if settings.gradient else STATE_FILE)
+        self.log_path = directory / LOG_FILE
         self.controller_path = directory / CONTROLLER_FILE
         self.check_seeds = [VALIDATION_SEED_BASE + i for i in range(settings.check_episodes)]
         self.state = self._set_up()
@@ -76,10 +84,12 @@ class ControllerSearch:
         its candidates, its objective or its check tracks (a resume that changed one would rank
         and keep by another measure than the run before)."""
         s, worlds = self.settings, self.worlds
-        search_config = self.config | {"population": s.population, "sigma0": s.sigma0, "seed": s.seed,
-                                       "episodes_per_candidate": s.episodes_per_candidate, "check_episodes": s.check_episodes,
-                                       "check_every": s.check_every, "patience": s.patience, "max_steps": worlds.max_steps,
-                                       "fast_render": worlds.fast_render, "fast_acting": worlds.fast_acting}
+        search_config = self.config | {"population": s.population, "episodes_per_candidate": s.episodes_per_candidate,
+                                       "check_episodes": s.check_episodes, "check_every": s.check_every, "patience": s.patience,
+                                       "max_steps": worlds.max_steps, "fast_render": worlds.fast_render,
+                                       "fast_acting": worlds.fast_acting}
+        search_config |= ({"learning_rate": s.learning_rate, "truncation": s.truncation} if s.gradient
+                          else {"sigma0": s.sigma0, "seed": s.seed})
         if worlds.fast_acting:
             search_config |= {"acting_bfloat16": worlds.bfloat16}
         if s.dream:
@@ -99,14 +109,19 @@ class ControllerSearch:
             search_config |= {"curiosity": s.curiosity}
         return search_config
 
-    def _set_up(self) -> SearchState:
+    def _set_up(self) -> SearchRecord:
         """The saved search if there is one (and --restart is not given), else a new one."""
         s = self.settings
+        other_kind = self.directory / (STATE_FILE if s.gradient else GRADIENT_STATE_FILE)  # the other search's state
         # a search state of an older version of this code (a pickle, which is never loaded) counts as an output here
-        refuse_to_replace(self.state_path, [self.controller_path, self.log_path, self.directory / "cma_state.pkl"], s.restart)
+        refuse_to_replace(self.state_path, [self.controller_path, self.log_path, self.directory / "cma_state.pkl", other_kind],
+                          s.restart)
+        if s.restart:
+            other_kind.unlink(missing_ok=True)  # replaced: a later run of the other kind must not resume it
         search_config = self._search_config()
         if self.state_path.exists() and not s.restart:
-            state = load_search(self.state_path, search_config, LOG_COLUMNS, FLAGS)
+            load = load_gradient_search if s.gradient else load_search
+            state = load(self.state_path, search_config, LOG_COLUMNS, FLAGS)
             if state.best_generation >= 0 and not self.controller_path.exists():
                 raise DataError(f"{self.controller_path}: missing, though {self.state_path} kept one at generation "
                                 f"{state.best_generation}; put it back, or pass --restart to start a new search")
@@ -115,22 +130,41 @@ class ControllerSearch:
             self._keep()  # a search extended past its last run's end keeps what an uninterrupted one would
         else:
             start = load_controller(s.init_from, self.config, same_models=False) if s.init_from else None
-            state = new_search(parameter_count(self.config["input_size"]), s.sigma0, s.population, s.seed, search_config,
-                               None if start is None else start["params"].numpy())
+            x0, dimension = None if start is None else start["params"].numpy(), parameter_count(self.config["input_size"])
+            if s.gradient:
+                state = new_gradient_search(dimension, s.learning_rate, search_config, x0)
+            else:
+                state = new_search(dimension, s.sigma0, s.population, s.seed, search_config, x0)
             state.history = [] if start is None else training_history(start)
         write_csv(self.log_path, LOG_COLUMNS, state.log)  # the log as the search state has it
         return state
 
     def describe(self, workers: str) -> str:
-        s = self.settings
-        return (f"CMA-ES over {parameter_count(self.config['input_size'])} parameters in {self.worlds.describe()}: "
-                f"population {s.population} x {s.episodes_per_candidate} episodes, {workers}")
+        s, parameters = self.settings, parameter_count(self.config["input_size"])
+        if s.gradient:
+            return (f"gradient ascent over {parameters} parameters in {self.worlds.describe()}: {self.dreams_per_generation} "
+                    f"dreams a generation, C updated every {s.truncation} steps (Adam, learning rate {s.learning_rate:g}), {workers}")
+        return f"CMA-ES over {parameters} parameters in {self.worlds.describe()}: population {s.population} x {s.episodes_per_candidate} episodes, {workers}"
 
-    def run_generation(self) -> str:
-        """Ask, drive every candidate on this generation's tracks (or dreams), tell, check
-        if it is time, save the state and the log; returns the generation's line."""
-        s, state, started = self.settings, self.state, time.time()
-        generation = state.generation + 1
+    @property
+    def current(self) -> str:
+        """What the checks score: the controller the search stands at."""
+        return "C" if self.settings.gradient else "the CMA mean"
+
+    @property
+    def dreams_per_generation(self) -> int:
+        """A gradient generation: one batch of as many dreams as a CMA-ES generation drives."""
+        return self.settings.population * self.settings.episodes_per_candidate
+
+    def _drive(self, generation: int) -> tuple[np.ndarray, EpisodeResults]:
+        """One generation's episodes, and each candidate's fitness (gradient: each dream's
+        expected return, earned while C learned); tells CMA-ES, or updates C by gradient."""
+        s, state = self.settings, self.state
+        if s.gradient:
+            batch = self.dreams_per_generation
+            results = self.worlds.dream_ascent(state, [TRAIN_SEED_BASE + generation * batch + i for i in range(batch)], s.truncation)
+            state.generations_done += 1
+            return results.returns, results
         candidates = np.asarray(state.es.ask())
         seeds = [TRAIN_SEED_BASE + generation * s.episodes_per_candidate + e for e in range(s.episodes_per_candidate)]
         params = np.repeat(candidates, len(seeds), axis=0)
@@ -143,21 +177,36 @@ class ControllerSearch:
             raise DataError(f"generation {generation}: a candidate's return is NaN or inf (V or M of {self.directory} "
                             "misbehaves?); the search is kept as of the generation before")
         state.tell(candidates, fitness)
+        return fitness, results
+
+    def run_generation(self) -> str:
+        """Ask, drive every candidate on this generation's tracks (or dreams), tell, check
+        if it is time, save the state and the log; returns the generation's line."""
+        s, state, started = self.settings, self.state, time.time()
+        generation = state.generation + 1
+        fitness, results = self._drive(generation)
+        if not np.isfinite(state.mean).all():
+            raise DataError(f"generation {generation}: the controller's parameters are NaN or inf (M of {self.directory} "
+                            "misbehaves?); the search is kept as of the generation before")
         env_steps = (0 if s.dream else int(results.steps.sum())) + (state.start_check_steps if generation == 1 else 0)
         scores, check_steps = self.check_and_keep(generation) if generation % s.check_every == 0 or generation == s.generations else ({}, 0)
         shown = {f"{prefix}check_{stat}": f"{scores[world][i]:.1f}" if world in scores else ""
                  for world, prefix in (("real", ""), ("dream", "dream_")) for i, stat in enumerate(("mean", "std"))}
         state.log.append({"generation": str(generation), "best": f"{fitness.max():.1f}", "mean": f"{fitness.mean():.1f}",
-                          "worst": f"{fitness.min():.1f}", "sigma": f"{state.es.sigma:.4f}", **shown,
+                          "worst": f"{fitness.min():.1f}", "sigma": "" if s.gradient else f"{state.es.sigma:.4f}", **shown,
                           "surprise": "" if s.dream else f"{results.surprise.mean():.1f}",
                           "env_steps": str(env_steps + check_steps), "seconds": f"{time.time() - started:.1f}"})
-        save_search(self.state_path, state)
+        self._save()
         write_csv(self.log_path, LOG_COLUMNS, state.log)
-        return (f"generation {generation}: best {fitness.max():.1f}, mean {fitness.mean():.1f}, worst {fitness.min():.1f}, "
-                f"sigma {state.es.sigma:.3f}{self._describe_checks(scores)}")
+        step_size = "" if s.gradient else f", sigma {state.es.sigma:.3f}"
+        return (f"generation {generation}: best {fitness.max():.1f}, mean {fitness.mean():.1f}, worst {fitness.min():.1f}"
+                f"{step_size}{self._describe_checks(scores)}")
+
+    def _save(self) -> None:
+        (save_gradient_search if self.settings.gradient else save_search)(self.state_path, self.state)
 
     def _describe_checks(self, scores: dict[str, tuple[float, float]]) -> str:
-        return "".join(f"; CMA mean on {len(self.check_seeds)} {'dreams' if world == 'dream' else 'check tracks'} "
+        return "".join(f"; {self.current} on {len(self.check_seeds)} {'dreams' if world == 'dream' else 'check tracks'} "
                        f"{m:.1f} ± {sd:.1f}" for world, (m, sd) in scores.items())
 
     def check_start(self) -> str:
@@ -165,7 +214,7 @@ class ControllerSearch:
         that the kept controller is never one that checks worse than the start; its real steps
         go into generation 1's row of the log. Returns the line to show."""
         scores, self.state.start_check_steps = self.check_and_keep(0)
-        save_search(self.state_path, self.state)
+        self._save()
         return f"generation 0 (the starting controller){self._describe_checks(scores)}"
 
     def check_and_keep(self, generation: int) -> tuple[dict[str, tuple[float, float]], int]:
@@ -173,9 +222,9 @@ class ControllerSearch:
         controller is saved when its check beats every earlier one: the dream check for a
         dream search (reality never steers it), else the real one. Returns {world: (mean,
         std)} and the real steps the check took."""
-        mean = np.asarray(self.state.es.mean)
+        mean = self.state.mean
         repeated = np.repeat(mean[None], len(self.check_seeds), axis=0)
-        check = self.worlds.real(repeated, self.check_seeds, 0, "checking the CMA mean")
+        check = self.worlds.real(repeated, self.check_seeds, 0, f"checking {self.current}")
         check_scores = objective(check, self.settings.curiosity)
         scores = {"real": (float(check_scores.mean()), float(check_scores.std()))}
         if self.settings.dream:
@@ -209,8 +258,9 @@ class ControllerSearch:
         state.best_score, state.best_generation = score, generation
         world = "dream" if s.dream else "real"
         start = "zero" if not s.init_from else f"{s.init_from} (controller {fingerprint({'params': torch.as_tensor(state.x0, dtype=torch.float32)})})"
+        phase = {"world": world, "generation": generation, "from": start} | ({"method": "gradient"} if s.gradient else {})
         save_controller(self.controller_path, state.check_means[best], self.config, generation=generation, check_score=score,
-                        trained_in=world, history=[*state.history, {"world": world, "generation": generation, "from": start}])
+                        trained_in=world, history=[*state.history, phase])
 
     def run(self) -> None:
         """Generations until settings.generations, with a progress bar; a stop request ends
@@ -236,6 +286,6 @@ class ControllerSearch:
 
     def finish(self) -> None:
         """Say what was kept and draw the curves."""
-        print(f"best CMA mean: {self.state.best_score:.1f} on the check {'dreams' if self.settings.dream else 'tracks'} "
+        print(f"best check of {self.current}: {self.state.best_score:.1f} on the check {'dreams' if self.settings.dream else 'tracks'} "
               f"at generation {self.state.best_generation}")
         print(f"wrote {self.controller_path}, {self.state_path}, {self.log_path} and {draw_curves(self.log_path)}")

@@ -6,8 +6,10 @@ import copy
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
-from worldmodels.dream import ZCharge, run_dream_episodes, start_indices
+from worldmodels.dream import DreamBatch, ZCharge, run_dream_episodes, start_indices
+from worldmodels.dream_gradient import GradientState, ascend_in_dreams
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.parallel import Shared, WorkerPool
 from worldmodels.results import EpisodeResults
@@ -68,6 +70,22 @@ class Worlds:
     def dream(self, params: np.ndarray, seeds: list[int]) -> EpisodeResults:
         """Controller ``params[i]`` [P] in dream ``seeds[i]``: the seed picks its start among
         ``starts`` and its random stream, at the temperature, in M and its members."""
+        mdrnn, members, z0, states = self._dream_setup(seeds)
+        return run_dream_episodes(mdrnn, params, z0, seeds, self.temperature, self.dream_steps or self.max_steps,
+                                  self.inputs, members, self.disagreement, self.dream_dropout, states, self.z_charge)
+
+    def dream_ascent(self, state: GradientState, seeds: list[int], truncation: int) -> EpisodeResults:
+        """The controller of ``state`` in dreams ``seeds`` (as ``dream`` sets them up), learning
+        by gradient as it drives (dream_gradient.ascend_in_dreams)."""
+        mdrnn, members, z0, states = self._dream_setup(seeds)
+        states = None if states is None else [(torch.as_tensor(h), torch.as_tensor(c)) for h, c in states]
+        dreams = DreamBatch(mdrnn, torch.as_tensor(z0), seeds, self.temperature, members, self.disagreement, self.dream_dropout,
+                            states, self.z_charge)
+        return ascend_in_dreams(dreams, state, self.inputs, self.dream_steps or self.max_steps, truncation)
+
+    def _dream_setup(self, seeds: list[int]) -> tuple[MDNRNN, list[MDNRNN], np.ndarray, list | None]:
+        """M and its members on the dreams' device, and each dream's start: its first latent
+        [B, Z] and each model's (h, c) [B, H] there (None: the zero state)."""
         if self.starts is None:
             raise ValueError("these worlds have no first latents to dream from")
         index = start_indices(len(self.starts), seeds)
@@ -76,8 +94,7 @@ class Worlds:
             on_cpu = [self.mdrnn, *self.members]
             self._dream_models = on_cpu if self.device == "cpu" else [copy.deepcopy(m).to(self.device) for m in on_cpu]
         mdrnn, *members = self._dream_models
-        return run_dream_episodes(mdrnn, params, self.starts[index], seeds, self.temperature, self.dream_steps or self.max_steps,
-                                  self.inputs, members, self.disagreement, self.dream_dropout, states, self.z_charge)
+        return mdrnn, members, self.starts[index], states
 
     def describe_renderer(self) -> str:
         if not self.fast_render:
