@@ -32,7 +32,7 @@ def _expected_return(mdrnn: MDNRNN, params: torch.Tensor, steps: int = 6) -> tor
     seeds = [0, 1, 2]
     dreams = DreamBatch(mdrnn, torch.linspace(-1, 1, 3 * Z).reshape(3, Z), seeds, temperature=1.0)
     controller = LinearControllers(params.expand(3, -1), controller_input_size("zh", Z, H))
-    earned, _, _ = expected_rewards(dreams, controller, "zh", torch.ones(3), steps)
+    earned, _ = expected_rewards(dreams, controller, "zh", torch.ones(3), steps)
     return earned.sum()
 
 
@@ -129,6 +129,7 @@ def test_a_resumed_gradient_search_continues_exactly(tmp_path, scripts):
     assert learning == [[row[k] for k in ("generation", "best", "mean", "worst", "sigma")]
                         for row in log_rows(resumed / "controller_log.csv")]
     assert learning[0][-1] == "" and log_rows(ckpt / "controller_log.csv")[1]["dream_check_mean"] != ""
+    assert log_rows(ckpt / "controller_log.csv")[0]["dream_steps"] == str(2 * 2 * 12)  # 4 dreams, the whole horizon
     kept = load_checkpoint(ckpt / CONTROLLER_FILE, "controller", "")
     assert torch.equal(kept["params"], load_checkpoint(resumed / CONTROLLER_FILE, "controller", "")["params"])
     assert training_history(kept)[-1]["method"] == "gradient"

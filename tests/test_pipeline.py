@@ -62,6 +62,7 @@ def test_five_stages_run_end_to_end(tmp_path, scripts, capsys):
     with open(ckpt / "controller_log.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and rows[0]["env_steps"] == "0"  # training touched no real env
+    assert 4 * 2 <= int(rows[0]["dream_steps"]) <= 4 * 2 * 30  # 4 candidates x 2 dreams of at most 30 steps
     assert rows[1]["dream_check_mean"] != "" and rows[1]["check_mean"] != ""
     assert torch.load(ckpt / "controller.pt", weights_only=True)["trained_in"] == "dream"
     assert Image.open(ckpt / "dream_vs_real.gif").n_frames == 5  # 10 steps, every second one shown

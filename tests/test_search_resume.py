@@ -2,19 +2,20 @@
 refused, one extended past its end keeps what one uninterrupted run keeps, and a controller
 records every search that made it."""
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 import torch
-from helpers import save_untrained_models, stage_error, write_random_rollouts
+from helpers import log_rows, save_untrained_models, stage_error, write_random_rollouts
 
 from worldmodels.checkpoints import (CONTROLLER_FILE, controller_config, describe_training, load_checkpoint, load_vae_and_mdrnn,
                                      training_history)
 from worldmodels.env import VALIDATION_SEED_BASE
 from worldmodels.errors import DataError
 from worldmodels.evaluation import evaluate_saved
-from worldmodels.evolution import new_search
+from worldmodels.evolution import STATE_FILE, new_search
 from worldmodels.results import EpisodeResults
 from worldmodels.search import ControllerSearch, SearchSettings
 
@@ -153,3 +154,18 @@ def test_the_early_end_of_training_episodes_never_applies_to_checks_or_evaluatio
     worlds.patience_by_call.clear()
     evaluate_saved(worlds, tmp_path, str(tmp_path / CONTROLLER_FILE), search.config, 3, VALIDATION_SEED_BASE, gif_steps=0)
     assert worlds.patience_by_call == [("evaluation episodes", 0)]
+
+
+def test_a_search_saved_before_dream_steps_were_logged_resumes_with_them_unknown(tmp_path, scripts):
+    save_untrained_models(tmp_path)
+    scripts[TRAIN_C].main(_search(tmp_path))
+    state = tmp_path / STATE_FILE
+    with np.load(state) as data:
+        arrays = {key: data[key] for key in data.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["log"] = [{k: v for k, v in row.items() if k != "dream_steps"} for row in meta["log"]]  # as an older version saved it
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(state, **arrays)
+    scripts[TRAIN_C].main(_search(tmp_path, "--generations", "2"))
+    rows = log_rows(tmp_path / "controller_log.csv")
+    assert [row["dream_steps"] for row in rows] == ["", "0"]  # unknown then; a real-env search dreams nothing

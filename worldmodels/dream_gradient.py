@@ -98,40 +98,40 @@ def load_gradient_search(path: str | Path, config: dict, log_columns: list[str],
 
 
 def expected_rewards(dreams: DreamBatch, controller: LinearControllers, inputs: str, going: torch.Tensor, steps: int,
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """``steps`` steps of ``dreams`` driven by ``controller`` (reading ``inputs``), with gradients:
     going [B], P(each dream is still going) at the first step -> (the rewards summed, each
-    weighted by P(still going) there [B]; the expected steps [B]; P(still going) after them [B])."""
-    earned, lengths = torch.zeros_like(going), torch.zeros_like(going)
+    weighted by P(still going) there [B]; P(still going) after them [B])."""
+    earned = torch.zeros_like(going)
     for _ in range(steps):
         reward, p_end = dreams.expected_step(controller(dreams.controller_input(inputs)))
         earned = earned + going * reward
-        lengths = lengths + going
         going = going * (1 - p_end)
-    return earned, lengths, going
+    return earned, going
 
 
 def ascend_in_dreams(dreams: DreamBatch, state: GradientState, inputs: str, horizon: int, truncation: int) -> EpisodeResults:
     """Run ``dreams`` (B of them) for up to ``horizon`` steps with the controller of ``state``
     (reading ``inputs``, controller.CONTROLLER_INPUTS), updating it after every ``truncation``
     steps by ascent on the dreams' mean expected return. Returns each dream's expected return
-    and its expected length, rounded (float64 [B], int64 [B]): what the controller earned
-    while it learned."""
+    (float64 [B], what the controller earned while it learned) and the steps it ran (int64 [B],
+    the same for all: the horizon, or fewer once no dream is likely to be still going)."""
     batch, device = len(dreams.z), dreams.device  # the controller's gradient comes back to its parameters on the CPU
     input_size = controller_input_size(inputs, dreams.mdrnn.z_size, dreams.mdrnn.hidden_size)
-    returns, lengths = torch.zeros(batch, dtype=torch.float64), torch.zeros(batch, dtype=torch.float64)
+    returns, steps = torch.zeros(batch, dtype=torch.float64), 0
     going = torch.ones(batch, device=device)  # P(the dream is still going) before this step
     for start in range(0, horizon, truncation):
         controller = LinearControllers(state.params.to(device).expand(batch, -1), input_size)
-        earned, steps, going = expected_rewards(dreams, controller, inputs, going, min(truncation, horizon - start))
+        chunk = min(truncation, horizon - start)
+        earned, going = expected_rewards(dreams, controller, inputs, going, chunk)
         state.optimizer.zero_grad()
         (-earned.mean()).backward(inputs=[state.params])  # C's gradient only: M stays as it is
         torch.nn.utils.clip_grad_norm_([state.params], GRADIENT_CLIP)
         state.optimizer.step()
         returns += earned.detach().double().cpu()
-        lengths += steps.detach().double().cpu()
+        steps += chunk
         dreams.detach()
         going = going.detach()
         if going.max() < STILL_GOING:
             break
-    return EpisodeResults(returns.numpy(), lengths.round().long().numpy())
+    return EpisodeResults(returns.numpy(), np.full(batch, steps, dtype=np.int64))

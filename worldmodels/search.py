@@ -29,7 +29,7 @@ from worldmodels.worlds import Worlds
 
 LOG_FILE = "controller_log.csv"
 LOG_COLUMNS = ["generation", "best", "mean", "worst", "sigma", "check_mean", "check_std", "dream_check_mean",
-               "dream_check_std", "surprise", "env_steps", "seconds"]
+               "dream_check_std", "surprise", "env_steps", "dream_steps", "seconds"]
 # the flag that sets each setting of a saved search (what a refused resume names)
 FLAGS = {"population": "--population", "sigma0": "--sigma0", "seed": "--seed", "episodes_per_candidate": "--episodes-per-candidate",
          "check_episodes": "--check-episodes", "check_every": "--check-every", "patience": "--patience",
@@ -195,7 +195,8 @@ class ControllerSearch:
         state.log.append({"generation": str(generation), "best": f"{fitness.max():.1f}", "mean": f"{fitness.mean():.1f}",
                           "worst": f"{fitness.min():.1f}", "sigma": "" if s.gradient else f"{state.es.sigma:.4f}", **shown,
                           "surprise": "" if s.dream else f"{results.surprise.mean():.1f}",
-                          "env_steps": str(env_steps + check_steps), "seconds": f"{time.time() - started:.1f}"})
+                          "env_steps": str(env_steps + check_steps), "dream_steps": str(int(results.steps.sum()) if s.dream else 0),
+                          "seconds": f"{time.time() - started:.1f}"})
         self._save()
         write_csv(self.log_path, LOG_COLUMNS, state.log)
         step_size = "" if s.gradient else f", sigma {state.es.sigma:.3f}"

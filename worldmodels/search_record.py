@@ -79,6 +79,8 @@ def read_record(path, data, config: dict, log_columns: list[str], generations: i
         raise DataError(f"{path}: saved by an older version of this code, which did not record its checks; {fix}")
     checks = [{"generation": int(c["generation"]), "score": float(c["score"])} for c in meta["checks"]]
     history, log = meta.get("history", []), meta["log"]
+    if isinstance(log, list) and all(isinstance(row, dict) and set(log_columns) - set(row) == {"dream_steps"} for row in log):
+        log = [row | {"dream_steps": ""} for row in log]  # a log written before dream steps were counted: not known
     if (x0.dtype != np.float64 or x0.ndim != 1 or not np.isfinite(x0).all() or not log_fits(log, log_columns, generations)
             or check_means.shape != (len(checks), len(x0)) or not isinstance(history, list)):
         raise DataError(f"{path}: damaged {what} (its arrays or log do not fit together); {fix}")
