@@ -23,6 +23,7 @@ from worldmodels.episodes import (
     list_episodes,
     map_episodes,
     read_rollout,
+    read_rollout_source,
     read_series,
     require_episodes,
     series_vae,
@@ -84,7 +85,7 @@ def main(argv=None) -> None:
         episode = read_rollout(path)
         mu, logvar = encode_frames(vae, episode["obs"], args.batch_size, device)
         write_series(series_dir / path.name, mu, logvar, episode["action"], episode["reward"], episode["terminated"], episode["done"],
-                     vae_id)
+                     vae_id, read_rollout_source(path))
 
     written = len(map_episodes(todo, encode, args.skip_bad_files, desc="encoding episodes"))
 

@@ -18,23 +18,32 @@ guessing, and a dream can charge for it (05_train_controller.py --members, --dis
 05's dreams then draw such a mask every step too, so that each dream runs in a slightly
 different M and C cannot lean on one M's quirks (Wellmer & Kwok 2021, "Dropout's Dream Land").
 
+--action-head gives M a fourth head that predicts the action a driver takes at each step, from
+what C sees then ([z_t, h_t]), trained on the episodes an agent drove (01 --policy; the rest
+train the other heads only): M then models the driver too, as the paper's iterative procedure
+asks ("imitate controller that has already learned"). The head has a controller's very form, so
+it is also written as one, checkpoints/imitation_controller.pt (a start for 05 --init-from;
+it needs V in the checkpoint folder). With --init-from an M without the head, the head starts new.
+
 --reward-floor F has the reward head learn max(reward, F): with F = -1, the -100 of leaving the
 playfield (which also ends the episode, what the done head learns) no longer swings the
 head's squared error over the ordinary steps around it.
 """
 
 import argparse
+import copy
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from worldmodels.atomic import prepare_output
-from worldmodels.checkpoints import VAE_FILE, VISION, default_device, fingerprint, load_model, member_file, training_checkpoint_bytes
+from worldmodels.checkpoints import (VAE_FILE, VISION, controller_config, default_device, fingerprint, load_model, member_file,
+                                     save_controller, training_checkpoint_bytes)
 from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage, seed_value
 from worldmodels.constants import ACTION_SIZE
 from worldmodels.data import SeriesEpisodes, split_episodes, time_chunks
-from worldmodels.episodes import SKIP_FLAG, map_episodes, read_series, require_episodes
+from worldmodels.episodes import AGENT_SOURCE, SKIP_FLAG, map_episodes, read_series, require_episodes
 from worldmodels.errors import DataError
 from worldmodels.mdrnn import MDNRNN, head_scores, mdrnn_loss
 from worldmodels.training import EpochScore, TrainingRun
@@ -50,6 +59,8 @@ DROPOUT = 0.0  # share of h's units M's heads do not see in training (0: the pap
 REWARD_FLOOR = None  # rewards below it are learned as it (None: as recorded; -1 keeps the -100 of leaving the playfield out)
 HELD_OUT_FRACTION = 0.05  # last 5% of the sorted episode files
 INIT_FROM = ""  # an mdrnn.pt whose weights a new run starts from ("": random weights)
+ACTION_HEAD = False  # M also predicts the action of the agent that drove an episode (the paper's M does not)
+IMITATION_FILE = "imitation_controller.pt"  # the action head, written as a controller
 EARLY_STOP = 0  # stop after this many epochs without a better held-out loss (0: run all EPOCHS)
 MEMBER = 0  # 0: M itself (mdrnn.pt); k > 0: ensemble member k (mdrnn_member<k>.pt), trained with seed SEED + k
 SEED = 0
@@ -77,6 +88,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=seed_value, default=SEED)
     parser.add_argument("--member", type=int, default=MEMBER,
                         help="train ensemble member k > 0 (mdrnn_member<k>.pt, seed + k) beside M, for the dream's disagreement penalty")
+    parser.add_argument("--action-head", action="store_true", default=ACTION_HEAD,
+                        help="M also predicts the action of the agent that drove an episode (from 01 --policy episodes), and "
+                             f"writes that head as a controller, {IMITATION_FILE}")
     parser.add_argument("--series-dir", default=SERIES_DIR)
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and train from scratch")
@@ -118,7 +132,7 @@ def train_on_episodes(mdrnn: MDNRNN, optimizer: torch.optim.Optimizer, batch: di
     episodes x ``seq_len`` steps), so every real step weighs the same in every chunk, the
     short last chunk and a smaller last batch included, and padded steps nothing. Returns the
     losses summed over steps and the number of steps."""
-    sums, state = {"loss": 0.0, "nll": 0.0, "reward": 0.0, "done": 0.0, "steps": 0.0}, None
+    sums, state = {"steps": 0.0}, None
     for chunk in time_chunks(batch, seq_len):
         out, state = mdrnn(chunk["z"], chunk["action"], state)
         state = tuple(s.detach() for s in state)
@@ -128,10 +142,36 @@ def train_on_episodes(mdrnn: MDNRNN, optimizer: torch.optim.Optimizer, batch: di
         (losses["loss"] * steps / (batch_size * seq_len)).backward()
         torch.nn.utils.clip_grad_norm_(mdrnn.parameters(), grad_clip)
         optimizer.step()
-        for key in ("loss", "nll", "reward", "done"):
-            sums[key] += losses[key].item() * steps
+        for key, value in losses.items():
+            sums[key] = sums.get(key, 0.0) + value.item() * steps
         sums["steps"] += steps
     return sums
+
+
+def require_driven_episodes(series_dir: str, episodes: list[dict[str, np.ndarray]]) -> None:
+    """--action-head learns from the training episodes an agent drove; a DataError when there are none."""
+    if not any(str(e["source"]).startswith(AGENT_SOURCE) for e in episodes):
+        unrecorded = sum(e["source"] == "not recorded" for e in episodes)
+        raise DataError(f"{series_dir}: no training episode was driven by an agent, so M's action head has nothing to imitate; "
+                        "collect some with 01_generate_data.py --policy and encode them with 03_generate_rnn_data.py"
+                        + (f" ({unrecorded} series do not record what drove them: re-encode them with 03 --overwrite)"
+                           if unrecorded else ""))
+
+
+def write_imitation_controller(mdrnn: MDNRNN, directory: Path) -> None:
+    """M's action head as a controller for this V and M (directory/IMITATION_FILE), when M has
+    one and V is in ``directory``."""
+    if mdrnn.action_head is None:
+        return
+    if not (directory / VAE_FILE).exists():
+        print(f"no {directory / VAE_FILE}: {IMITATION_FILE} (the action head as a controller) needs V beside M; not written")
+        return
+    vae, mdrnn_cpu = load_model(directory / VAE_FILE, VISION), copy.deepcopy(mdrnn).cpu()
+    fingerprint_m = fingerprint(mdrnn_cpu)
+    save_controller(directory / IMITATION_FILE, mdrnn_cpu.action_head_params().numpy(), controller_config(vae, mdrnn_cpu, "zh"),
+                    generation=0, trained_in="imitation", history=[{"world": "imitation", "generation": 0,
+                                                                    "from": f"the action head of M {fingerprint_m}"}])
+    print(f"wrote {directory / IMITATION_FILE}: the action head as a controller (05_train_controller.py --init-from it)")
 
 
 def describe_heads(scores: dict[str, float]) -> str:
@@ -156,20 +196,24 @@ def main(argv=None) -> None:
     if vae_path.exists() and fingerprint(load_model(vae_path, VISION)) != vae_id:
         raise DataError(f"{args.series_dir}: encoded by V {vae_id}, but {vae_path} is another V; re-run 03_generate_rnn_data.py "
                         "with it first")
-    mdrnn = MDNRNN(z_size, ACTION_SIZE, args.hidden_size, args.gaussians, args.dropout).to(device)
+    train_files, held_out_files = split_episodes(list(episodes), args.held_out_fraction)
+    if args.action_head:
+        require_driven_episodes(args.series_dir, [episodes[path] for path in train_files])
+    mdrnn = MDNRNN(z_size, ACTION_SIZE, args.hidden_size, args.gaussians, args.dropout, args.action_head).to(device)
     rng = np.random.default_rng(seed)  # z samples; its state is saved with the model
     checkpoint_path = prepare_output(args.checkpoint_dir, training_checkpoint_bytes(mdrnn)) / member_file(args.member)
-    columns = (["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in ("loss", "nll", "reward", "done")]
+    terms = ("loss", "nll", "reward", "done") + (("action",) if args.action_head else ())
+    columns = (["epoch"] + [f"{split}_{k}" for split in ("train", "held_out") for k in terms]
                + ["held_out_nll_first_100", "held_out_tile_accuracy", "held_out_tile_auc", "held_out_ends", "held_out_ends_found",
                   "held_out_false_ends", "seconds"])
     run = TrainingRun(checkpoint_path, f"{checkpoint_path.stem}_log.csv", "mdrnn", mdrnn,
                       torch.optim.Adam(mdrnn.parameters(), lr=args.lr), columns, weight="steps", made_from={"vae": vae_id}, rng=rng,
                       early_stop=args.early_stop)
     run.resume(args.restart, args.init_from)
-    train_files, held_out_files = split_episodes(list(episodes), args.held_out_fraction)
     held_out = SeriesEpisodes([episodes[path] for path in held_out_files or train_files], args.reward_floor)
     if run.done(args.epochs):
         print(f"held-out heads: {describe_heads(evaluate(mdrnn, held_out, args.seed, device)[1])}")
+        write_imitation_controller(mdrnn, Path(args.checkpoint_dir))
         print("next: python 05_train_controller.py")
         return
 
@@ -187,18 +231,20 @@ def main(argv=None) -> None:
     def score_epoch(epoch: int, train_means: dict[str, float]) -> EpochScore:
         scores, heads_now = evaluate(mdrnn, held_out, args.seed, device)
         heads.update(heads_now)
+        imitation = f"; action {scores['action']:.3f}" if args.action_head else ""
         row = {**{f"train_{k}": f"{v:.4f}" for k, v in train_means.items()}, **{f"held_out_{k}": f"{v:.4f}" for k, v in scores.items()},
                **{f"held_out_{k}": f"{heads[k]:.4f}" for k in ("tile_accuracy", "tile_auc")},
                **{f"held_out_{k}": str(heads[k]) for k in ("ends", "ends_found", "false_ends")}}
         return EpochScore(row, scores["loss"], f"train loss {train_means['loss']:.3f} (z NLL {train_means['nll']:.3f}, reward "
                           f"{train_means['reward']:.3f}, done {train_means['done']:.3f}); held-out {scores['loss']:.3f} (z NLL "
-                          f"{scores['nll']:.3f}, reward {scores['reward']:.3f}, done {scores['done']:.3f}; z NLL on the first 100 "
-                          f"steps {scores['nll_first_100']:.3f})")
+                          f"{scores['nll']:.3f}, reward {scores['reward']:.3f}, done {scores['done']:.3f}{imitation}; z NLL on the "
+                          f"first 100 steps {scores['nll_first_100']:.3f})")
 
     curves = run.train(args.epochs, lambda epoch: train.epoch_batches(args.batch_size, seed=seed + epoch), batches_per_epoch,
                        train_batch, score_epoch, bar_per_epoch=False)
     print(f"held-out heads after epoch {run.progress.epoch}: {describe_heads(heads)}")
     print(f"wrote {checkpoint_path}, {run.log_path} and {curves}")
+    write_imitation_controller(mdrnn, Path(args.checkpoint_dir))
     print("next: python 05_train_controller.py")
 
 

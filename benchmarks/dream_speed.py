@@ -6,6 +6,12 @@ the steps of dreams that have not ended. Usage:
 
     python benchmarks/dream_speed.py --checkpoint-dir checkpoints/small --series-dir data/small/series --batch 1024
 
+--gradient also times, in the same run, a gradient search's dreams (05 --dream --gradient:
+the same batch of dreams driven by one controller that learns, with the backward pass and an
+Adam update every --truncation steps) beside the CMA-ES dreams:
+
+    python benchmarks/dream_speed.py --gradient --checkpoint-dir pretrained/dream --series-dir pretrained/dream --batch 256 --steps 1000
+
 --gym-env instead times the gymnasium DreamEnv (WorldModels/CarRacingDream-v0: one dream,
 random actions, as a gymnasium agent steps it) with one torch thread and with torch's
 default threads, first alone and then as --copies processes at once (as vector-env workers
@@ -28,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from worldmodels.checkpoints import MDRNN_FILE, load_model  # noqa: E402
 from worldmodels.cli import finite_float  # noqa: E402
 from worldmodels.controller import parameter_count  # noqa: E402
-from worldmodels.dream import run_dream_episodes  # noqa: E402
+from worldmodels.dream import DreamBatch, run_dream_episodes  # noqa: E402
+from worldmodels.dream_gradient import ascend_in_dreams, new_gradient_search  # noqa: E402
 from worldmodels.envs.dream_env import DreamEnv  # noqa: E402
 from worldmodels.episodes import INITIAL_LATENTS_FILE, read_initial_latents  # noqa: E402
 
@@ -63,6 +70,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--temperature", type=finite_float, default=1.15)
+    parser.add_argument("--gradient", action="store_true", help="also time a gradient search's dreams (see above)")
+    parser.add_argument("--truncation", type=int, default=50, help="--gradient: steps between its updates")
     parser.add_argument("--gym-env", action="store_true", help="time the gymnasium DreamEnv instead (see above)")
     parser.add_argument("--copies", type=int, default=2, help="--gym-env: processes stepping at once")
     args = parser.parse_args()
@@ -74,13 +83,26 @@ def main() -> None:
     rng = np.random.default_rng(0)
     z0 = starts[rng.integers(len(starts), size=args.batch)]
     params = rng.normal(0, 0.1, (args.batch, parameter_count(mdrnn.z_size + mdrnn.hidden_size))).astype(np.float32)
+    dropout = mdrnn.dropout > 0  # as the search dreams: a new dropout mask every step
+    seeds = list(range(args.batch))
     started = time.perf_counter()
-    results = run_dream_episodes(mdrnn, params, z0, list(range(args.batch)), args.temperature, args.steps)
+    results = run_dream_episodes(mdrnn, params, z0, seeds, args.temperature, args.steps, dropout=dropout)
     elapsed = time.perf_counter() - started
-    print(f"batch {args.batch}, up to {args.steps} steps, tau {args.temperature}, {torch.get_num_threads()} torch threads: "
-          f"{results.steps.sum() / elapsed:,.0f} dream steps/s ({results.steps.sum()} steps in {elapsed:.1f} s; "
+    cma_rate = results.steps.sum() / elapsed
+    print(f"batch {args.batch}, up to {args.steps} steps, tau {args.temperature}{', dropout masks' if dropout else ''}, "
+          f"{torch.get_num_threads()} torch threads: {cma_rate:,.0f} dream steps/s ({results.steps.sum()} steps in {elapsed:.1f} s; "
           f"mean dream length {results.steps.mean():.0f})")
-
+    if args.gradient:
+        for p in mdrnn.parameters():
+            p.requires_grad_(False)
+        state = new_gradient_search(params.shape[1], 0.02, {})
+        dreams = DreamBatch(mdrnn, torch.as_tensor(z0), seeds, args.temperature, dropout=dropout)
+        started = time.perf_counter()
+        learned = ascend_in_dreams(dreams, state, "zh", args.steps, args.truncation)
+        elapsed = time.perf_counter() - started
+        rate = learned.steps.sum() / elapsed
+        print(f"the same dreams learning by gradient (one controller, backward pass and Adam every {args.truncation} steps): "
+              f"{rate:,.0f} dream steps/s ({learned.steps.sum()} steps in {elapsed:.1f} s), {rate / cma_rate:.2f} x the CMA-ES dreams")
 
 if __name__ == "__main__":
     main()

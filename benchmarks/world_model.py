@@ -9,6 +9,9 @@ each checkpoint folder this reports, on the same episodes:
 - M: the z NLL (nats per latent dimension, fixed z samples, from M's zero state, as stage
   04 scores its held-out episodes), on the first 100 steps and on whole episodes, and the
   reward head's MSE and tile AUC;
+- with M's action head (04 --action-head): its squared error on the driver's actions (summed
+  over steering, gas and brake, per step), beside their variance (the error of always
+  predicting the mean action);
 - how much of the speed z, h, c (the LSTM's cell state) and [h, c] hold: held-out R^2 of a
   ridge probe cross-validated over episodes (worldmodels/probe.py), mean ± std over folds.
   h and c are M's state before each action, fed V's mu and the recorded actions, as an agent
@@ -32,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from worldmodels.checkpoints import MDRNN_FILE, VAE_FILE, load_vae_and_mdrnn  # noqa: E402
 from worldmodels.cli import load_stage_script, run_stage  # noqa: E402
 from worldmodels.data import SeriesEpisodes  # noqa: E402
-from worldmodels.episodes import read_rollout, read_rollout_truth, require_episodes  # noqa: E402
+from worldmodels.episodes import read_rollout, read_rollout_source, read_rollout_truth, require_episodes  # noqa: E402
 from worldmodels.frames import frames_to_tensor_layout  # noqa: E402
 from worldmodels.mdrnn import states_before_actions  # noqa: E402
 from worldmodels.probe import cross_validated_probe  # noqa: E402
@@ -63,14 +66,16 @@ def measure(folder: Path, episode_files: list[Path], stride: int, folds: int, se
         rollout = read_rollout(path)
         mu, logvar, error = encode_episode(vae, rollout["obs"], stride)
         h, c = (state.numpy() for state in states_before_actions(mdrnn, torch.from_numpy(mu), torch.from_numpy(rollout["action"])))
-        series.append(dict(mu=mu, logvar=logvar, **{k: rollout[k] for k in ("action", "reward", "terminated", "done")}))
+        series.append(dict(mu=mu, logvar=logvar, source=read_rollout_source(path),
+                           **{k: rollout[k] for k in ("action", "reward", "terminated", "done")}))
         errors.append(error)
         for name, values in (("z", mu), ("h", h), ("c", c)):
             probe_inputs[name].append(values[ZOOM_STEPS:])
         speeds.append(read_rollout_truth(path)["speed"][ZOOM_STEPS:])
     scores, heads = load_stage_script("04_train_rnn.py").evaluate(mdrnn, SeriesEpisodes(series), seed, torch.device("cpu"))
     row = {"V reconstruction": f"{np.concatenate(errors).mean():.1f}", "M z NLL, steps 0-99": f"{scores['nll_first_100']:.3f}",
-           "M z NLL": f"{scores['nll']:.3f}", "reward MSE": f"{heads['reward_mse']:.3f}", "tile AUC": f"{heads['tile_auc']:.3f}"}
+           "M z NLL": f"{scores['nll']:.3f}", "reward MSE": f"{heads['reward_mse']:.3f}", "tile AUC": f"{heads['tile_auc']:.3f}",
+           "action error": f"{scores['action']:.3f}" if "action" in scores else "-"}
     for features in FEATURES:
         xs = [np.hstack([probe_inputs[name][e] for name in features.split(", ")]) for e in range(len(speeds))]
         row[f"speed R^2 from {features}"] = str(cross_validated_probe(xs, speeds, folds, seed))
@@ -91,7 +96,9 @@ def main() -> None:
     files = files[:args.episodes] if args.episodes else files
     rows = {folder: measure(Path(folder), files, args.frame_stride, args.folds, args.seed) for folder in args.checkpoint_dirs}
     columns = list(next(iter(rows.values())))
-    print(f"{len(files)} episodes of {args.rollout_dir}; speed probes: {args.folds} folds over episodes, held-out R^2 mean ± std")
+    actions = np.concatenate([np.load(path, allow_pickle=False)["action"] for path in files])  # (read_rollout checked them)
+    print(f"{len(files)} episodes of {args.rollout_dir}; speed probes: {args.folds} folds over episodes, held-out R^2 mean ± std; "
+          f"the driver's actions vary by {actions.var(axis=0).sum():.3f} (summed variance: the action error of their mean)")
     print("| world model | " + " | ".join(columns) + " |\n" + "|---" * (len(columns) + 1) + "|")
     for folder, row in rows.items():
         print(f"| {folder} | " + " | ".join(row[c] for c in columns) + " |")

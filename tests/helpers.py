@@ -28,12 +28,13 @@ def _steps(rng: np.random.Generator, steps: int) -> dict[str, np.ndarray]:
     return dict(action=rng.uniform(0, 1, (steps, 3)), reward=rng.normal(size=steps), terminated=np.zeros(steps, dtype=bool), done=done)
 
 
-def write_random_rollouts(folder: Path, episodes: int, steps: int, seed: int = 0) -> list[Path]:
-    """Rollout files of random frames and actions, named ep00000000.npz, ..."""
+def write_random_rollouts(folder: Path, episodes: int, steps: int, seed: int = 0, first: int = 0,
+                          source: str = "random (a test's)") -> list[Path]:
+    """Rollout files of random frames and actions, named ep<first>.npz, ep<first + 1>.npz, ..."""
     rng = np.random.default_rng(seed)
-    paths = [folder / f"{episode_id(i)}.npz" for i in range(episodes)]
+    paths = [folder / f"{episode_id(first + i)}.npz" for i in range(episodes)]
     for path in paths:
-        write_rollout(path, rng.integers(0, 256, (steps, 64, 64, 3), dtype=np.uint8), **_steps(rng, steps), source="random (a test's)")
+        write_rollout(path, rng.integers(0, 256, (steps, 64, 64, 3), dtype=np.uint8), **_steps(rng, steps), source=source)
     return paths
 
 

@@ -193,7 +193,8 @@ def save_controller(path: str | Path, params: np.ndarray, config: dict, generati
 
 
 def training_history(checkpoint: dict) -> list[dict]:
-    """The searches that made a saved controller, oldest first, each {"world": "real" or "dream",
+    """The searches that made a saved controller, oldest first, each {"world": "real", "dream" or
+    "imitation" (M's action head),
     "generation": the generation of that search it was kept at, "from": the controller it started
     from ("zero", or its path and fingerprint)} and, for a search by gradient in the dream,
     "method": "gradient" (CMA-ES otherwise). A file saved before histories were recorded
@@ -207,10 +208,14 @@ def training_history(checkpoint: dict) -> list[dict]:
 
 def describe_training(checkpoint: dict) -> str:
     """e.g. "generation 30 of a search in the dream, then generation 40 of a search in the real env"
-    (a gradient search: "of a gradient search in the dream")."""
-    phases = [f"generation {phase.get('generation')} of a {'gradient ' if phase.get('method') == 'gradient' else ''}search in the "
-              f"{'dream' if phase.get('world') == 'dream' else 'real env'}" for phase in training_history(checkpoint)]
-    return ", then ".join(phases)
+    (a gradient search: "of a gradient search in the dream"; M's action head, 04 --action-head:
+    "M's action head, imitating a driver")."""
+    def describe(phase: dict) -> str:
+        if phase.get("world") == "imitation":
+            return "M's action head, imitating a driver"
+        method = "gradient " if phase.get("method") == "gradient" else ""
+        return f"generation {phase.get('generation')} of a {method}search in the {'dream' if phase.get('world') == 'dream' else 'real env'}"
+    return ", then ".join(describe(phase) for phase in training_history(checkpoint))
 
 
 MODEL_KEYS = ("vae", "mdrnn")  # a controller config's fingerprints of the V and M it was made for
@@ -303,6 +308,7 @@ def save_training(path: str | Path, kind: str, model: nn.Module, optimizer: torc
 
 
 TRAINING_ONLY = ("dropout",)  # config entries that change how a model trains, not the weights it has
+ADDABLE_HEADS = ("action_head",)  # heads a run may add to the model it starts from (--init-from): they start new
 
 
 def _sizes(config: dict) -> dict:
@@ -322,10 +328,12 @@ def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: to
     if restart or not path.exists():
         if init_from:
             start = load_checkpoint(init_from, kind, _MODELS[kind][1])
-            if _sizes(start["config"]) != _sizes(model.config()):
+            added = [head for head in ADDABLE_HEADS if model.config().get(head) and not start["config"].get(head)]
+            if _sizes(start["config"]) | {head: True for head in added} != _sizes(model.config()):
                 raise DataError(f"{init_from}: built with {start['config']}, not {model.config()}; choose a --init-from of these sizes")
-            load_weights(model, start["state_dict"], Path(init_from), "choose another --init-from")
-            print(f"starting from the weights of {init_from}")
+            fresh = {k: v for k, v in model.state_dict().items() if k.split(".")[0] in added}  # a head it lacks starts new
+            load_weights(model, start["state_dict"] | fresh, Path(init_from), "choose another --init-from")
+            print(f"starting from the weights of {init_from}" + (f" ({', '.join(added)} new)" if added else ""))
         return TrainingProgress()
     checkpoint = load_checkpoint(path, VISION if kind in VISION_MODELS else kind, _MODELS[kind][1])
     if checkpoint["kind"] != kind:  # one vision model is never trained on as another

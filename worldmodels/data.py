@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.episodes import read_rollout_frames
+from worldmodels.episodes import AGENT_SOURCE, read_rollout_frames
 from worldmodels.errors import DataError
 from worldmodels.frames import FRAME_SIZE
 
@@ -116,8 +116,9 @@ class SeriesEpisodes:
 
     A batch of episodes (``sample``) gives, for t in [0, T) (T the longest of them):
       z_t = mu + sigma * eps (sampled on every call), action, reward, terminated,
-      next z = the same at t + 1, and two masks: ``step_mask`` (the step exists) and
-      ``next_mask`` (its next frame exists; the last step of an episode has none).
+      next z = the same at t + 1, and three masks: ``step_mask`` (the step exists),
+      ``next_mask`` (its next frame exists; the last step of an episode has none) and
+      ``driven`` (the step exists and an agent drove its episode: what M's action head learns).
 
     reward_floor: rewards below it are served as it (None: as recorded), so that the -100 of
     leaving the playfield, which also ends the episode (the done head's job), does not swing
@@ -130,6 +131,7 @@ class SeriesEpisodes:
         column = lambda key: [np.asarray(e[key], dtype=np.float32) for e in episodes]
         self.mu, self.logvar = column("mu"), column("logvar")
         self.action, self.reward, self.terminated = column("action"), column("reward"), column("terminated")
+        self.driven = np.array([str(e.get("source", "")).startswith(AGENT_SOURCE) for e in episodes])
         if reward_floor is not None:
             self.reward = [np.maximum(reward, np.float32(reward_floor)) for reward in self.reward]
 
@@ -145,11 +147,11 @@ class SeriesEpisodes:
 
     def sample(self, episodes: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         """Whole episodes, padded to the longest (see the class docstring): z, next_z
-        [B, T, Z]; action [B, T, 3]; reward, terminated, step_mask, next_mask [B, T]."""
+        [B, T, Z]; action [B, T, 3]; reward, terminated, step_mask, next_mask, driven [B, T]."""
         batch, steps = len(episodes), int(self.lengths[episodes].max())
         z = np.zeros((batch, steps, self.z_size), dtype=np.float32)
         out = {k: np.zeros((batch, steps) + shape, dtype=np.float32) for k, shape in
-               (("action", (3,)), ("reward", ()), ("terminated", ()), ("step_mask", ()), ("next_mask", ()))}
+               (("action", (3,)), ("reward", ()), ("terminated", ()), ("step_mask", ()), ("next_mask", ()), ("driven", ()))}
         for row, e in enumerate(episodes):
             n = self.lengths[e]
             z[row, :n] = self.mu[e] + np.exp(0.5 * self.logvar[e]) * rng.standard_normal(self.mu[e].shape, dtype=np.float32)
@@ -158,6 +160,7 @@ class SeriesEpisodes:
             out["terminated"][row, :n] = self.terminated[e]
             out["step_mask"][row, :n] = 1
             out["next_mask"][row, : n - 1] = 1
+            out["driven"][row, :n] = self.driven[e]
         tensors = {k: torch.from_numpy(v) for k, v in out.items()}
         tensors["z"] = torch.from_numpy(z)
         tensors["next_z"] = torch.from_numpy(np.concatenate([z[:, 1:], np.zeros_like(z[:, :1])], axis=1))

@@ -168,8 +168,8 @@ def read_rollout_truth(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def read_rollout_source(path: str | Path) -> str:
-    """What drove the episode of a rollout file (files written before sources were
-    recorded say so)."""
+    """What drove the episode of a rollout file, or of the series file encoded from it (files
+    written before sources were recorded say so)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             return str(data["source"]) if "source" in data.files else "not recorded"
@@ -208,7 +208,11 @@ def rollout_length(path: str | Path) -> int:
     return steps
 
 
-def write_series(path: str | Path, mu, logvar, action, reward, terminated, done, vae: str) -> None:
+AGENT_SOURCE = "agent:"  # how the source of an episode an agent drove (01 --policy) begins
+
+
+def write_series(path: str | Path, mu, logvar, action, reward, terminated, done, vae: str, source: str | None = None) -> None:
+    """source: what drove the episode, as its rollout file records it (read_rollout_source)."""
     arrays = dict(
         vae=np.array(vae),
         mu=np.asarray(mu, dtype=np.float16),
@@ -218,6 +222,8 @@ def write_series(path: str | Path, mu, logvar, action, reward, terminated, done,
         terminated=np.asarray(terminated, dtype=bool),
         done=np.asarray(done, dtype=bool),
     )
+    if source is not None:
+        arrays["source"] = np.array(source)
     _check_series(Path(path), arrays)
     save_npz(path, compress=False, **arrays)
 
@@ -238,11 +244,12 @@ def _check_series(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def read_series(path: str | Path) -> dict[str, np.ndarray]:
-    """Load and validate one series file ("vae" comes back as a str)."""
+    """Load and validate one series file ("vae" comes back as a str, and "source", what drove
+    the episode, too: "not recorded" in files encoded before sources were)."""
     path = Path(path)
     arrays = _load(path, SERIES_KEYS)
     _check_series(path, arrays)
-    return arrays | {"vae": str(arrays["vae"])}
+    return arrays | {"vae": str(arrays["vae"]), "source": read_rollout_source(path)}
 
 
 def series_vae(path: str | Path) -> str | None:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from worldmodels.controller import squash_action
+
 HIDDEN_SIZE = 256
 GAUSSIANS = 5
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -7.0, 2.0  # keeps the density finite and the sampler sane
@@ -27,10 +29,14 @@ class MDNRNN(nn.Module):
     dropout: the share of h's units the heads do not see, drawn anew each step in training
     (and, with masks from ``dropout_mask``, in a dream: every mask a slightly different M, after
     Wellmer & Kwok 2021, "Dropout's Dream Land"). C always sees the whole h.
+
+    action_head: M also predicts the action a driver takes at each step from what C sees then,
+    [z_t, h_t] (h_t before the step), through a linear layer and C's squashing: a controller's
+    very form, so the head is a controller that imitates the driver (``action_head_params``).
     """
 
     def __init__(self, z_size: int = 32, action_size: int = 3, hidden_size: int = HIDDEN_SIZE, gaussians: int = GAUSSIANS,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, action_head: bool = False):
         super().__init__()
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
@@ -41,12 +47,20 @@ class MDNRNN(nn.Module):
         self.mdn = nn.Linear(hidden_size, 3 * z_size * gaussians)  # logit pi, mu, log sigma
         self.reward = nn.Linear(hidden_size, 1)
         self.done = nn.Linear(hidden_size, 1)
+        self.action_head = nn.Linear(z_size + hidden_size, action_size) if action_head else None
 
     def config(self) -> dict:
         config = {"z_size": self.z_size, "action_size": self.action_size, "hidden_size": self.hidden_size, "gaussians": self.gaussians}
         if self.dropout:  # only when set, so that checkpoints of Ms without dropout keep their config
             config["dropout"] = self.dropout
+        if self.action_head is not None:  # the same
+            config["action_head"] = True
         return config
+
+    def action_head_params(self) -> torch.Tensor:
+        """The action head as a controller's flat parameters [A * (Z + H) + A] (controller.py's
+        layout: W row-major, then b), for a controller that reads [z, h] of this M."""
+        return torch.cat([self.action_head.weight.detach().flatten(), self.action_head.bias.detach()])
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> LSTMState:
         """Zero (h, c), each [1, B, H] as nn.LSTM takes them."""
@@ -74,9 +88,16 @@ class MDNRNN(nn.Module):
                 mask: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], LSTMState]:
         """z: [B, T, Z], action: [B, T, A] -> (head outputs [B, T, ...] for step t+1, final state).
         mask [B, T, H]: multiplies h before the heads (``dropout_mask``); without one, the
-        heads see h through nn.Dropout (which drops only in training mode)."""
-        h, state = self.lstm(torch.cat([z, action], dim=-1), state)
-        return self.head(self.head_dropout(h) if mask is None else h * mask), state
+        heads see h through nn.Dropout (which drops only in training mode). With the action
+        head, "action" [B, T, A]: the action predicted at step t itself, from z_t and the h
+        before it (the whole h, as C sees it)."""
+        h, new_state = self.lstm(torch.cat([z, action], dim=-1), state)
+        out = self.head(self.head_dropout(h) if mask is None else h * mask)
+        if self.action_head is not None:
+            first = torch.zeros_like(h[:, :1]) if state is None else state[0][0][:, None]
+            before = torch.cat([first, h[:, :-1]], dim=1)
+            out["action"] = squash_action(self.action_head(torch.cat([z, before], dim=-1)))
+        return out, new_state
 
     def step(self, z: torch.Tensor, action: torch.Tensor, state: LSTMState,
              mask: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], LSTMState]:
@@ -164,8 +185,9 @@ DONE_POS_WEIGHT = 10.0  # episode ends are rare; the original weighted them x10 
 
 def mdrnn_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], done_pos_weight: float = DONE_POS_WEIGHT) -> dict[str, torch.Tensor]:
     """Losses of M on a batch of episodes or time chunks of them (worldmodels.data.SeriesEpisodes), each a scalar:
-    'nll' (mixture NLL of z_{t+1} per latent dimension), 'reward' (MSE), 'done' (weighted BCE)
-    and their sum 'loss'."""
+    'nll' (mixture NLL of z_{t+1} per latent dimension), 'reward' (MSE), 'done' (weighted BCE),
+    with the action head 'action' (squared error of the action, summed over its 3 parts, on the
+    steps of agent-driven episodes, batch["driven"]), and their sum 'loss'."""
     next_mask, step_mask = batch["next_mask"], batch["step_mask"]
     nll = mixture_nll(out["log_pi"], out["mu"], out["log_sigma"], batch["next_z"]).mean(-1)
     nll = (nll * next_mask).sum() / next_mask.sum().clamp(min=1)
@@ -174,7 +196,12 @@ def mdrnn_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], don
         out["done_logit"], batch["terminated"], reduction="none", pos_weight=torch.tensor(done_pos_weight)
     )
     done = (done * step_mask).sum() / step_mask.sum().clamp(min=1)
-    return {"loss": nll + reward + done, "nll": nll, "reward": reward, "done": done}
+    losses = {"loss": nll + reward + done, "nll": nll, "reward": reward, "done": done}
+    if "action" in out:
+        driven = batch["driven"]
+        action = ((out["action"] - batch["action"]).pow(2).sum(-1) * driven).sum() / driven.sum().clamp(min=1)
+        losses |= {"loss": losses["loss"] + action, "action": action}
+    return losses
 
 
 def done_probability(done_logit: torch.Tensor, pos_weight: float = DONE_POS_WEIGHT) -> torch.Tensor:

@@ -19,7 +19,7 @@ from worldmodels.checkpoints import (CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, buil
 from worldmodels.constants import ACTION_SIZE
 from worldmodels.controller import LinearControllers, controller_features, controller_input_size
 from worldmodels.env import make_env
-from worldmodels.episodes import episode_id, rollout_bytes
+from worldmodels.episodes import AGENT_SOURCE, episode_id, rollout_bytes
 from worldmodels.exploration import RandomWalkPolicy
 from worldmodels.frames import FRAME_SIZE, frame_preparer, frames_to_tensor_layout, preprocess_frame
 from worldmodels.mdrnn import MDNRNN, mixture_nll
@@ -111,7 +111,7 @@ def load_agent_policy(folder: str | Path, noise: float, pool: WorkerPool, detour
     vae, mdrnn = load_vae_and_mdrnn(Path(folder) / VAE_FILE, Path(folder) / MDRNN_FILE)
     controller, config = load_controller_for(Path(folder) / CONTROLLER_FILE, vae, mdrnn)
     params = controller["params"].numpy()
-    source = (f"agent: controller {fingerprint({'params': torch.as_tensor(params)})} of {folder} (V {config['vae']}, "
+    source = (f"{AGENT_SOURCE} controller {fingerprint({'params': torch.as_tensor(params)})} of {folder} (V {config['vae']}, "
               f"M {config['mdrnn']}), parameter noise {noise}" + (f", detours {detours}" if detours else ""))
     return AgentPolicy(share_agent_models(pool, vae, mdrnn), params, controller_inputs(config), noise, source, detours)
 
