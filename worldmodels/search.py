@@ -144,7 +144,8 @@ class ControllerSearch:
         if s.gradient:
             return (f"gradient ascent over {parameters} parameters in {self.worlds.describe()}: {self.dreams_per_generation} "
                     f"dreams a generation, C updated every {s.truncation} steps (Adam, learning rate {s.learning_rate:g}), {workers}")
-        return f"CMA-ES over {parameters} parameters in {self.worlds.describe()}: population {s.population} x {s.episodes_per_candidate} episodes, {workers}"
+        return (f"CMA-ES over {parameters} parameters in {self.worlds.describe()}: population {s.population} x "
+                f"{s.episodes_per_candidate} episodes, {workers}")
 
     @property
     def current(self) -> str:
@@ -180,8 +181,8 @@ class ControllerSearch:
         return fitness, results
 
     def run_generation(self) -> str:
-        """Ask, drive every candidate on this generation's tracks (or dreams), tell, check
-        if it is time, save the state and the log; returns the generation's line."""
+        """One generation (``_drive``: CMA-ES asks, drives and tells; the gradient learns as its
+        dreams go), a check if it is time, the state and the log saved; returns the line to show."""
         s, state, started = self.settings, self.state, time.time()
         generation = state.generation + 1
         fitness, results = self._drive(generation)
