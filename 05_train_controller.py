@@ -44,7 +44,7 @@ EVALUATION_EPISODES): the test tracks (--tracks test, the default), which report
 already chosen and must never choose between agents, or the validation tracks (--tracks
 validation), on which every choice is made (which run to ship, which setting wins; the
 search's checks use them too); worldmodels/env.py has the seed ranges. It says which set it
-scored, and prints mean ± std, min and max, and what
+scored, and prints mean ± std, min and max, how many episodes ended with the lap done, and what
 M's reward head predicted for the same episodes (what a dream would have paid for them).
 It writes checkpoints/evaluation.csv (a row per episode) and drive_best.gif,
 drive_median.gif and drive_worst.gif (with stills, .png): the frame C saw, V's

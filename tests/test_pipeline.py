@@ -43,6 +43,7 @@ def test_five_stages_run_end_to_end(tmp_path, scripts, capsys):
     assert "on 2 test tracks (seeds 60000000..60000001)" in printed and "±" in printed
     rows = read_csv(ckpt / "evaluation.csv")
     assert [int(r["track_seed"]) for r in rows] == [60000000, 60000001] and all(int(r["steps"]) == 30 for r in rows)
+    assert [r["lap_finished"] for r in rows] == ["0", "0"]  # 30 steps: no lap
     for name in ("best", "median", "worst"):  # 30 steps, every second one: the frame, V's and M's pictures side by side
         gif = Image.open(ckpt / f"drive_{name}.gif")
         assert gif.n_frames == 15 and gif.size == (3 * 2 * 64 + 2 * 4, 2 * 12 + 2 + 12 + 2 + 2 * 64)

@@ -63,6 +63,7 @@ def test_shipped_agent_finishes_a_lap_on_two_fixed_tracks(fast_acting):
     # A lap ends the episode early; its return is then 1000 - 0.1 x steps (a few tiles may be missed).
     tiles_score = results.returns + 0.1 * results.steps
     assert (results.steps < LAP_STEPS).all() and (tiles_score >= 950).all(), (results.returns, results.steps)
+    assert results.laps.all()  # what the env said: the lap was done
 
 
 # Evaluation tracks on which the shipped dream-trained agent scored 795-851 in all 5 ways it
@@ -76,3 +77,4 @@ DREAM_TRACKS = [30000066, 30000035]
 def test_shipped_dream_agent_drives_most_of_two_fixed_tracks(fast_acting):
     results = drive(DREAM, DREAM_TRACKS, 1000, fast_acting)
     assert (results.returns >= 700).all(), results.returns
+    assert not results.laps.any()  # most of the track, not all of it

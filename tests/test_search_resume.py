@@ -49,7 +49,8 @@ class ScriptedWorlds:
             returns = np.full(len(seeds), self.check_scores[self.search.state.generation])
         else:
             returns = -((params - 0.3) ** 2).sum(axis=1)
-        return EpisodeResults(returns, np.ones(len(seeds), dtype=np.int64), np.zeros(len(seeds)), np.zeros(len(seeds)))
+        return EpisodeResults(returns, np.ones(len(seeds), dtype=np.int64), np.zeros(len(seeds)), np.zeros(len(seeds)),
+                              laps=np.zeros(len(seeds), dtype=bool))
 
     def describe(self):
         return "scripted tracks"

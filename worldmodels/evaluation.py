@@ -34,7 +34,8 @@ def evaluate_saved(worlds: Worlds, directory: Path, controller_path: str, config
     except Interrupted as stop:
         raise Interrupted(f"the evaluation was stopped unfinished ({stop}); nothing was written: re-run to evaluate") from None
     print(f"controller {controller_path} ({describe_training(checkpoint)}) on {describe_tracks(seeds)}, "
-          f"{worlds.describe_renderer()}: {summary(results.returns)}")
+          f"{worlds.describe_renderer()}: {summary(results.returns)}; {int(results.laps.sum())} of {episodes} "
+          "episodes ended with the lap done")
     if track_set(seeds) == "test":
         print("test tracks report an agent already chosen; choose between agents or settings with --tracks validation")
     print(f"M's reward head on the same episodes: {summary(results.predicted_returns)}")
@@ -44,9 +45,9 @@ def evaluate_saved(worlds: Worlds, directory: Path, controller_path: str, config
         print(f"in {episodes} dreams at temperature {worlds.temperature}: {summary(dreamed)}")
     table = directory / EVALUATION_FILE
     replaced = " (it replaces the earlier evaluation's)" if table.exists() else ""
-    write_csv(table, ["episode", "track_set", "track_seed", "return", "steps", "m_predicted_return", "dream_return"],
+    write_csv(table, ["episode", "track_set", "track_seed", "return", "steps", "lap_finished", "m_predicted_return", "dream_return"],
               [{"episode": i, "track_set": track_set([seed]), "track_seed": seed, "return": f"{results.returns[i]:.2f}",
-                "steps": int(results.steps[i]),
+                "steps": int(results.steps[i]), "lap_finished": int(results.laps[i]),
                 "m_predicted_return": f"{results.predicted_returns[i]:.2f}",
                 "dream_return": "" if dreamed is None else f"{dreamed[i]:.2f}"} for i, seed in enumerate(seeds)])
     print(f"wrote {table}, one row per episode{replaced}")

@@ -17,3 +17,5 @@ class EpisodeResults:
     surprise: np.ndarray | None = None
     # real episodes, when asked for: float32 [steps[i], 3] per episode, the actions taken (replayed for the GIFs)
     actions: list[np.ndarray] | None = None
+    # bool [B], real episodes only: whether the episode ended with the lap done (CarRacing's "lap_finished")
+    laps: np.ndarray | None = None

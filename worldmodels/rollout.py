@@ -209,6 +209,7 @@ def run_agent_episodes(
     frames = np.zeros((batch, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     returns, predicted_returns, surprise = np.zeros(batch), np.zeros(batch), np.zeros(batch)
     steps = np.zeros(batch, dtype=np.int64)
+    laps = np.zeros(batch, dtype=bool)
     since_progress = np.zeros(batch, dtype=np.int64)
     active = np.ones(batch, dtype=bool)
     taken = [[] for _ in range(batch)] if record_actions else None
@@ -220,7 +221,8 @@ def run_agent_episodes(
             predicted_returns[active] += agent.predicted_reward[active]
             surprise[active] += agent.surprise[active]
             for i in np.flatnonzero(active):
-                frame, reward, terminated, truncated, _ = envs[i].step(actions[i])
+                frame, reward, terminated, truncated, info = envs[i].step(actions[i])
+                laps[i] = bool(terminated and info.get("lap_finished", False))
                 if taken is not None:
                     taken[i].append(actions[i])
                 returns[i] += reward
@@ -234,7 +236,7 @@ def run_agent_episodes(
         for env in envs:
             env.close()
     recorded = None if taken is None else [np.array(episode, dtype=np.float32).reshape(-1, ACTION_SIZE) for episode in taken]
-    return EpisodeResults(returns, steps, predicted_returns, surprise, recorded)
+    return EpisodeResults(returns, steps, predicted_returns, surprise, recorded, laps)
 
 
 def share_agent_models(pool: WorkerPool, vae: VisionModel, mdrnn: MDNRNN) -> Shared:
@@ -288,6 +290,7 @@ def run_agent_parallel(
                      max_steps, patience, inputs, fast_render, fast_acting, record_actions, bfloat16)
             for i in range(0, count, per_job)]
     results = pool.map(run_agent_job, jobs, desc=desc)
-    return EpisodeResults(*(np.concatenate([getattr(r, field) for r in results])
-                            for field in ("returns", "steps", "predicted_returns", "surprise")),
-                          actions=[a for r in results for a in r.actions] if record_actions else None)
+    returns, steps, predicted_returns, surprise, laps = (np.concatenate([getattr(r, field) for r in results])
+                                                        for field in ("returns", "steps", "predicted_returns", "surprise", "laps"))
+    return EpisodeResults(returns, steps, predicted_returns, surprise,
+                          actions=[a for r in results for a in r.actions] if record_actions else None, laps=laps)
