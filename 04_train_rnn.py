@@ -43,7 +43,7 @@ from worldmodels.checkpoints import (VAE_FILE, VISION, controller_config, defaul
 from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage, seed_value
 from worldmodels.constants import ACTION_SIZE
 from worldmodels.data import SeriesEpisodes, split_episodes, time_chunks
-from worldmodels.episodes import AGENT_SOURCE, SKIP_FLAG, map_episodes, read_series, require_episodes
+from worldmodels.episodes import NOT_RECORDED, SKIP_FLAG, driven_by_agent, map_episodes, read_series, require_episodes
 from worldmodels.errors import DataError
 from worldmodels.mdrnn import MDNRNN, head_scores, mdrnn_loss
 from worldmodels.training import EpochScore, TrainingRun
@@ -150,8 +150,8 @@ def train_on_episodes(mdrnn: MDNRNN, optimizer: torch.optim.Optimizer, batch: di
 
 def require_driven_episodes(series_dir: str, episodes: list[dict[str, np.ndarray]]) -> None:
     """--action-head learns from the training episodes an agent drove; a DataError when there are none."""
-    if not any(str(e["source"]).startswith(AGENT_SOURCE) for e in episodes):
-        unrecorded = sum(e["source"] == "not recorded" for e in episodes)
+    if not any(driven_by_agent(e["source"]) for e in episodes):
+        unrecorded = sum(e["source"] == NOT_RECORDED for e in episodes)
         raise DataError(f"{series_dir}: no training episode was driven by an agent, so M's action head has nothing to imitate; "
                         "collect some with 01_generate_data.py --policy and encode them with 03_generate_rnn_data.py"
                         + (f" ({unrecorded} series do not record what drove them: re-encode them with 03 --overwrite)"

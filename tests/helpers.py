@@ -64,6 +64,16 @@ def save_untrained_models(folder: Path, z_size: int = 32, hidden_size: int = 32)
     save_model(folder / "mdrnn.pt", "mdrnn", MDNRNN(z_size=z_size, hidden_size=hidden_size), made_from={"vae": fingerprint(vae)})
 
 
+def models_and_series(tmp_path: Path, encode) -> Path:
+    """The untrained V and M in tmp_path/ckpt (returned), and two random rollouts of 8 steps
+    (tmp_path/rollout) encoded by that V with stage 03 (``encode``) into tmp_path/series."""
+    ckpt = tmp_path / "ckpt"
+    save_untrained_models(ckpt)
+    write_random_rollouts(tmp_path / "rollout", episodes=2, steps=8)
+    encode.main(["--rollout-dir", str(tmp_path / "rollout"), "--series-dir", str(tmp_path / "series"), "--checkpoint-dir", str(ckpt)])
+    return ckpt
+
+
 def save_untrained_agent(folder: Path, bias_gas: float = 1.0) -> np.ndarray:
     """The untrained V and M with a controller that steers a little and gives gas."""
     save_untrained_models(folder)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import log_rows, save_untrained_models, stage_error, write_random_rollouts
+from helpers import log_rows, models_and_series, stage_error
 
 from worldmodels.checkpoints import CONTROLLER_FILE, describe_training, load_checkpoint, training_history
 from worldmodels.controller import LinearControllers, controller_input_size, parameter_count
@@ -95,15 +95,6 @@ def test_ascent_raises_the_expected_return_of_the_dreams_it_learns_on():
     assert all(p.grad is None for p in mdrnn.parameters())  # M is left as it was
 
 
-def _models_and_series(tmp_path, scripts):
-    ckpt = tmp_path / "ckpt"
-    save_untrained_models(ckpt)
-    write_random_rollouts(tmp_path / "rollout", episodes=2, steps=8)
-    scripts[ENCODE].main(["--rollout-dir", str(tmp_path / "rollout"), "--series-dir", str(tmp_path / "series"),
-                          "--checkpoint-dir", str(ckpt)])
-    return ckpt
-
-
 def _gradient_search(tmp_path, ckpt, generations: int, *extra: str) -> list[str]:
     return ["--dream", "--gradient", "--series-dir", str(tmp_path / "series"), "--generations", str(generations),
             "--population", "2", "--episodes-per-candidate", "2", "--max-steps", "12", "--truncation", "5", "--check-every", "2",
@@ -111,7 +102,7 @@ def _gradient_search(tmp_path, ckpt, generations: int, *extra: str) -> list[str]
 
 
 def test_a_resumed_gradient_search_continues_exactly(tmp_path, scripts):
-    ckpt = _models_and_series(tmp_path, scripts)
+    ckpt = models_and_series(tmp_path, scripts[ENCODE])
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     for name in ("vae.pt", "mdrnn.pt"):
@@ -137,7 +128,7 @@ def test_a_resumed_gradient_search_continues_exactly(tmp_path, scripts):
 
 
 def test_a_gradient_search_never_resumes_a_cma_search_nor_leaves_one_behind(tmp_path, scripts):
-    ckpt = _models_and_series(tmp_path, scripts)
+    ckpt = models_and_series(tmp_path, scripts[ENCODE])
     cma = _gradient_search(tmp_path, ckpt, 1)
     cma.remove("--gradient")
     cma[cma.index("--truncation"):cma.index("--truncation") + 2] = []

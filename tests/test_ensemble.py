@@ -1,7 +1,7 @@
 """Several Ms: 04 --member trains ensemble members beside M; 05 --dream --members dreams in all
 of them and charges for their disagreement; members must belong with this V and with the search."""
 
-from helpers import save_untrained_models, stage_error, untrained_vae, write_random_rollouts, write_random_series
+from helpers import models_and_series, stage_error, untrained_vae, write_random_series
 
 from worldmodels.checkpoints import fingerprint, load_model, save_model
 from worldmodels.evolution import STATE_FILE
@@ -21,13 +21,6 @@ def _dream_search(tmp_path, *extra: str) -> list[str]:
             "--checkpoint-dir", str(tmp_path / "ckpt"), *extra]
 
 
-def _models_and_series(tmp_path, scripts) -> None:
-    save_untrained_models(tmp_path / "ckpt")
-    write_random_rollouts(tmp_path / "rollout", episodes=2, steps=8)
-    scripts[ENCODE].main(["--rollout-dir", str(tmp_path / "rollout"), "--series-dir", str(tmp_path / "series"),
-                          "--checkpoint-dir", str(tmp_path / "ckpt")])
-
-
 def test_members_train_beside_m_from_their_own_seeds(tmp_path, scripts):
     write_random_series(tmp_path / "series", episodes=3, steps=12)
     for member in (0, 1, 2):
@@ -41,7 +34,7 @@ def test_members_train_beside_m_from_their_own_seeds(tmp_path, scripts):
 
 
 def test_a_dream_search_runs_in_an_ensemble_and_records_its_members(tmp_path, scripts, capsys):
-    _models_and_series(tmp_path, scripts)
+    models_and_series(tmp_path, scripts[ENCODE])
     vae_id = fingerprint(untrained_vae())
     save_model(tmp_path / "ckpt" / "mdrnn_member1.pt", "mdrnn", MDNRNN(hidden_size=16), made_from={"vae": vae_id})
     scripts[TRAIN_C].main(_dream_search(tmp_path, "--members", "2", "--disagreement", "1.0"))
@@ -54,7 +47,7 @@ def test_a_dream_search_runs_in_an_ensemble_and_records_its_members(tmp_path, sc
 
 
 def test_a_dream_search_charges_for_z_disagreement_above_the_recorded_episodes_quantile(tmp_path, scripts, capsys):
-    _models_and_series(tmp_path, scripts)
+    models_and_series(tmp_path, scripts[ENCODE])
     save_model(tmp_path / "ckpt" / "mdrnn_member1.pt", "mdrnn", MDNRNN(hidden_size=16), made_from={"vae": fingerprint(untrained_vae())})
     scripts[TRAIN_C].main(_dream_search(tmp_path, "--members", "2", "--z-disagreement", "50", "--z-quantile", "0.5"))
     assert " - 50 x max(0, their z disagreement - 0." in capsys.readouterr().out
@@ -63,7 +56,7 @@ def test_a_dream_search_charges_for_z_disagreement_above_the_recorded_episodes_q
 
 
 def test_dreams_refuse_missing_members_and_members_of_another_v(tmp_path, scripts):
-    _models_and_series(tmp_path, scripts)
+    models_and_series(tmp_path, scripts[ENCODE])
     message = stage_error(scripts[TRAIN_C], _dream_search(tmp_path, "--members", "2"))
     assert "mdrnn_member1.pt: not found; train it with 04_train_rnn.py --member 1 (or use fewer --members)" in message
     save_model(tmp_path / "ckpt" / "mdrnn_member1.pt", "mdrnn", MDNRNN(hidden_size=32), made_from={"vae": "aaaaaaaaaaaa"})

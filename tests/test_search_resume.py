@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 import torch
-from helpers import log_rows, save_untrained_models, stage_error, write_random_rollouts
+from helpers import log_rows, models_and_series, save_untrained_models, stage_error
 
 from worldmodels.checkpoints import (CONTROLLER_FILE, controller_config, describe_training, load_checkpoint, load_vae_and_mdrnn,
                                      training_history)
@@ -118,11 +118,7 @@ def test_a_resume_that_would_change_the_objective_or_the_check_tracks_is_refused
 
 def test_a_controller_records_every_search_that_made_it(tmp_path, scripts):
     """A real-env search from a dream-trained controller used to relabel it "real" only."""
-    ckpt = tmp_path / "ckpt"
-    save_untrained_models(ckpt)
-    write_random_rollouts(tmp_path / "rollout", episodes=2, steps=8)
-    scripts[ENCODE].main(["--rollout-dir", str(tmp_path / "rollout"), "--series-dir", str(tmp_path / "series"),
-                          "--checkpoint-dir", str(ckpt)])
+    ckpt = models_and_series(tmp_path, scripts[ENCODE])
     (ckpt / "dream").mkdir()
     for name in ("vae.pt", "mdrnn.pt"):
         (ckpt / "dream" / name).write_bytes((ckpt / name).read_bytes())

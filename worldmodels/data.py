@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.episodes import AGENT_SOURCE, read_rollout_frames
+from worldmodels.episodes import driven_by_agent, read_rollout_frames
 from worldmodels.errors import DataError
 from worldmodels.frames import FRAME_SIZE
 
@@ -131,7 +131,7 @@ class SeriesEpisodes:
         column = lambda key: [np.asarray(e[key], dtype=np.float32) for e in episodes]
         self.mu, self.logvar = column("mu"), column("logvar")
         self.action, self.reward, self.terminated = column("action"), column("reward"), column("terminated")
-        self.driven = np.array([str(e.get("source", "")).startswith(AGENT_SOURCE) for e in episodes])
+        self.driven = np.array([driven_by_agent(e.get("source", "")) for e in episodes])
         if reward_floor is not None:
             self.reward = [np.maximum(reward, np.float32(reward_floor)) for reward in self.reward]
 

@@ -74,9 +74,10 @@ class DreamBatch:
     same numbers on any device.
     """
 
-    def __init__(self, mdrnn: MDNRNN, z0: torch.Tensor, seeds: list[int], temperature: float,
+    def __init__(self, mdrnn: MDNRNN, z0: torch.Tensor | np.ndarray, seeds: list[int], temperature: float,
                  members: Sequence[MDNRNN] = (), disagreement: float = 0.0, dropout: bool = False,
-                 states: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None, z_charge: ZCharge | None = None):
+                 states: Sequence[tuple[torch.Tensor | np.ndarray, torch.Tensor | np.ndarray]] | None = None,
+                 z_charge: ZCharge | None = None):
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         if (disagreement or z_charge) and not members:
@@ -85,13 +86,14 @@ class DreamBatch:
         self.models = [mdrnn, *members]
         weight = next(mdrnn.parameters())
         self.device, self.dtype = weight.device, weight.dtype  # float32, unless M was made otherwise (a float64 M checks gradients)
-        self.z = z0.to(self.device, self.dtype).clone()
+        self.z = torch.as_tensor(z0).to(self.device, self.dtype).clone()
         if states is None:
             self.states = [model.initial_state(len(seeds), self.device) for model in self.models]
         else:
             if len(states) != len(self.models):
                 raise ValueError(f"start states for {len(states)} models, but the dream runs {len(self.models)}")
-            self.states = [(h.to(self.device, self.dtype)[None].clone(), c.to(self.device, self.dtype)[None].clone())
+            self.states = [(torch.as_tensor(h).to(self.device, self.dtype)[None].clone(),
+                            torch.as_tensor(c).to(self.device, self.dtype)[None].clone())
                            for h, c in states]
         self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
         offset = base = 2 * mdrnn.z_size + 1 + (len(self.models) > 1)  # draws before the masks' (see _draws)
@@ -240,8 +242,7 @@ def run_dream_episodes(
     batch, until its drawn end or ``max_steps``. inputs: what C reads (controller.CONTROLLER_INPUTS);
     members, disagreement, z_charge: an ensemble dream; dropout: dropout masks in the dream;
     states: each model's (h, c) [B, H] at the start (DreamBatch). The dreams run on M's device."""
-    states = None if states is None else [(torch.as_tensor(h), torch.as_tensor(c)) for h, c in states]
-    dreams = DreamBatch(mdrnn, torch.as_tensor(z0), seeds, temperature, members, disagreement, dropout, states, z_charge)
+    dreams = DreamBatch(mdrnn, z0, seeds, temperature, members, disagreement, dropout, states, z_charge)
     input_size = controller_input_size(inputs, mdrnn.z_size, mdrnn.hidden_size)
     controllers = LinearControllers(torch.as_tensor(params, dtype=torch.float32, device=dreams.device), input_size)
     returns = torch.zeros(len(seeds), dtype=torch.float64, device=dreams.device)

@@ -80,7 +80,8 @@ def _check_steps(path: Path, arrays: dict[str, np.ndarray]) -> int:
     return steps
 
 
-def _load(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+def _load(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """``keys`` of an .npz file, and those of ``optional`` it holds."""
     try:
         with np.load(path, allow_pickle=False) as data:  # an object array would be a pickle: never loaded
             missing = [k for k in keys if k not in data.files]
@@ -88,7 +89,7 @@ def _load(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
                 raise DataError(
                     f"{path}: missing keys {missing}; delete the file and re-run the stage that wrote it"
                 )
-            return {k: data[k] for k in keys}
+            return {k: data[k] for k in keys + tuple(k for k in optional if k in data.files)}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(
             f"{path}: unreadable ({type(error).__name__}: {error}); delete the file and re-run the stage that wrote it"
@@ -172,7 +173,7 @@ def read_rollout_source(path: str | Path) -> str:
     written before sources were recorded say so)."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return str(data["source"]) if "source" in data.files else "not recorded"
+            return str(data["source"]) if "source" in data.files else NOT_RECORDED
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"{path}: unreadable ({type(error).__name__}); delete the file and re-run 01_generate_data.py") from None
 
@@ -209,6 +210,12 @@ def rollout_length(path: str | Path) -> int:
 
 
 AGENT_SOURCE = "agent:"  # how the source of an episode an agent drove (01 --policy) begins
+NOT_RECORDED = "not recorded"  # the source of an episode whose file predates sources
+
+
+def driven_by_agent(source: str) -> bool:
+    """Whether an episode of this source (read_rollout_source, read_series) was driven by an agent."""
+    return str(source).startswith(AGENT_SOURCE)
 
 
 def write_series(path: str | Path, mu, logvar, action, reward, terminated, done, vae: str, source: str | None = None) -> None:
@@ -245,11 +252,11 @@ def _check_series(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def read_series(path: str | Path) -> dict[str, np.ndarray]:
     """Load and validate one series file ("vae" comes back as a str, and "source", what drove
-    the episode, too: "not recorded" in files encoded before sources were)."""
+    the episode, too: NOT_RECORDED in files encoded before sources were)."""
     path = Path(path)
-    arrays = _load(path, SERIES_KEYS)
+    arrays = _load(path, SERIES_KEYS, optional=("source",))
     _check_series(path, arrays)
-    return arrays | {"vae": str(arrays["vae"]), "source": read_rollout_source(path)}
+    return arrays | {"vae": str(arrays["vae"]), "source": str(arrays.get("source", NOT_RECORDED))}
 
 
 def series_vae(path: str | Path) -> str | None:

@@ -6,7 +6,6 @@ import copy
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from worldmodels.dream import DreamBatch, ZCharge, run_dream_episodes, start_indices
 from worldmodels.dream_gradient import GradientState, ascend_in_dreams
@@ -78,8 +77,7 @@ class Worlds:
         """The controller of ``state`` in dreams ``seeds`` (as ``dream`` sets them up), learning
         by gradient as it drives (dream_gradient.ascend_in_dreams)."""
         mdrnn, members, z0, states = self._dream_setup(seeds)
-        states = None if states is None else [(torch.as_tensor(h), torch.as_tensor(c)) for h, c in states]
-        dreams = DreamBatch(mdrnn, torch.as_tensor(z0), seeds, self.temperature, members, self.disagreement, self.dream_dropout,
+        dreams = DreamBatch(mdrnn, z0, seeds, self.temperature, members, self.disagreement, self.dream_dropout,
                             states, self.z_charge)
         return ascend_in_dreams(dreams, state, self.inputs, self.dream_steps or self.max_steps, truncation)
 
