@@ -46,6 +46,8 @@ validation), on which every choice is made (which run to ship, which setting win
 search's checks use them too); worldmodels/env.py has the seed ranges. It says which set it
 scored, and prints mean ± std, min and max, how many episodes ended with the lap done, and what
 M's reward head predicted for the same episodes (what a dream would have paid for them).
+--paired-with CSV compares it track by track with another agent's evaluation.csv on the same
+tracks: the mean difference ± its standard error, the tracks each won, both agents' laps.
 It writes checkpoints/evaluation.csv (a row per episode) and drive_best.gif,
 drive_median.gif and drive_worst.gif (with stills, .png): the frame C saw, V's
 reconstruction and M's one-step prediction side by side (worldmodels/viewer.py). With
@@ -188,6 +190,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tracks", choices=sorted(TRACK_SETS), default=TRACKS,
                         help="--evaluate and --watch drive the test tracks (only to report an agent already chosen) or the "
                              "validation tracks (to choose: which run, which setting)")
+    parser.add_argument("--paired-with", type=Path, default=None, metavar="CSV",
+                        help="with --evaluate: another agent's evaluation.csv on the same tracks, compared track by track "
+                             "(the paired difference and its standard error)")
     parser.add_argument("--first-track", type=seed_value, default=None,
                         help="track seed of the first evaluation episode (default: the first of --tracks)")
     add_pool_flags(parser, WORKERS)
@@ -201,6 +206,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.first_track = TRACK_SETS[args.tracks]
     if args.first_track + max(args.evaluate or 0, args.watch or 0) > MAX_SEED:
         parser.error(f"--first-track + the episodes must stay below {MAX_SEED}")
+    if args.paired_with is not None and args.evaluate is None:
+        parser.error("--paired-with compares an evaluation with another: add --evaluate")
     if args.watch is not None:
         require_at_least(parser, args, 1, "watch")
         if args.evaluate is not None:
@@ -282,7 +289,8 @@ def main(argv=None) -> None:
                         start_states=start_states, dream_steps=args.branch_steps, z_charge=z_charge, device=args.device)
         if args.evaluate is not None:
             write_run_config(config_path(directory / EVALUATION_FILE), args, "05_train_controller.py")
-            evaluate_saved(worlds, directory, paths["controller"], config, args.evaluate, args.first_track, args.gif_steps)
+            evaluate_saved(worlds, directory, paths["controller"], config, args.evaluate, args.first_track, args.gif_steps,
+                           args.paired_with)
             return
         search = ControllerSearch(SearchSettings(**{f.name: getattr(args, f.name) for f in fields(SearchSettings)}),
                                   worlds, directory, config)

@@ -260,6 +260,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
     (TRAIN_C, ["--tracks", "training"], "argument --tracks: invalid choice: 'training'"),
     (TRAIN_C, ["--gradient"], "--gradient learns through M's dream: add --dream"),
     (TRAIN_C, ["--dream", "--gradient", "--truncation", "0"], "--learning-rate must be positive and --truncation at least 1"),
+    (TRAIN_C, ["--paired-with", "evaluation.csv"], "--paired-with compares an evaluation with another: add --evaluate"),
 ])
 def test_an_invalid_flag_value_is_refused_with_one_line(scripts, capsys, stage, argv, expected):
     with pytest.raises(SystemExit) as stopped:

@@ -10,6 +10,7 @@ import worldmodels.evaluation as evaluation
 from worldmodels import env
 from worldmodels.checkpoints import load_vae_and_mdrnn
 from worldmodels.controller import parameter_count
+from worldmodels.errors import DataError
 from worldmodels.rollout import run_agent_episodes
 from worldmodels.viewer import record_real
 
@@ -68,3 +69,33 @@ def test_the_drive_gifs_are_captioned_with_the_scored_returns(tmp_path, scripts,
     ranked = sorted(returns, key=returns.get)
     for title, seed in zip(titles, [ranked[-1], ranked[1], ranked[0]]):
         assert title.endswith(f"track {seed}, return {returns[seed]:.1f}"), title
+
+
+def test_paired_with_compares_track_by_track_with_another_agents_evaluation(tmp_path, scripts, capsys):
+    save_untrained_agent(tmp_path)
+    evaluate = ["--evaluate", "3", "--max-steps", "5", "--workers", "1", "--gif-steps", "0", "--checkpoint-dir", str(tmp_path)]
+    scripts[TRAIN_C].main(evaluate)
+    rows = log_rows(tmp_path / "evaluation.csv")
+    other = tmp_path / "other.csv"  # the same tracks, another agent: 10, 20 and 30 points lower, one lap more
+    other.write_text("episode,track_set,track_seed,return,steps,lap_finished\n" + "".join(
+        f"{i},test,{row['track_seed']},{float(row['return']) - 10 * (i + 1)},5,{int(i == 0)}\n" for i, row in enumerate(rows)))
+    capsys.readouterr()
+    scripts[TRAIN_C].main([*evaluate, "--paired-with", str(other)])
+    out = capsys.readouterr().out
+    assert (f"paired with {other} on the same 3 tracks, this minus that: +20.0 ± 5.8 (standard error); better on 3, worse on 0; "
+            "laps 0 against 1") in out
+
+
+@pytest.mark.parametrize("text, problem", [(None, "cannot be read"), ("episode,return\n0,1.0\n", "not an evaluation.csv"),
+                                           ("track_seed,return\n60000000,1.0\n", "has no row for 1 of these 2 tracks")],
+                         ids=["missing", "not-an-evaluation", "other-tracks"])
+def test_paired_with_refuses_a_file_it_cannot_pair_before_driving(tmp_path, scripts, monkeypatch, text, problem):
+    save_untrained_agent(tmp_path)
+    other = tmp_path / "other.csv"
+    if text is not None:
+        other.write_text(text)
+    monkeypatch.setattr(evaluation.Worlds, "real", lambda *a, **k: pytest.fail("drove before checking the file"))
+    with pytest.raises(DataError) as refused:
+        scripts[TRAIN_C].main(["--evaluate", "2", "--max-steps", "5", "--workers", "1", "--checkpoint-dir", str(tmp_path),
+                               "--paired-with", str(other)])
+    assert str(refused.value).startswith(f"{other}: ") and problem in str(refused.value), refused.value

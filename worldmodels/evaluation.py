@@ -9,8 +9,9 @@ from tqdm import tqdm
 
 from worldmodels.checkpoints import describe_training, load_controller
 from worldmodels.env import describe_tracks, track_set
+from worldmodels.errors import DataError
 from worldmodels.interrupt import Interrupted, stop_requested
-from worldmodels.logs import write_csv
+from worldmodels.logs import read_csv, write_csv
 from worldmodels.results import EpisodeResults
 from worldmodels.viewer import record_real, write_dream_vs_real, write_drive
 from worldmodels.worlds import Worlds
@@ -22,13 +23,47 @@ def summary(returns: np.ndarray) -> str:
     return f"{returns.mean():.1f} ± {returns.std():.1f} (min {returns.min():.1f}, max {returns.max():.1f})"
 
 
+def read_evaluation(path: Path) -> dict[int, tuple[float, bool | None]]:
+    """An evaluation.csv's (return, lap finished) per track seed; lap is None in files written
+    before the lap_finished column."""
+    try:
+        rows = read_csv(path)
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot be read ({error}); give an evaluation.csv written by --evaluate") from None
+    try:
+        return {int(row["track_seed"]): (float(row["return"]), bool(int(row["lap_finished"])) if row.get("lap_finished") else None)
+                for row in rows}
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{path}: not an evaluation.csv (a track_seed and a return on every row); give one written by "
+                        "--evaluate") from None
+
+
+def paired_with(other: dict[int, tuple[float, bool | None]], path: Path, seeds: list[int], results: EpisodeResults) -> str:
+    """This evaluation minus another agent's on the same tracks, track by track: the mean
+    difference ± its standard error, and both agents' laps where both files record them."""
+    difference = np.array([results.returns[i] - other[seed][0] for i, seed in enumerate(seeds)])
+    line = (f"paired with {path} on the same {len(seeds)} tracks, this minus that: {difference.mean():+.1f} ± "
+            f"{difference.std(ddof=1) / np.sqrt(len(seeds)):.1f} (standard error); better on {int((difference > 0).sum())}, "
+            f"worse on {int((difference < 0).sum())}")
+    if all(other[seed][1] is not None for seed in seeds):
+        line += f"; laps {int(results.laps.sum())} against {sum(other[seed][1] for seed in seeds)}"
+    return line
+
+
 def evaluate_saved(worlds: Worlds, directory: Path, controller_path: str, config: dict, episodes: int, first_track: int,
-                   gif_steps: int) -> None:
+                   gif_steps: int, paired: Path | None = None) -> None:
     """The saved controller on tracks first_track .. first_track + episodes - 1: a summary, a
-    CSV row per episode, and (gif_steps > 0) GIFs of its best, median and worst episodes."""
+    CSV row per episode, and (gif_steps > 0) GIFs of its best, median and worst episodes.
+    paired: another agent's evaluation.csv on the same tracks, to compare with track by track."""
     checkpoint = load_controller(controller_path, config)
     params = np.repeat(checkpoint["params"].numpy()[None], episodes, axis=0)
     seeds = [first_track + i for i in range(episodes)]
+    other = None
+    if paired is not None:  # checked before the episodes run, not after
+        other = read_evaluation(paired)
+        if missing := [seed for seed in seeds if seed not in other]:
+            raise DataError(f"{paired}: has no row for {len(missing)} of these {episodes} tracks (first: seed {missing[0]}); "
+                            "pair with an evaluation of the same --tracks and N")
     try:
         results = worlds.real(params, seeds, desc="evaluation episodes", record_actions=gif_steps > 0)
     except Interrupted as stop:
@@ -38,6 +73,8 @@ def evaluate_saved(worlds: Worlds, directory: Path, controller_path: str, config
           "episodes ended with the lap done")
     if track_set(seeds) == "test":
         print("test tracks report an agent already chosen; choose between agents or settings with --tracks validation")
+    if other is not None:
+        print(paired_with(other, paired, seeds, results))
     print(f"M's reward head on the same episodes: {summary(results.predicted_returns)}")
     dreamed = None
     if worlds.starts is not None:
