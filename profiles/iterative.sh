@@ -25,7 +25,8 @@
 # EARLY_STOP epochs without a better held-out loss (0: all of them). Every stage resumes, so re-running the profile after an interruption goes
 # on where it stopped. Outputs: data/iterative/rollout (every round's episodes),
 # data/iterative/round<r>/rollout (links to rounds 1..r's), data/iterative/round<r>/series and
-# checkpoints/iterative/round<r>/ (V, M, C, logs, GIFs).
+# checkpoints/iterative/round<r>/ (V, M, C, logs, GIFs, and the round's agent on EVALUATE validation tracks:
+# evaluation.csv; the test tracks are for reporting the round chosen on them, by hand).
 # The scale comes from the environment (defaults below); the tests run a tiny one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,6 +106,11 @@ for round in $(seq 1 "$ROUNDS"); do
     python 05_train_controller.py "${search[@]}" --inputs "$INPUTS" --generations "$generations" --sigma0 "$sigma0" --population "$population" \
         --check-every "$CHECK_EVERY" --check-episodes "$CHECK_EPISODES" --max-steps "$MAX_STEPS" --workers "$WORKERS" --checkpoint-dir "$here" \
         "${c_from[@]}"
+    # each round's agent on the validation tracks (the choice between rounds is made on them), unless already done
+    if [ ! "$here/evaluation.csv" -nt "$here/controller.pt" ]; then
+        python 05_train_controller.py --evaluate "$EVALUATE" --tracks validation --max-steps "$MAX_STEPS" --workers "$WORKERS" \
+            --checkpoint-dir "$here"
+    fi
 done
-python 05_train_controller.py --evaluate "$EVALUATE" --max-steps "$MAX_STEPS" --workers "$WORKERS" --checkpoint-dir "$CKPT/round$ROUNDS"
-echo "iterative profile done: round r's models, logs and GIFs in $CKPT/round<r>/, every round's episodes in $DATA/rollout/"
+echo "iterative profile done: round r's models, logs, GIFs and validation scores (evaluation.csv) in $CKPT/round<r>/," \
+    "every round's episodes in $DATA/rollout/; report the round chosen on validation with 05 --evaluate (test tracks)"

@@ -58,7 +58,11 @@ def test_two_rounds_complete_add_their_data_and_resume_after_an_interruption(tmp
     assert fingerprint(load_model(ckpt / "round3" / "vae.pt", "vae")) == vae2
     assert [read_series(p)["vae"] for p in list_episodes(tmp_path / "data" / "round3" / "series")] == [vae2] * 6
     assert f"of {ckpt / 'round2'} (V " in read_rollout_source(rollout / "ep00200000.npz")
-    assert len(log_rows(ckpt / "round3" / "evaluation.csv")) == 1
+    # every round's agent on the validation tracks, none on the test tracks; round one's, evaluated before the interruption,
+    # is not evaluated again
+    for round_dir in ("round1", "round2", "round3"):
+        assert [row["track_set"] for row in log_rows(ckpt / round_dir / "evaluation.csv")] == ["validation"]
+    assert output.count("episodes ended with the lap done") == 2
 
 
 def test_a_given_v_is_kept_with_dropout_in_m_a_given_agent_collects_round_two_with_detours_and_a_rerun_leaves_series_alone(tmp_path):

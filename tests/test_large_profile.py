@@ -72,4 +72,5 @@ def test_two_real_env_rounds_complete_add_their_data_and_resume_after_interrupti
     flags = [run["flags"] for run in json.loads((ckpt / "round2" / "controller_config.json").read_text())["runs"]]
     assert {(f["init_from"], f["dream"], f["sigma0"], f["episodes_per_candidate"]) for f in flags} == {
         (str(ckpt / "round1" / "controller.pt"), False, 0.05, 2)}
-    assert len(log_rows(ckpt / "round2" / "evaluation.csv")) == 1
+    for round_dir in ("round1", "round2"):  # each round's agent on the validation tracks, where the choice between them is made
+        assert [row["track_set"] for row in log_rows(ckpt / round_dir / "evaluation.csv")] == ["validation"]
