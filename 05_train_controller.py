@@ -14,7 +14,9 @@ CMA mean is then checked both in dreams and on the real check tracks, side by si
 log; the kept controller is the one with the best dream check, so reality never steers a
 dream-trained search. --init-from starts the search from a saved controller (for example a
 dream-trained one, fine-tuned in the real env), which is checked first, as generation 0, so
-the kept controller never checks worse than the start. --members K dreams in M and its ensemble
+the kept controller never checks worse than the start; a controller that reads less than
+--inputs (a [z, h] one for a [z, h, c] search) starts it with zero weight on the rest, so it
+drives exactly as before. --members K dreams in M and its ensemble
 members 1..K-1 (04_train_rnn.py --member k), and --disagreement D charges each dreamed step
 D x the Ms' disagreement about its reward (worldmodels/dream.py, DreamBatch); --z-disagreement W
 charges W x how far their disagreement about the next z exceeds its Z_QUANTILE quantile along the
@@ -180,7 +182,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(SKIP_FLAG, action="store_true",
                         help="with --branch-steps or --z-disagreement: leave out series files that cannot be read, with a warning")
     parser.add_argument("--gif-steps", type=int, default=GIF_STEPS, help="steps shown in the driving and dream GIFs (0: none)")
-    parser.add_argument("--init-from", default=INIT_FROM, help="controller.pt whose parameters start the search")
+    parser.add_argument("--init-from", default=INIT_FROM,
+                        help="controller.pt whose parameters start the search (one reading less than --inputs is widened with zeros)")
     parser.add_argument("--checkpoint-dir", default=CHECKPOINT_DIR)
     parser.add_argument("--restart", action="store_true", help="start a new search even if a saved one exists")
     parser.add_argument("--evaluate", type=int, nargs="?", const=EVALUATION_EPISODES, metavar="N", default=None,

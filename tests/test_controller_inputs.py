@@ -1,15 +1,17 @@
 """A controller that reads [z, h, c] (05 --inputs zhc) reads exactly the state the real
 rollouts and the dreams give it: with zero weights on c it drives as the [z, h] controller
 with the same other weights, on real tracks and in dreams; with weights on c it reads M's
-cell state before each action; and its config is its own."""
+cell state before each action; its config is its own; and a search of [z, h, c] controllers
+starts from a [z, h] one widened with zeros, so it starts from exactly how that one drives."""
 
 import numpy as np
 import pytest
 import torch
 from helpers import save_untrained_models
 
-from worldmodels.checkpoints import controller_config, controller_inputs, load_controller, load_model, save_controller
-from worldmodels.controller import LinearControllers, controller_input_size, parameter_count
+from worldmodels.checkpoints import (controller_config, controller_inputs, load_controller, load_controller_for, load_model,
+                                     load_search_start, save_controller)
+from worldmodels.controller import LinearControllers, controller_input_size, parameter_count, widen_controller
 from worldmodels.dream import DreamBatch, run_dream_episodes
 from worldmodels.errors import DataError
 from worldmodels.frames import frames_to_tensor_layout
@@ -39,12 +41,22 @@ def test_input_sizes_and_parameter_counts():
     assert parameter_count(controller_input_size("zhc", 32, 256)) == 1635
 
 
+def test_widening_puts_zero_weights_on_what_was_not_read_and_keeps_the_rest():
+    params = np.random.default_rng(5).normal(0, 1, (1, parameter_count(Z + H))).astype(np.float32)
+    widened = widen_controller(torch.from_numpy(params[0]), "zh", "zhc", Z, H).numpy()
+    np.testing.assert_array_equal(widened, _with_cell_weights(params, np.zeros((1, 3, H), np.float32))[0])
+    from_z = widen_controller(torch.arange(parameter_count(Z), dtype=torch.float32), "z", "zh", Z, H).reshape(-1)
+    assert torch.equal(from_z[:3 * (Z + H)].reshape(3, Z + H)[:, Z:], torch.zeros(3, H)) and torch.equal(from_z[-3:], torch.arange(96, 99.0))
+    with pytest.raises(ValueError):
+        widen_controller(torch.from_numpy(widened), "zhc", "zh", Z, H)
+
+
 def test_with_no_weight_on_c_it_drives_real_tracks_as_the_z_h_controller(models):
     vae, mdrnn = models
     params = np.random.default_rng(0).normal(0, 0.3, (2, parameter_count(Z + H))).astype(np.float32)
     zh = run_agent_episodes(vae, mdrnn, params, [5, 6], max_steps=40, inputs="zh", fast_render=True)
-    zhc = run_agent_episodes(vae, mdrnn, _with_cell_weights(params, np.zeros((2, 3, H), np.float32)), [5, 6], max_steps=40,
-                             inputs="zhc", fast_render=True)
+    widened = np.stack([widen_controller(torch.from_numpy(p), "zh", "zhc", Z, H).numpy() for p in params])
+    zhc = run_agent_episodes(vae, mdrnn, widened, [5, 6], max_steps=40, inputs="zhc", fast_render=True)
     np.testing.assert_array_equal(zh.returns, zhc.returns)
     np.testing.assert_array_equal(zh.steps, zhc.steps)
 
@@ -70,8 +82,8 @@ def test_dreams_give_a_z_h_c_controller_the_dreams_state(models):
     z0 = torch.randn(3, Z)
     params = np.random.default_rng(2).normal(0, 0.3, (3, parameter_count(Z + H))).astype(np.float32)
     zh = run_dream_episodes(mdrnn, params, z0.numpy(), [1, 2, 3], temperature=1.0, max_steps=50, inputs="zh")
-    padded = _with_cell_weights(params, np.zeros((3, 3, H), np.float32))
-    zhc = run_dream_episodes(mdrnn, padded, z0.numpy(), [1, 2, 3], temperature=1.0, max_steps=50, inputs="zhc")
+    widened = np.stack([widen_controller(torch.from_numpy(p), "zh", "zhc", Z, H).numpy() for p in params])
+    zhc = run_dream_episodes(mdrnn, widened, z0.numpy(), [1, 2, 3], temperature=1.0, max_steps=50, inputs="zhc")
     np.testing.assert_array_equal(zh.returns, zhc.returns)
     read = _with_cell_weights(params, np.full((3, 3, H), 5.0, np.float32))
     assert not np.array_equal(run_dream_episodes(mdrnn, read, z0.numpy(), [1, 2, 3], 1.0, 50, inputs="zhc").returns, zh.returns)
@@ -98,3 +110,21 @@ def test_a_saved_z_h_c_controller_is_evaluated_without_being_told_what_it_reads(
     scripts[4].main(["--evaluate", "2", "--max-steps", "5", "--workers", "1", "--gif-steps", "0", "--tracks", "validation",
                      "--checkpoint-dir", str(tmp_path)])
     assert "on 2 validation tracks" in capsys.readouterr().out
+
+
+def test_a_z_h_c_search_starts_from_a_z_h_controller_widened_and_a_z_h_search_refuses_a_z_h_c_one(tmp_path, scripts, capsys):
+    save_untrained_models(tmp_path)
+    vae, mdrnn = load_model(tmp_path / "vae.pt", "vae"), load_model(tmp_path / "mdrnn.pt", "mdrnn")
+    zh_config = controller_config(vae, mdrnn, "zh")
+    params = np.random.default_rng(4).normal(0, 0.3, parameter_count(zh_config["input_size"])).astype(np.float32)
+    save_controller(tmp_path / "zh.pt", params, zh_config, generation=7)
+    start = load_search_start(tmp_path / "zh.pt", controller_config(vae, mdrnn, "zhc"))
+    assert torch.equal(start["params"], widen_controller(torch.from_numpy(params), "zh", "zhc", vae.z_size, mdrnn.hidden_size))
+    assert start["generation"] == 7
+    scripts[4].main(["--inputs", "zhc", "--init-from", str(tmp_path / "zh.pt"), "--max-steps", "5", "--workers", "1",
+                     "--generations", "1", "--population", "2", "--episodes-per-candidate", "1", "--check-every", "1",
+                     "--check-episodes", "1", "--checkpoint-dir", str(tmp_path)])
+    assert "generation 0 (the starting controller)" in capsys.readouterr().out
+    assert controller_inputs(load_controller_for(tmp_path / "controller.pt", vae, mdrnn)[1]) == "zhc"
+    with pytest.raises(DataError, match="reads zhc, more than this search's controllers"):
+        load_search_start(tmp_path / "controller.pt", zh_config)

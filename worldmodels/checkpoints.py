@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from worldmodels.atomic import save_torch
-from worldmodels.controller import controller_input_size, parameter_count
+from worldmodels.controller import controller_input_size, parameter_count, widen_controller
 from worldmodels.errors import DataError
 from worldmodels.logs import log_fits
 from worldmodels.mdrnn import MDNRNN
@@ -226,9 +226,15 @@ def controller_config(vae: nn.Module, mdrnn: nn.Module, inputs: str) -> dict:
     controller.CONTROLLER_INPUTS; "use_cell" is recorded only when it reads c, so that the
     configs of controllers that read z or [z, h] stay as they were), its input size and the
     fingerprints of the V and M it belongs with."""
-    return {"input_size": controller_input_size(inputs, vae.z_size, mdrnn.hidden_size), "use_hidden": inputs != "z",
-            **({"use_cell": True} if inputs == "zhc" else {}), "z_size": vae.z_size, "hidden_size": mdrnn.hidden_size,
-            "vae": fingerprint(vae), "mdrnn": fingerprint(mdrnn)}
+    return config_reading({"z_size": vae.z_size, "hidden_size": mdrnn.hidden_size, "vae": fingerprint(vae),
+                           "mdrnn": fingerprint(mdrnn)}, inputs)
+
+
+def config_reading(config: dict, inputs: str) -> dict:
+    """The config of a controller for the same V and M as ``config`` that reads ``inputs``."""
+    models = {k: v for k, v in config.items() if k not in ("input_size", "use_hidden", "use_cell")}
+    return {"input_size": controller_input_size(inputs, config["z_size"], config["hidden_size"]), "use_hidden": inputs != "z",
+            **({"use_cell": True} if inputs == "zhc" else {}), **models}
 
 
 def controller_inputs(config: dict) -> str:
@@ -253,6 +259,20 @@ def load_controller(path: str | Path, config: dict, same_models: bool = True) ->
         raise DataError(f"{path}: {tuple(checkpoint['params'].shape)} parameters, expected "
                         f"({parameter_count(config['input_size'])},); delete it and re-run {CONTROLLER_PRODUCER}")
     return checkpoint
+
+
+def load_search_start(path: str | Path, config: dict) -> dict:
+    """A controller to start a search of ``config``'s controllers from: made for a V and M of
+    these sizes (any weights), reading what config reads or less (z, or [z, h] for a search
+    of [z, h, c] controllers). Its params come back widened to the search's inputs with zero
+    weight on what it did not read, so the search starts from exactly how it drives."""
+    reads, inputs = controller_inputs(load_checkpoint(path, "controller", CONTROLLER_PRODUCER)["config"]), controller_inputs(config)
+    if not inputs.startswith(reads):
+        raise DataError(f"{path}: reads {reads}, more than this search's controllers ({inputs}); start from a controller that "
+                        f"reads {inputs} or less, or pass --inputs {reads}")
+    checkpoint = load_controller(path, config_reading(config, reads), same_models=False)
+    params = widen_controller(checkpoint["params"], reads, inputs, config["z_size"], config["hidden_size"])
+    return checkpoint | {"params": params}
 
 
 def load_controller_for(path: str | Path, vae: nn.Module, mdrnn: nn.Module) -> tuple[dict, dict]:

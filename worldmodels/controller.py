@@ -29,6 +29,18 @@ def parameter_count(input_size: int, action_size: int = ACTION_SIZE) -> int:
     return action_size * input_size + action_size
 
 
+def widen_controller(params: torch.Tensor, reads: str, inputs: str, z_size: int, hidden_size: int) -> torch.Tensor:
+    """A controller that reads ``reads`` as one that reads ``inputs``, which begin with them
+    (z in [z, h]; z or [z, h] in [z, h, c]): the same weights and biases, zero weight on what
+    it did not read, so it acts exactly as before. params [P] -> [P']."""
+    if not inputs.startswith(reads):
+        raise ValueError(f"a controller reading {reads!r} cannot be widened to read {inputs!r}")
+    narrow = controller_input_size(reads, z_size, hidden_size)
+    weight = params[:ACTION_SIZE * narrow].reshape(ACTION_SIZE, narrow)
+    added = torch.zeros(ACTION_SIZE, controller_input_size(inputs, z_size, hidden_size) - narrow, dtype=params.dtype)
+    return torch.cat([torch.cat([weight, added], dim=1).reshape(-1), params[ACTION_SIZE * narrow:]])
+
+
 def squash_action(raw: torch.Tensor) -> torch.Tensor:
     """raw [..., 3] -> (steering tanh in [-1, 1], gas (tanh + 1) / 2 in [0, 1],
     brake clip(tanh, 0, 1)): a zero controller steers straight, half gas, no brake."""

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.checkpoints import (CONTROLLER_FILE, fingerprint, load_controller, refuse_to_replace, save_controller,
+from worldmodels.checkpoints import (CONTROLLER_FILE, fingerprint, load_search_start, refuse_to_replace, save_controller,
                                      training_history)
 from worldmodels.controller import parameter_count
 from worldmodels.curves import draw_curves
@@ -129,7 +129,7 @@ class ControllerSearch:
             self.state = state
             self._keep()  # a search extended past its last run's end keeps what an uninterrupted one would
         else:
-            start = load_controller(s.init_from, self.config, same_models=False) if s.init_from else None
+            start = load_search_start(s.init_from, self.config) if s.init_from else None
             x0, dimension = None if start is None else start["params"].numpy(), parameter_count(self.config["input_size"])
             if s.gradient:
                 state = new_gradient_search(dimension, s.learning_rate, search_config, x0)
