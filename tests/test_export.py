@@ -1,12 +1,16 @@
 """Shipping an agent: worldmodels.export writes V, M and C as weights only (float16 on
 request), with first latents, all belonging together, and stage 05 drives from the folder."""
 
+import gc
+import weakref
+
 import torch
 from helpers import save_untrained_models, write_random_rollouts
 
 from worldmodels.checkpoints import controller_config, fingerprint, load_controller, load_model, save_controller
 from worldmodels.controller import parameter_count
 from worldmodels.episodes import read_initial_latents
+import worldmodels.export
 from worldmodels.export import main as export
 
 
@@ -33,3 +37,26 @@ def test_an_exported_float16_agent_belongs_together_and_drives(tmp_path, scripts
     scripts[4].main(["--evaluate", "1", "--max-steps", "5", "--gif-steps", "0", "--workers", "1", "--dream",
                      "--series-dir", str(shipped), "--checkpoint-dir", str(shipped)])
     assert "(generation 7 of a search in the dream)" in capsys.readouterr().out
+
+
+def test_export_keeps_only_the_first_frame_of_each_episode_in_memory(tmp_path, monkeypatch):
+    """It kept a view of each episode's first frame, and with it every frame of every episode."""
+    save_untrained_models(tmp_path / "trained")
+    vae, mdrnn = load_model(tmp_path / "trained" / "vae.pt", "vae"), load_model(tmp_path / "trained" / "mdrnn.pt", "mdrnn")
+    config = controller_config(vae, mdrnn, "zh")
+    save_controller(tmp_path / "trained" / "controller.pt", torch.zeros(parameter_count(config["input_size"])).numpy(), config, 0)
+    write_random_rollouts(tmp_path / "rollout", episodes=3, steps=4)
+    read, episodes_read = worldmodels.export.read_rollout_frames, []
+
+    def read_and_watch(path):
+        gc.collect()
+        assert all(episode() is None for episode in episodes_read), "an earlier episode's frames are still in memory"
+        frames = owner = read(path)
+        while owner.base is not None:  # the array that holds the memory (a view's base is its owner's)
+            owner = owner.base
+        episodes_read.append(weakref.ref(owner))
+        return frames
+
+    monkeypatch.setattr(worldmodels.export, "read_rollout_frames", read_and_watch)
+    export([str(tmp_path / "trained"), str(tmp_path / "shipped"), "--rollout-dir", str(tmp_path / "rollout")])
+    assert len(episodes_read) == 3

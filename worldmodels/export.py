@@ -50,7 +50,8 @@ def export_agent(source: str | Path, destination: str | Path, rollout_dir: str |
     save_controller(destination / CONTROLLER_FILE, controller["params"].numpy(), controller_config(vae, mdrnn, controller_inputs(config)),
                     controller["generation"], **extra)
     rollouts = require_episodes(rollout_dir, "01_generate_data.py")
-    firsts = [read_rollout_frames(path)[:1] for path in tqdm(rollouts, desc="first frames")]
+    # a copy of each first frame, not a view that would keep its whole episode in memory (2,000 episodes: 25 GB)
+    firsts = [read_rollout_frames(path)[:1].copy() for path in tqdm(rollouts, desc="first frames")]
     mu, logvar = vae.encode(torch.from_numpy(frames_to_tensor_layout(np.concatenate(firsts))))
     write_initial_latents(destination / INITIAL_LATENTS_FILE, [p.stem for p in rollouts], mu.numpy(), logvar.numpy(), fingerprint(vae))
     return destination
