@@ -11,7 +11,7 @@ from pathlib import Path
 from mkdocs.structure.files import File, Files
 
 LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s#]+)(#[^)\s]*)?\)")
-CARDS = ("pretrained/README.md", "pretrained/dream/README.md")  # in the navigation
+CARDS = ("pretrained/README.md", "pretrained/dream/README.md", "benchmarks/results/previous_agent/README.md")  # in the navigation
 
 
 def _repo_path(site_path: str, generated: bool) -> str:
