@@ -42,9 +42,9 @@ def paired_with(other: dict[int, tuple[float, bool | None]], path: Path, seeds: 
     """This evaluation minus another agent's on the same tracks, track by track: the mean
     difference ± its standard error, and both agents' laps where both files record them."""
     difference = np.array([results.returns[i] - other[seed][0] for i, seed in enumerate(seeds)])
-    line = (f"paired with {path} on the same {len(seeds)} tracks, this minus that: {difference.mean():+.1f} ± "
-            f"{difference.std(ddof=1) / np.sqrt(len(seeds)):.1f} (standard error); better on {int((difference > 0).sum())}, "
-            f"worse on {int((difference < 0).sum())}")
+    error = f"{difference.std(ddof=1) / np.sqrt(len(seeds)):.1f}" if len(seeds) > 1 else "?"  # one track tells no spread
+    line = (f"paired with {path} on the same {len(seeds)} tracks, this minus that: {difference.mean():+.1f} ± {error} "
+            f"(standard error); better on {int((difference > 0).sum())}, worse on {int((difference < 0).sum())}")
     if all(other[seed][1] is not None for seed in seeds):
         line += f"; laps {int(results.laps.sum())} against {sum(other[seed][1] for seed in seeds)}"
     return line
