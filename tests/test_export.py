@@ -5,7 +5,7 @@ import gc
 import weakref
 
 import torch
-from helpers import save_untrained_models, write_random_rollouts
+from helpers import save_untrained_agent, save_untrained_models, write_random_rollouts
 
 from worldmodels.checkpoints import controller_config, fingerprint, load_controller, load_model, save_controller
 from worldmodels.controller import parameter_count
@@ -41,10 +41,7 @@ def test_an_exported_float16_agent_belongs_together_and_drives(tmp_path, scripts
 
 def test_export_keeps_only_the_first_frame_of_each_episode_in_memory(tmp_path, monkeypatch):
     """It kept a view of each episode's first frame, and with it every frame of every episode."""
-    save_untrained_models(tmp_path / "trained")
-    vae, mdrnn = load_model(tmp_path / "trained" / "vae.pt", "vae"), load_model(tmp_path / "trained" / "mdrnn.pt", "mdrnn")
-    config = controller_config(vae, mdrnn, "zh")
-    save_controller(tmp_path / "trained" / "controller.pt", torch.zeros(parameter_count(config["input_size"])).numpy(), config, 0)
+    save_untrained_agent(tmp_path / "trained")
     write_random_rollouts(tmp_path / "rollout", episodes=3, steps=4)
     read, episodes_read = worldmodels.export.read_rollout_frames, []
 
