@@ -25,7 +25,10 @@ def _run(tmp_path, early_stop: int) -> TrainingRun:
     return run
 
 
-def _train(run: TrainingRun) -> None:
+def _train(run: TrainingRun, epochs: int = len(HELD_OUT)) -> dict[int, torch.Tensor]:
+    """Trains to ``epochs``; returns the weights each epoch ended with (they change every epoch)."""
+    weights = {}
+
     def train_batch(batch, epoch):
         loss = run.model.reward.weight.pow(2).sum()
         run.optimizer.zero_grad()
@@ -34,9 +37,15 @@ def _train(run: TrainingRun) -> None:
         return {"loss": loss.item(), "steps": 1.0}
 
     def score_epoch(epoch, means):
+        weights[epoch] = run.model.reward.weight.detach().clone()
         return EpochScore({"held_out_loss": str(HELD_OUT[epoch - 1])}, HELD_OUT[epoch - 1], "")
 
-    run.train(len(HELD_OUT), lambda epoch: [None], 1, train_batch, score_epoch)
+    run.train(epochs, lambda epoch: [None], 1, train_batch, score_epoch)
+    return weights
+
+
+def _saved_reward_weight(tmp_path) -> torch.Tensor:
+    return torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]["reward.weight"]
 
 
 def test_training_stops_after_n_epochs_without_a_better_held_out_loss(tmp_path):
@@ -63,3 +72,23 @@ def test_a_patience_longer_than_the_stall_lets_training_go_on(tmp_path):
     run = _run(tmp_path, early_stop=3)
     _train(run)
     assert run.progress.epoch == len(HELD_OUT)  # epoch 5 beat epoch 2 within 3 epochs
+
+
+def test_a_stopped_run_keeps_the_best_epochs_weights_not_the_last(tmp_path):
+    run = _run(tmp_path, early_stop=2)
+    weights = _train(run)
+    assert not torch.equal(weights[2], weights[4])
+    assert torch.equal(run.model.reward.weight, weights[2])
+    assert torch.equal(_saved_reward_weight(tmp_path), weights[2])
+
+
+def test_a_run_resumed_past_its_best_epoch_goes_back_to_that_epochs_weights(tmp_path):
+    weights = _train(_run(tmp_path, early_stop=2), epochs=3)  # stopped by hand after epoch 3, one past the best
+    resumed = _run(tmp_path, early_stop=2)
+    _train(resumed)
+    assert resumed.progress.epoch == 4 and torch.equal(_saved_reward_weight(tmp_path), weights[2])
+
+
+def test_without_early_stop_the_last_epochs_weights_are_kept(tmp_path):
+    weights = _train(_run(tmp_path, early_stop=0))
+    assert torch.equal(_saved_reward_weight(tmp_path), weights[len(HELD_OUT)])

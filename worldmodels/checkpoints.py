@@ -293,6 +293,7 @@ class TrainingProgress:
     seconds: float = 0.0  # time spent on those batches
     random_state: dict = field(default_factory=dict)
     log: list[dict[str, str]] = field(default_factory=list)  # the rows of the stage's CSV log, one per epoch done
+    best_weights: dict | None = None  # with early stopping: the weights of the epoch with the best held-out loss so far
 
     def add(self, **values: float) -> None:
         for key, value in values.items():
@@ -315,9 +316,10 @@ def restore_random_state(state: dict, rng: np.random.Generator | None = None) ->
 
 
 def training_checkpoint_bytes(model: nn.Module) -> int:
-    """About what a training checkpoint of ``model`` takes on disk: its weights and Adam's
-    two moments per weight, plus room for the log and pictures written beside it."""
-    return 3 * sum(p.numel() * p.element_size() for p in model.parameters()) + 2**20
+    """About what a training checkpoint of ``model`` takes on disk: its weights, Adam's two
+    moments per weight and (with early stopping) the best epoch's weights, plus room for the
+    log and pictures written beside it."""
+    return 4 * sum(p.numel() * p.element_size() for p in model.parameters()) + 2**20
 
 
 def save_training(path: str | Path, kind: str, model: nn.Module, optimizer: torch.optim.Optimizer, progress: TrainingProgress,

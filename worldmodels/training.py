@@ -81,8 +81,8 @@ class TrainingRun:
 
     def stalled(self) -> str:
         """Why training stops early ("" if it goes on): the last ``early_stop`` epochs of the
-        log brought no held-out loss below the best before them. The weights are the last
-        epoch's, at most ``early_stop`` epochs past the best."""
+        log brought no held-out loss below the best before them. ``train`` then puts the best
+        epoch's weights back."""
         losses = [float(row["held_out_loss"]) for row in self.progress.log]
         if not self.early_stop or len(losses) <= self.early_stop or min(losses[-self.early_stop:]) < min(losses[:-self.early_stop]):
             return ""
@@ -136,12 +136,32 @@ class TrainingRun:
             means = {k: v / self.progress.sums[self.weight] for k, v in self.progress.sums.items() if k != self.weight}
             score = score_epoch(epoch, means)
             row = {"epoch": str(epoch), **score.columns, "seconds": f"{time.time() - started:.1f}"}
-            self.progress = TrainingProgress(epoch=epoch, log=self.progress.log + [row])
+            best_weights = self._best_weights(score.held_out_loss)
+            self.progress = TrainingProgress(epoch=epoch, log=self.progress.log + [row], best_weights=best_weights)
             self.save(held_out_loss=float(score.held_out_loss))
             write_csv(self.log_path, self.columns, self.progress.log)
             epoch_bar.set_postfix(held_out=f"{score.held_out_loss:.3f}")
             tqdm.write(f"epoch {epoch}: {score.message}")
             if stalled := self.stalled():
-                tqdm.write(stalled)
+                tqdm.write(f"{stalled}; {self._restore_best_weights()}")
                 break
         return draw_curves(self.log_path)
+
+    def _best_weights(self, held_out_loss: float) -> dict | None:
+        """With early stopping, a copy of the best epoch's weights so far, the epoch just scored
+        (``held_out_loss``) included; kept in the checkpoint, so that a resumed run can go back to them."""
+        if not self.early_stop:
+            return None
+        earlier = [float(row["held_out_loss"]) for row in self.progress.log]
+        if not earlier or held_out_loss < min(earlier):
+            return {key: value.detach().clone() for key, value in self.model.state_dict().items()}
+        return self.progress.best_weights  # None when the best epoch ran before checkpoints kept its weights
+
+    def _restore_best_weights(self) -> str:
+        """Put the best epoch's weights back in the model and its checkpoint (the log keeps every
+        epoch); says which weights the checkpoint holds."""
+        if self.progress.best_weights is None:
+            return "the last epoch's weights are kept (this checkpoint did not keep the best epoch's)"
+        self.model.load_state_dict(self.progress.best_weights)
+        self.save(held_out_loss=min(float(row["held_out_loss"]) for row in self.progress.log))
+        return "the best epoch's weights are kept"
