@@ -2,7 +2,9 @@
 rollouts and the dreams give it: with zero weights on c it drives as the [z, h] controller
 with the same other weights, on real tracks and in dreams; with weights on c it reads M's
 cell state before each action; its config is its own; and a search of [z, h, c] controllers
-starts from a [z, h] one widened with zeros, so it starts from exactly how that one drives."""
+starts from a [z, h] one widened with zeros, so it starts from exactly how that one drives,
+and steps on the weights that read c by CELL_STEP of its step on the rest (c is not bounded
+as h is)."""
 
 import numpy as np
 import pytest
@@ -11,9 +13,11 @@ from helpers import save_untrained_models
 
 from worldmodels.checkpoints import (controller_config, controller_inputs, load_controller, load_controller_for, load_model,
                                      load_search_start, save_controller)
-from worldmodels.controller import LinearControllers, controller_input_size, parameter_count, widen_controller
+from worldmodels.controller import (CELL_STEP, LinearControllers, controller_input_size, parameter_count, search_step_scales,
+                                    widen_controller)
 from worldmodels.dream import DreamBatch, run_dream_episodes
 from worldmodels.errors import DataError
+from worldmodels.evolution import STATE_FILE, new_search
 from worldmodels.frames import frames_to_tensor_layout
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.rollout import Agent, run_agent_episodes
@@ -128,3 +132,26 @@ def test_a_z_h_c_search_starts_from_a_z_h_controller_widened_and_a_z_h_search_re
     assert controller_inputs(load_controller_for(tmp_path / "controller.pt", vae, mdrnn)[1]) == "zhc"
     with pytest.raises(DataError, match="reads zhc, more than this search's controllers"):
         load_search_start(tmp_path / "controller.pt", zh_config)
+
+
+def test_a_z_h_c_search_steps_on_the_weights_that_read_c_by_cell_step_of_its_step_on_the_rest():
+    stds = search_step_scales("zhc", Z, H)
+    weight = stds[:3 * (Z + 2 * H)].reshape(3, Z + 2 * H)
+    assert (weight[:, Z + H:] == CELL_STEP).all() and (weight[:, :Z + H] == 1).all() and (stds[-3:] == 1).all()
+    assert search_step_scales("zh", Z, H) is None and search_step_scales("z", Z, H) is None
+    state = new_search(len(stds), 0.1, 200, seed=0, config={}, stds=stds)
+    spread = np.asarray(state.es.ask()).std(axis=0)[:3 * (Z + 2 * H)].reshape(3, Z + 2 * H)
+    assert spread[:, Z + H:].mean() / spread[:, :Z + H].mean() == pytest.approx(CELL_STEP, rel=0.1)
+
+
+def test_a_z_h_c_search_saves_its_steps_and_resumes_with_them(tmp_path, scripts):
+    save_untrained_models(tmp_path)
+    vae, mdrnn = load_model(tmp_path / "vae.pt", "vae"), load_model(tmp_path / "mdrnn.pt", "mdrnn")
+    search = ["--inputs", "zhc", "--max-steps", "5", "--workers", "1", "--population", "4", "--episodes-per-candidate", "1",
+              "--check-every", "1", "--check-episodes", "1", "--gif-steps", "0", "--checkpoint-dir", str(tmp_path)]
+    scripts[4].main(search + ["--generations", "1"])
+    with np.load(tmp_path / STATE_FILE) as saved:
+        assert np.array_equal(saved["stds"], search_step_scales("zhc", vae.z_size, mdrnn.hidden_size))
+    scripts[4].main(search + ["--generations", "2"])  # a replay without the steps would not give the saved mean
+    with np.load(tmp_path / STATE_FILE) as saved:
+        assert len(saved["told"]) == 2

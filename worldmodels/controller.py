@@ -6,11 +6,17 @@ z alone (the paper's "z only" agent, 99 parameters), [z, h] (its full agent) or 
 with the LSTM's cell state too (1,635 parameters).
 """
 
+import numpy as np
 import torch
 
 from worldmodels.constants import ACTION_SIZE
 
 CONTROLLER_INPUTS = ("z", "zh", "zhc")  # what C reads: z; [z, h]; [z, h, c]
+# The search's step on a weight that reads c, as a share of its step on the others. h = o * tanh(c)
+# lies in [-1, 1], c does not: on the large profile's M, c's RMS is 4-6 against h's 0.22-0.24 and
+# z's 0.54 (2026-12-07), so a step of sigma0 on c's 256 weights moves the action ~20 times more
+# than the same step on h's, and a search at sigma0 0.05 drives at random from its first generation.
+CELL_STEP = 0.05
 
 
 def controller_input_size(inputs: str, z_size: int, hidden_size: int) -> int:
@@ -23,6 +29,17 @@ def controller_input_size(inputs: str, z_size: int, hidden_size: int) -> int:
 def controller_features(inputs: str, z: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """What C reads: z [B, Z], M's h and c [B, H] -> [B, I], the parts ``inputs`` names, in order."""
     return torch.cat([{"z": z, "h": h, "c": c}[part] for part in inputs], dim=1)
+
+
+def search_step_scales(inputs: str, z_size: int, hidden_size: int) -> np.ndarray | None:
+    """Each parameter's share of the search's step size [P]: CELL_STEP on the weights that
+    read c, 1 elsewhere; None (all 1) for controllers that do not read c."""
+    if "c" not in inputs:
+        return None
+    input_size = controller_input_size(inputs, z_size, hidden_size)
+    scales = np.ones((ACTION_SIZE, input_size))
+    scales[:, input_size - hidden_size:] = CELL_STEP  # c comes last in controller_features
+    return np.concatenate([scales.reshape(-1), np.ones(ACTION_SIZE)])
 
 
 def parameter_count(input_size: int, action_size: int = ACTION_SIZE) -> int:

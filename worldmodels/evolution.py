@@ -6,7 +6,8 @@ penalty is added to the fitness.
 The saved state is plain data, never a pickle: a pickled `cma` strategy holds functions
 and option strings that `cma` evaluates, so loading one from a stranger could run code.
 The state file (.npz, read with allow_pickle=False) records how the search started (x0,
-sigma0, population, seed) and the fitnesses told in every generation. Loading rebuilds the
+sigma0, each parameter's share of it, population, seed) and the fitnesses told in every
+generation. Loading rebuilds the
 strategy by replaying ask and tell, which `cma` does deterministically (the search draws
 from a random stream of its own), and checks the result against the saved mean and step
 size. Replaying costs about 27 ms a generation for 867 parameters and population 64
@@ -36,10 +37,11 @@ _FIX = "delete it or pass --restart"
 
 @dataclass(kw_only=True)
 class SearchState(SearchRecord):
-    """A CMA-ES search: the strategy, how it started (x0, sigma0, population, seed) and what it was told."""
+    """A CMA-ES search: the strategy, how it started (x0, sigma0, stds, population, seed) and what it was told."""
     es: cma.CMAEvolutionStrategy
     sigma0: float
     seed: int
+    stds: np.ndarray | None = None  # float64 [P]: each parameter's step size is sigma0 x its entry (None: all sigma0)
     told: list[np.ndarray] = field(default_factory=list)  # float64 [population] per generation: -fitness
 
     @property
@@ -60,29 +62,34 @@ class SearchState(SearchRecord):
         self.told.append(told)
 
 
-def _strategy(x0: np.ndarray, sigma0: float, population: int, seed: int) -> cma.CMAEvolutionStrategy:
+def _strategy(x0: np.ndarray, sigma0: float, population: int, seed: int, stds: np.ndarray | None) -> cma.CMAEvolutionStrategy:
     # A random stream of the search's own (the numbers cma's own 'seed': seed + 1 would give),
     # so nothing else that draws from numpy's global stream changes the candidates.
     randn = np.random.RandomState(seed + 1).randn
-    return cma.CMAEvolutionStrategy(x0, sigma0, {"popsize": population, "randn": randn, "verbose": -9})
+    options = {"popsize": population, "randn": randn, "verbose": -9} | ({} if stds is None else {"CMA_stds": list(stds)})
+    return cma.CMAEvolutionStrategy(x0, sigma0, options)
 
 
-def new_search(dimension: int, sigma0: float, population: int, seed: int, config: dict, x0: np.ndarray | None = None) -> SearchState:
-    """Start at x0 (default 0: a controller that drives straight at half gas), step size sigma0."""
+def new_search(dimension: int, sigma0: float, population: int, seed: int, config: dict, x0: np.ndarray | None = None,
+               stds: np.ndarray | None = None) -> SearchState:
+    """Start at x0 (default 0: a controller that drives straight at half gas), step size sigma0,
+    times stds [dimension] per parameter where given (inputs on other scales than the rest)."""
     if population < 3 and dimension >= cma.evolution_strategy.TPA_dimension:
         # cma's two-point step-size rule, used from this many parameters on, places two candidates of every generation
         # itself and fails in generation 2 when they are all there are
         raise DataError(f"a population of {population} is too small for a search over {dimension} parameters (cma adapts the "
                         "step size by two candidates of each generation it places itself); use --population 3 or more")
     x0 = np.zeros(dimension) if x0 is None else np.asarray(x0, dtype=np.float64)
-    return SearchState(es=_strategy(x0, sigma0, population, seed), x0=x0, sigma0=sigma0, seed=seed, config=config)
+    stds = None if stds is None else np.asarray(stds, dtype=np.float64)
+    return SearchState(es=_strategy(x0, sigma0, population, seed, stds), x0=x0, sigma0=sigma0, seed=seed, stds=stds, config=config)
 
 
 def save_search(path: str | Path, state: SearchState) -> None:
     told = np.array(state.told, dtype=np.float64).reshape(state.generation, state.es.popsize)
     save_npz(path, compress=False, **record_arrays(state, sigma0=state.sigma0, population=state.es.popsize, seed=state.seed,
                                                    cma_version=cma.__version__),
-             told=told, mean=np.asarray(state.es.mean), sigma=np.array(state.es.sigma))
+             told=told, mean=np.asarray(state.es.mean), sigma=np.array(state.es.sigma),
+             **({} if state.stds is None else {"stds": state.stds}))
 
 
 def load_search(path: str | Path, config: dict, log_columns: list[str], flags: dict[str, str] | None = None) -> SearchState:
@@ -92,14 +99,17 @@ def load_search(path: str | Path, config: dict, log_columns: list[str], flags: d
     try:
         with np.load(path, allow_pickle=False) as data:
             _, told, mean, sigma = data["meta"], data["told"], data["mean"], float(data["sigma"])  # meta first: a pickle stops here
+            stds = data["stds"] if "stds" in data.files else None  # states saved before stds: all sigma0
             record, meta = read_record(path, data, config, log_columns, len(told), flags or {}, _FIX, "CMA-ES state")
         sigma0, population, seed = float(meta["sigma0"]), int(meta["population"]), int(meta["seed"])
     except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"{path}: not a readable CMA-ES state ({type(error).__name__}); {_FIX}") from None
-    if told.dtype != np.float64 or told.ndim != 2 or told.shape[1] != population or not np.isfinite(told).all():
+    if (told.dtype != np.float64 or told.ndim != 2 or told.shape[1] != population or not np.isfinite(told).all()
+            or (stds is not None and (stds.dtype != np.float64 or stds.shape != record["x0"].shape or not (stds > 0).all()))):
         raise DataError(f"{path}: damaged CMA-ES state (its arrays or log do not fit together); {_FIX}")
     try:
-        state = SearchState(es=_strategy(record["x0"], sigma0, population, seed), sigma0=sigma0, seed=seed, **record)
+        state = SearchState(es=_strategy(record["x0"], sigma0, population, seed, stds), sigma0=sigma0, seed=seed, stds=stds,
+                            **record)
         for values in tqdm(told, desc="replaying the search", leave=False, dynamic_ncols=True, disable=len(told) < 100):
             state._tell(state.es.ask(), values)
     except (ValueError, TypeError, IndexError) as error:

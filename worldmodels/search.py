@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.checkpoints import (CONTROLLER_FILE, fingerprint, load_search_start, refuse_to_replace, save_controller,
-                                     training_history)
-from worldmodels.controller import parameter_count
+from worldmodels.checkpoints import (CONTROLLER_FILE, controller_inputs, fingerprint, load_search_start, refuse_to_replace,
+                                     save_controller, training_history)
+from worldmodels.controller import parameter_count, search_step_scales
 from worldmodels.curves import draw_curves
 from worldmodels.dream_gradient import GRADIENT_STATE_FILE, load_gradient_search, new_gradient_search, save_gradient_search
 from worldmodels.env import VALIDATION_SEED_BASE, TRAIN_SEED_BASE
@@ -134,7 +134,8 @@ class ControllerSearch:
             if s.gradient:
                 state = new_gradient_search(dimension, s.learning_rate, search_config, x0)
             else:
-                state = new_search(dimension, s.sigma0, s.population, s.seed, search_config, x0)
+                stds = search_step_scales(controller_inputs(self.config), self.config["z_size"], self.config["hidden_size"])
+                state = new_search(dimension, s.sigma0, s.population, s.seed, search_config, x0, stds)
             state.history = [] if start is None else training_history(start)
         write_csv(self.log_path, LOG_COLUMNS, state.log)  # the log as the search state has it
         return state
