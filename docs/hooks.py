@@ -11,7 +11,8 @@ from pathlib import Path
 from mkdocs.structure.files import File, Files
 
 LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s#]+)(#[^)\s]*)?\)")
-CARDS = ("pretrained/README.md", "pretrained/dream/README.md", "benchmarks/results/previous_agent/README.md")  # in the navigation
+CARDS = ("pretrained/README.md", "pretrained/dream/README.md", "benchmarks/results/large_round2_agent/README.md",
+         "benchmarks/results/medium_agent/README.md")  # in the navigation
 
 
 def _repo_path(site_path: str, generated: bool) -> str:
