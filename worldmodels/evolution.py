@@ -7,11 +7,10 @@ The saved state is plain data, never a pickle: a pickled `cma` strategy holds fu
 and option strings that `cma` evaluates, so loading one from a stranger could run code.
 The state file (.npz, read with allow_pickle=False) records how the search started (x0,
 sigma0, each parameter's share of it, population, seed) and the fitnesses told in every
-generation. Loading rebuilds the
-strategy by replaying ask and tell, which `cma` does deterministically (the search draws
-from a random stream of its own), and checks the result against the saved mean and step
-size. Replaying costs about 27 ms a generation for 867 parameters and population 64
-(benchmarks/search_state.py).
+generation. Loading rebuilds the strategy by replaying ask and tell, which `cma` does
+deterministically (the search draws from a random stream of its own), and checks the result
+against the saved mean and step size. Replaying costs about 27 ms a generation for 867
+parameters and population 64 (benchmarks/search_state.py).
 """
 
 import warnings
