@@ -84,6 +84,8 @@ def test_paired_with_compares_track_by_track_with_another_agents_evaluation(tmp_
     out = capsys.readouterr().out
     assert (f"paired with {other} on the same 3 tracks, this minus that: +20.0 ± 5.8 (standard error); better on 3, worse on 0; "
             "laps 0 against 1") in out
+    scripts[TRAIN_C].main([*evaluate, "--paired-with", str(tmp_path / "evaluation.csv")])  # the same agent, its own file
+    assert "this minus that: +0.0 ± 0.0 (standard error); better on 0, worse on 0, level on 3" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("text, problem", [(None, "cannot be read"), ("episode,return\n0,1.0\n", "not an evaluation.csv"),
