@@ -41,12 +41,12 @@ def read_evaluation(path: Path) -> dict[int, tuple[float, bool | None]]:
 def paired_with(other: dict[int, tuple[float, bool | None]], path: Path, seeds: list[int], results: EpisodeResults) -> str:
     """This evaluation minus another agent's on the same tracks, track by track: the mean
     difference ± its standard error, and both agents' laps where both files record them."""
-    # at the precision evaluation.csv records, so that an agent paired with its own file is level on every track
+    # at the precision evaluation.csv records (both sides parsed from "%.2f"), so equal returns differ by exactly 0
     difference = np.array([float(f"{results.returns[i]:.2f}") - other[seed][0] for i, seed in enumerate(seeds)])
     error = f"{difference.std(ddof=1) / np.sqrt(len(seeds)):.1f}" if len(seeds) > 1 else "?"  # one track tells no spread
-    level = int((np.abs(difference) < 0.005).sum())
+    level = int((difference == 0).sum())
     line = (f"paired with {path} on the same {len(seeds)} tracks, this minus that: {difference.mean():+.1f} ± {error} "
-            f"(standard error); better on {int((difference >= 0.005).sum())}, worse on {int((difference <= -0.005).sum())}"
+            f"(standard error); better on {int((difference > 0).sum())}, worse on {int((difference < 0).sum())}"
             + (f", level on {level}" if level else ""))
     if all(other[seed][1] is not None for seed in seeds):
         line += f"; laps {int(results.laps.sum())} against {sum(other[seed][1] for seed in seeds)}"
