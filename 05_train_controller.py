@@ -41,6 +41,13 @@ the episode (the log's "surprise" column is its mean). A controller searched thi
 drives where M predicts badly; collecting with it (01_generate_data.py --policy) shows M
 what it has not learned yet.
 
+--detours CHANCE (real env only) hands the wheel, in training episodes, to the exploration
+walk for 20-80 steps at a time (01_generate_data.py's detours; each step outside one starts
+one with that chance), at the same steps and with the same actions for every candidate on a
+track: the car ends up off the road or turned, and candidates that drive back to the road
+earn the tiles left. --patience ends training episodes without progress early. Checks and
+evaluations run plain episodes.
+
 --evaluate [N] runs the saved controller on N tracks never used in training (default
 EVALUATION_EPISODES): the test tracks (--tracks test, the default), which report an agent
 already chosen and must never choose between agents, or the validation tracks (--tracks
@@ -105,6 +112,7 @@ CHECK_EVERY = 25  # generations between checks of the CMA mean
 CHECK_EPISODES = 100  # fixed tracks the CMA mean is checked on
 MAX_STEPS = MAX_EPISODE_STEPS  # steps per episode at most
 PATIENCE = 0  # end a training episode after this many steps without reward (0: never)
+DETOURS = 0.0  # chance per step that the exploration walk takes the wheel in a training episode (0: never)
 INPUTS = "zh"  # what C reads: "zh" [z, h] (the paper's full agent); "z" (its z-only agent); "zhc" [z, h, c] (and M's cell state)
 SEED = 0  # CMA-ES sampling
 WORKERS = 0  # parallel workers; 0: one process per core (with --ray: one per CPU of the cluster)
@@ -142,6 +150,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--check-episodes", type=int, default=CHECK_EPISODES)
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS)
     parser.add_argument("--patience", type=int, default=PATIENCE, help="training episodes end after this many steps without reward (0: never)")
+    parser.add_argument("--detours", type=finite_float, default=DETOURS,
+                        help="chance per step that the exploration walk takes the wheel in a training episode (0: never)")
     parser.add_argument("--inputs", choices=CONTROLLER_INPUTS, default=INPUTS,
                         help="what C reads in a search: [z, h] (the paper's), z only, or [z, h, c] with M's cell state "
                              "(--evaluate and --watch read it from the saved controller)")
@@ -217,6 +227,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error("--watch and --evaluate are two runs: watch, or evaluate (which writes the GIFs)")
     if args.sigma0 <= 0 or args.temperature <= 0 or args.patience < 0 or args.gif_steps < 0:
         parser.error("--sigma0 and --temperature must be positive; --patience and --gif-steps non-negative")
+    if not 0 <= args.detours <= 1 or (args.detours and args.dream):
+        parser.error(f"--detours is a chance per step, from 0 to 1, and drives real tracks (drop --dream), got {args.detours}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device here")
     if args.branch_steps < 0 or (args.branch_steps and not args.dream):

@@ -7,7 +7,8 @@ from worldmodels.errors import DataError
 from worldmodels.frames import frames_to_tensor_layout
 from worldmodels.mdrnn import MDNRNN, mixture_nll
 from worldmodels.parallel import LocalPool
-from worldmodels.rollout import Agent, run_agent_episodes
+from worldmodels.exploration import RandomWalkPolicy
+from worldmodels.rollout import DETOUR_STEPS, Agent, TrainingEpisodes, run_agent_episodes
 from worldmodels.vision import acting as acting_module
 from worldmodels.vision import ActingEncoder, ConvVAE, cpu_has_native_bfloat16
 from worldmodels.worlds import Worlds
@@ -25,10 +26,11 @@ def test_batched_episodes_equal_one_at_a_time(models, fast_render, fast_acting):
     vae, mdrnn = models
     params = np.random.default_rng(0).normal(0, 0.1, (3, parameter_count(288))).astype(np.float32)
     seeds = [11, 12, 13]
-    batched = run_agent_episodes(vae, mdrnn, params, seeds, max_steps=30, patience=10, fast_render=fast_render,
+    training = TrainingEpisodes(patience=10, detours=0.05)  # each episode's detours come from its own track seed
+    batched = run_agent_episodes(vae, mdrnn, params, seeds, max_steps=30, training=training, fast_render=fast_render,
                                  fast_acting=fast_acting)
     for i in range(3):
-        alone = run_agent_episodes(vae, mdrnn, params[i : i + 1], seeds[i : i + 1], max_steps=30, patience=10,
+        alone = run_agent_episodes(vae, mdrnn, params[i : i + 1], seeds[i : i + 1], max_steps=30, training=training,
                                    fast_render=fast_render, fast_acting=fast_acting)
         assert alone.returns[0] == pytest.approx(batched.returns[i], abs=1e-9)
         assert alone.steps[0] == batched.steps[i]
@@ -39,9 +41,33 @@ def test_patience_ends_episodes_without_progress(models):
     params = np.zeros((1, parameter_count(32)), dtype=np.float32)
     params[0, -1] = 10.0  # brake bias: the car never moves, so it never earns a reward
     params[0, -2] = -10.0  # no gas
-    result = run_agent_episodes(vae, mdrnn, params, [3], max_steps=200, patience=20, inputs="z")
+    result = run_agent_episodes(vae, mdrnn, params, [3], max_steps=200, training=TrainingEpisodes(patience=20), inputs="z")
     # the first step pays for the tile the car starts on; then 20 steps without a reward
     assert result.steps[0] == 1 + 20
+
+
+def test_detours_send_every_controller_on_a_track_off_with_the_same_walk_and_m_follows_it(models):
+    vae, mdrnn = models
+    params = np.random.default_rng(1).normal(0, 0.1, (2, parameter_count(32))).astype(np.float32)
+    steps = DETOUR_STEPS[0]  # with chance 1 a detour starts at once and lasts at least this long
+    result = run_agent_episodes(vae, mdrnn, params, [7, 7], max_steps=steps, training=TrainingEpisodes(detours=1.0),
+                                inputs="z", record_actions=True)
+    walk = RandomWalkPolicy(np.random.default_rng([7, 2]))
+    expected = np.array([walk() for _ in range(steps)], dtype=np.float32)
+    assert np.array_equal(result.actions[0], expected) and np.array_equal(result.actions[1], expected)
+    assert result.returns[0] == result.returns[1]  # the same car, whatever the controllers would have done
+    plain = run_agent_episodes(vae, mdrnn, params, [7, 7], max_steps=steps, inputs="z", record_actions=True)
+    assert not np.array_equal(plain.actions[0], plain.actions[1])  # without detours the two controllers drive
+
+
+def test_an_episode_records_the_steps_since_its_last_new_tile(models):
+    vae, mdrnn = models
+    params = np.zeros((2, parameter_count(32)), dtype=np.float32)
+    params[0, -1], params[0, -2] = 10.0, -10.0  # parked: only the first step pays (the tile it starts on)
+    params[1, -2] = 10.0  # full gas, straight: a new tile every few steps
+    result = run_agent_episodes(vae, mdrnn, params, [3, 3], max_steps=60, inputs="z")
+    assert result.steps_since_last_tile[0] == 60 - 1
+    assert result.returns[1] > 0 and result.steps_since_last_tile[1] < 10
 
 
 def test_curiosity_rewards_m_s_nll_of_each_new_frame_s_z(models):

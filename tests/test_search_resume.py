@@ -17,6 +17,7 @@ from worldmodels.errors import DataError
 from worldmodels.evaluation import evaluate_saved
 from worldmodels.evolution import STATE_FILE, new_search
 from worldmodels.results import EpisodeResults
+from worldmodels.rollout import PLAIN_EPISODES, TrainingEpisodes
 from worldmodels.search import ControllerSearch, SearchSettings
 
 ENCODE, TRAIN_C = 2, 4
@@ -40,17 +41,18 @@ class ScriptedWorlds:
     start_states: None = None
     device: str = "cpu"
     starts: None = None
-    patience_by_call: list[tuple[str, int]] = field(default_factory=list)
+    training_by_call: list[tuple[str, TrainingEpisodes]] = field(default_factory=list)
 
-    def real(self, params, seeds, patience=0, desc=None, record_actions=False):
-        self.patience_by_call.append((desc, patience))
+    def real(self, params, seeds, training=PLAIN_EPISODES, desc=None, record_actions=False):
+        self.training_by_call.append((desc, training))
         if desc == "checking the CMA mean":
             self.checked_seeds.append(list(seeds))
             returns = np.full(len(seeds), self.check_scores[self.search.state.generation])
         else:
             returns = -((params - 0.3) ** 2).sum(axis=1)
         return EpisodeResults(returns, np.ones(len(seeds), dtype=np.int64), np.zeros(len(seeds)), np.zeros(len(seeds)),
-                              laps=np.zeros(len(seeds), dtype=bool))
+                              laps=np.zeros(len(seeds), dtype=bool),
+                              steps_since_last_tile=np.zeros(len(seeds), dtype=np.int64))
 
     def describe(self):
         return "scripted tracks"
@@ -59,10 +61,12 @@ class ScriptedWorlds:
         return "no renderer"
 
 
-def _run(folder, generations: int, check_scores: dict[int, float], patience: int = 0) -> tuple[ControllerSearch, ScriptedWorlds]:
+def _run(folder, generations: int, check_scores: dict[int, float], patience: int = 0,
+         detours: float = 0.0) -> tuple[ControllerSearch, ScriptedWorlds]:
     vae, mdrnn = load_vae_and_mdrnn(folder / "vae.pt", folder / "mdrnn.pt")
     settings = SearchSettings(generations=generations, population=4, episodes_per_candidate=1, sigma0=0.1, check_every=2,
-                              check_episodes=3, patience=patience, seed=0, dream=False, curiosity=0.0, init_from="", restart=False)
+                              check_episodes=3, patience=patience, seed=0, dream=False, curiosity=0.0, init_from="", restart=False,
+                              detours=detours)
     worlds = ScriptedWorlds(check_scores)
     search = ControllerSearch(settings, worlds, folder, controller_config(vae, mdrnn, "zh"))
     worlds.search = search
@@ -105,6 +109,7 @@ def _search(ckpt, *extra: str) -> list[str]:
     (["--check-episodes", "2"], "--check-episodes 1 then, 2 now"),
     (["--check-every", "2"], "--check-every 1 then, 2 now"),
     (["--patience", "3"], "--patience 0 then, 3 now"),
+    (["--detours", "0.1"], "--detours"),
     (["--max-steps", "6"], "--max-steps 5 then, 6 now"),
     (["--no-fast-render"], "--fast-render True then, False now"),
     (["--no-fast-acting"], "--fast-acting True then, False now"),
@@ -143,14 +148,15 @@ def test_a_population_too_small_for_cmas_step_size_rule_is_refused_in_one_line()
     assert state.generation == 3
 
 
-def test_the_early_end_of_training_episodes_never_applies_to_checks_or_evaluations(tmp_path):
+def test_the_early_end_and_detours_of_training_episodes_never_apply_to_checks_or_evaluations(tmp_path):
     save_untrained_models(tmp_path)
-    search, worlds = _run(tmp_path, 4, {2: 1.0, 4: 2.0}, patience=7)
-    assert {desc: patience for desc, patience in worlds.patience_by_call} == {
-        "generation 1": 7, "generation 2": 7, "generation 3": 7, "generation 4": 7, "checking the CMA mean": 0}
-    worlds.patience_by_call.clear()
+    search, worlds = _run(tmp_path, 4, {2: 1.0, 4: 2.0}, patience=7, detours=0.01)
+    training = TrainingEpisodes(patience=7, detours=0.01)
+    assert dict(worlds.training_by_call) == {"generation 1": training, "generation 2": training, "generation 3": training,
+                                             "generation 4": training, "checking the CMA mean": PLAIN_EPISODES}
+    worlds.training_by_call.clear()
     evaluate_saved(worlds, tmp_path, str(tmp_path / CONTROLLER_FILE), search.config, 3, VALIDATION_SEED_BASE, gif_steps=0)
-    assert worlds.patience_by_call == [("evaluation episodes", 0)]
+    assert worlds.training_by_call == [("evaluation episodes", PLAIN_EPISODES)]
 
 
 def test_a_search_saved_before_dream_steps_were_logged_resumes_with_them_unknown(tmp_path, scripts):

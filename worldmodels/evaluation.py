@@ -85,9 +85,11 @@ def evaluate_saved(worlds: Worlds, directory: Path, controller_path: str, config
         print(f"in {episodes} dreams at temperature {worlds.temperature}: {summary(dreamed)}")
     table = directory / EVALUATION_FILE
     replaced = " (it replaces the earlier evaluation's)" if table.exists() else ""
-    write_csv(table, ["episode", "track_set", "track_seed", "return", "steps", "lap_finished", "m_predicted_return", "dream_return"],
+    write_csv(table, ["episode", "track_set", "track_seed", "return", "steps", "lap_finished", "steps_since_last_tile",
+                      "m_predicted_return", "dream_return"],
               [{"episode": i, "track_set": track_set([seed]), "track_seed": seed, "return": f"{results.returns[i]:.2f}",
                 "steps": int(results.steps[i]), "lap_finished": int(results.laps[i]),
+                "steps_since_last_tile": int(results.steps_since_last_tile[i]),
                 "m_predicted_return": f"{results.predicted_returns[i]:.2f}",
                 "dream_return": "" if dreamed is None else f"{dreamed[i]:.2f}"} for i, seed in enumerate(seeds)])
     print(f"wrote {table}, one row per episode{replaced}")

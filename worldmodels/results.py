@@ -19,3 +19,6 @@ class EpisodeResults:
     actions: list[np.ndarray] | None = None
     # bool [B], real episodes only: whether the episode ended with the lap done (CarRacing's "lap_finished")
     laps: np.ndarray | None = None
+    # int64 [B], real episodes only: steps at the end of each episode since its last new tile (0 if the last
+    # step reached one); a lost track that ends with hundreds is a car that stopped trying, not one that spun
+    steps_since_last_tile: np.ndarray | None = None

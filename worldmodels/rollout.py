@@ -66,6 +66,36 @@ def collect_exploration_episode(seed: int, max_steps: int, fast_render: bool = F
 DETOUR_STEPS = (20, 80)  # shortest and longest detour, in steps (the exploration walk's stops and sprints are alike)
 
 
+class Detours:
+    """Now and then the exploration walk takes the wheel: each step outside a detour starts
+    one with chance ``chance``, lasting DETOUR_STEPS. Drawn from the track seed alone, so
+    every controller driven on a track is sent off at the same steps with the same actions."""
+
+    def __init__(self, seed: int, chance: float):
+        self.chance, self.left = chance, 0
+        self.chances, self.walk = np.random.default_rng([seed, 1]), RandomWalkPolicy(np.random.default_rng([seed, 2]))
+
+    def next_action(self) -> np.ndarray | None:
+        """The walk's action float32 [3] for this step, or None where C drives."""
+        if self.chance and self.left == 0 and self.chances.random() < self.chance:
+            self.left = int(self.chances.integers(DETOUR_STEPS[0], DETOUR_STEPS[1] + 1))
+        if self.left == 0:
+            return None
+        self.left -= 1
+        return self.walk()
+
+
+@dataclass(frozen=True)
+class TrainingEpisodes:
+    """What only a search's training episodes do; checks and evaluations run plain episodes
+    (the defaults)."""
+    patience: int = 0  # end an episode after this many steps in a row without a new tile (0: never)
+    detours: float = 0.0  # chance per step of a detour (Detours): C learns to come back to the road (0: never)
+
+
+PLAIN_EPISODES = TrainingEpisodes()
+
+
 @dataclass(frozen=True)
 class AgentPolicy:
     """A saved agent that stage 01 collects with: V and M from their files and C's
@@ -86,21 +116,11 @@ class AgentPolicy:
         vae, mdrnn = agent_models(self.models)
         params = self.params + np.random.default_rng(seed).normal(0, self.noise, self.params.shape).astype(np.float32)
         agent, active = Agent(vae, mdrnn, params[None], self.inputs), np.ones(1, dtype=bool)
-        if not self.detours:
-            return collect_episode(seed, max_steps, fast_render, lambda frame: agent.act(frame[None], active)[0])
-        chances, walk = np.random.default_rng([seed, 1]), RandomWalkPolicy(np.random.default_rng([seed, 2]))
-        detour_left = 0
+        detours = Detours(seed, self.detours)
 
         def act(frame: np.ndarray) -> np.ndarray:
-            nonlocal detour_left
-            if detour_left == 0 and chances.random() < self.detours:
-                detour_left = int(chances.integers(DETOUR_STEPS[0], DETOUR_STEPS[1] + 1))
-            if detour_left == 0:
-                return agent.act(frame[None], active)[0]
-            detour_left -= 1
-            action = walk()
-            agent.act(frame[None], active, taken=action[None])
-            return action
+            walked = detours.next_action()
+            return agent.act(frame[None], active, taken=None if walked is None else walked[None])[0]
 
         return collect_episode(seed, max_steps, fast_render, act)
 
@@ -164,7 +184,8 @@ class Agent:
         """frames: uint8 [B, 64, 64, 3] (rows of finished envs are ignored), active: bool [B].
         returns actions float32 [B, 3] and advances M for the active environments (their
         predicted rewards for these actions go to ``predicted_reward``). taken: float32
-        [B, 3], the actions the envs will take instead of C's, which M advances with."""
+        [B, 3], the actions the envs will take instead of C's (rows of NaN: C's own), which M
+        advances with and which are returned."""
         index = torch.as_tensor(np.flatnonzero(active))
         if self.acting_encoder is not None:
             z = self.acting_encoder(torch.from_numpy(frames[index.numpy()]))
@@ -175,8 +196,10 @@ class Agent:
             self.surprise[active] = mixture_nll(*mixture, z).mean(-1).numpy()
         features = controller_features(self.inputs, z, self.state[0][0, index], self.state[1][0, index])
         actions = self.controllers(features, rows=index)
-        stepped = actions if taken is None else torch.as_tensor(taken, dtype=torch.float32)[index]
-        out, (h_next, c_next) = self.mdrnn.step(z, stepped, (self.state[0][:, index], self.state[1][:, index]))
+        if taken is not None:
+            given = torch.as_tensor(taken, dtype=torch.float32)[index]
+            actions = torch.where(given.isnan(), actions, given)
+        out, (h_next, c_next) = self.mdrnn.step(z, actions, (self.state[0][:, index], self.state[1][:, index]))
         self.state[0][:, index], self.state[1][:, index] = h_next, c_next
         self.predicted_reward[active] = out["reward"].numpy()
         self.last_z, self.last_prediction = z, out
@@ -189,15 +212,24 @@ class Agent:
         return out
 
 
+def walked_actions(detours: list[Detours], active: np.ndarray) -> np.ndarray:
+    """float32 [B, 3]: the walk's action where an active episode is in a detour, NaN elsewhere."""
+    taken = np.full((len(detours), ACTION_SIZE), np.nan, dtype=np.float32)
+    for i in np.flatnonzero(active):
+        if (walked := detours[i].next_action()) is not None:
+            taken[i] = walked
+    return taken
+
+
 def run_agent_episodes(
     vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, seeds: list[int], max_steps: int,
-    patience: int = 0, inputs: str = "zh", fast_render: bool = False, fast_acting: bool = False,
+    training: TrainingEpisodes = PLAIN_EPISODES, inputs: str = "zh", fast_render: bool = False, fast_acting: bool = False,
     record_actions: bool = False, bfloat16: bool | None = None,
 ) -> EpisodeResults:
     """Run episode i on track seeds[i] with controller params[i], all in lockstep.
 
-    patience > 0 ends an episode early after that many steps in a row without a positive
-    reward (training only: it saves the time of cars that are lost; 0 runs full episodes).
+    training: what a search's training episodes do beside driving (TrainingEpisodes: end early
+    without progress, detours); the default runs plain episodes.
     fast_acting (with fast_render): the envs draw V's 64x64 frames directly and V encodes
     them with ``ActingEncoder`` (in bfloat16 if ``bfloat16``; None: where this CPU has it); the
     same physics and rewards, slightly different frames.
@@ -213,11 +245,12 @@ def run_agent_episodes(
     since_progress = np.zeros(batch, dtype=np.int64)
     active = np.ones(batch, dtype=bool)
     taken = [[] for _ in range(batch)] if record_actions else None
+    detours = [Detours(seed, training.detours) for seed in seeds] if training.detours else None
     try:
         for i, (env, seed) in enumerate(zip(envs, seeds)):
             frames[i] = prepare(env.reset(seed=int(seed))[0])
         while active.any():
-            actions = agent.act(frames, active)
+            actions = agent.act(frames, active, None if detours is None else walked_actions(detours, active))
             predicted_returns[active] += agent.predicted_reward[active]
             surprise[active] += agent.surprise[active]
             for i in np.flatnonzero(active):
@@ -228,7 +261,7 @@ def run_agent_episodes(
                 returns[i] += reward
                 steps[i] += 1
                 since_progress[i] = 0 if reward > 0 else since_progress[i] + 1
-                if terminated or truncated or (patience and since_progress[i] >= patience):
+                if terminated or truncated or (training.patience and since_progress[i] >= training.patience):
                     active[i] = False
                 else:
                     frames[i] = prepare(frame)
@@ -236,7 +269,7 @@ def run_agent_episodes(
         for env in envs:
             env.close()
     recorded = None if taken is None else [np.array(episode, dtype=np.float32).reshape(-1, ACTION_SIZE) for episode in taken]
-    return EpisodeResults(returns, steps, predicted_returns, surprise, recorded, laps)
+    return EpisodeResults(returns, steps, predicted_returns, surprise, recorded, laps, since_progress)
 
 
 def share_agent_models(pool: WorkerPool, vae: VisionModel, mdrnn: MDNRNN) -> Shared:
@@ -261,7 +294,7 @@ class AgentJob:
     params: np.ndarray  # [B, P]
     seeds: tuple[int, ...]  # [B]
     max_steps: int
-    patience: int = 0
+    training: TrainingEpisodes = PLAIN_EPISODES
     inputs: str = "zh"
     fast_render: bool = False
     fast_acting: bool = False
@@ -271,13 +304,13 @@ class AgentJob:
 
 def run_agent_job(job: AgentJob) -> EpisodeResults:
     vae, mdrnn = agent_models(job.models)
-    return run_agent_episodes(vae, mdrnn, job.params, list(job.seeds), job.max_steps, job.patience, job.inputs,
+    return run_agent_episodes(vae, mdrnn, job.params, list(job.seeds), job.max_steps, job.training, job.inputs,
                               job.fast_render, job.fast_acting, job.record_actions, job.bfloat16)
 
 
 def run_agent_parallel(
     pool: WorkerPool, models: Shared, params: np.ndarray, seeds: list[int], max_steps: int,
-    patience: int = 0, inputs: str = "zh", fast_render: bool = False, max_envs_per_job: int = 64,
+    training: TrainingEpisodes = PLAIN_EPISODES, inputs: str = "zh", fast_render: bool = False, max_envs_per_job: int = 64,
     desc: str | None = None, fast_acting: bool = False, record_actions: bool = False, bfloat16: bool | None = None,
 ) -> EpisodeResults:
     """Episode i runs controller params[i] on track seeds[i]; episodes are split into jobs
@@ -287,10 +320,9 @@ def run_agent_parallel(
     count = len(seeds)
     per_job = max(1, min(max_envs_per_job, -(-count // (2 * pool.workers))))
     jobs = [AgentJob(models, params[i : i + per_job], tuple(int(s) for s in seeds[i : i + per_job]),
-                     max_steps, patience, inputs, fast_render, fast_acting, record_actions, bfloat16)
+                     max_steps, training, inputs, fast_render, fast_acting, record_actions, bfloat16)
             for i in range(0, count, per_job)]
     results = pool.map(run_agent_job, jobs, desc=desc)
-    returns, steps, predicted_returns, surprise, laps = (np.concatenate([getattr(r, field) for r in results])
-                                                        for field in ("returns", "steps", "predicted_returns", "surprise", "laps"))
-    return EpisodeResults(returns, steps, predicted_returns, surprise,
-                          actions=[a for r in results for a in r.actions] if record_actions else None, laps=laps)
+    joined = {field: np.concatenate([getattr(r, field) for r in results])
+              for field in ("returns", "steps", "predicted_returns", "surprise", "laps", "steps_since_last_tile")}
+    return EpisodeResults(**joined, actions=[a for r in results for a in r.actions] if record_actions else None)

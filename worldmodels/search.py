@@ -24,6 +24,7 @@ from worldmodels.evolution import STATE_FILE, load_search, new_search, save_sear
 from worldmodels.interrupt import Interrupted, stop_requested
 from worldmodels.logs import write_csv
 from worldmodels.results import EpisodeResults
+from worldmodels.rollout import TrainingEpisodes
 from worldmodels.search_record import SearchRecord
 from worldmodels.worlds import Worlds
 
@@ -33,6 +34,7 @@ LOG_COLUMNS = ["generation", "best", "mean", "worst", "sigma", "check_mean", "ch
 # the flag that sets each setting of a saved search (what a refused resume names)
 FLAGS = {"population": "--population", "sigma0": "--sigma0", "seed": "--seed", "episodes_per_candidate": "--episodes-per-candidate",
          "check_episodes": "--check-episodes", "check_every": "--check-every", "patience": "--patience",
+         "detours": "--detours",
          "max_steps": "--max-steps", "fast_render": "--fast-render", "fast_acting": "--fast-acting",
          "acting_bfloat16": "fast acting's bfloat16 (this machine's CPU)", "world": "--dream", "temperature": "--temperature",
          "members": "--members", "disagreement": "--disagreement", "z_charge": "--z-disagreement and --z-quantile",
@@ -59,6 +61,7 @@ class SearchSettings:
     gradient: bool = False  # learn by gradient in the dream instead of CMA-ES, with:
     learning_rate: float = 0.0
     truncation: int = 0
+    detours: float = 0.0  # chance per step that the exploration walk takes the wheel in a training episode
 
 
 def objective(results: EpisodeResults, curiosity: float) -> np.ndarray:
@@ -107,6 +110,8 @@ class ControllerSearch:
             search_config |= {"init_from": s.init_from}
         if s.curiosity:
             search_config |= {"curiosity": s.curiosity}
+        if s.detours:  # only when given: a search saved before detours existed resumes
+            search_config |= {"detours": s.detours}
         return search_config
 
     def _set_up(self) -> SearchRecord:
@@ -173,7 +178,8 @@ class ControllerSearch:
         if s.dream:
             results = self.worlds.dream(params, seeds * len(candidates))
         else:
-            results = self.worlds.real(params, seeds * len(candidates), s.patience, f"generation {generation}")
+            results = self.worlds.real(params, seeds * len(candidates), TrainingEpisodes(s.patience, s.detours),
+                                       f"generation {generation}")
         fitness = objective(results, s.curiosity).reshape(len(candidates), len(seeds)).mean(axis=1)
         if not np.isfinite(fitness).all():
             raise DataError(f"generation {generation}: a candidate's return is NaN or inf (V or M of {self.directory} "
@@ -227,7 +233,7 @@ class ControllerSearch:
         std)} and the real steps the check took."""
         mean = self.state.mean
         repeated = np.repeat(mean[None], len(self.check_seeds), axis=0)
-        check = self.worlds.real(repeated, self.check_seeds, 0, f"checking {self.current}")
+        check = self.worlds.real(repeated, self.check_seeds, desc=f"checking {self.current}")
         check_scores = objective(check, self.settings.curiosity)
         scores = {"real": (float(check_scores.mean()), float(check_scores.std()))}
         if self.settings.dream:

@@ -12,7 +12,7 @@ from worldmodels.dream_gradient import GradientState, ascend_in_dreams
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.parallel import Shared, WorkerPool
 from worldmodels.results import EpisodeResults
-from worldmodels.rollout import run_agent_parallel, share_agent_models
+from worldmodels.rollout import PLAIN_EPISODES, TrainingEpisodes, run_agent_parallel, share_agent_models
 from worldmodels.vision import VisionModel, acting_in_bfloat16
 
 
@@ -59,10 +59,11 @@ class Worlds:
         self.models = share_agent_models(self.pool, self.vae, self.mdrnn)  # once: every real episode reads these
         self.bfloat16 = self.fast_acting and acting_in_bfloat16(self.vae)
 
-    def real(self, params: np.ndarray, seeds: list[int], patience: int = 0, desc: str | None = None,
+    def real(self, params: np.ndarray, seeds: list[int], training: TrainingEpisodes = PLAIN_EPISODES, desc: str | None = None,
              record_actions: bool = False) -> EpisodeResults:
-        """Controller ``params[i]`` [P] on track ``seeds[i]`` (record_actions: with each episode's actions)."""
-        return run_agent_parallel(self.pool, self.models, params, seeds, self.max_steps, patience, self.inputs,
+        """Controller ``params[i]`` [P] on track ``seeds[i]``, plain episodes unless ``training``
+        says otherwise (record_actions: with each episode's actions)."""
+        return run_agent_parallel(self.pool, self.models, params, seeds, self.max_steps, training, self.inputs,
                                   self.fast_render, desc=desc, fast_acting=self.fast_acting, record_actions=record_actions,
                                   bfloat16=self.bfloat16)
 
