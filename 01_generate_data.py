@@ -14,20 +14,29 @@ the exploration walk for 20-80 steps at a time, starting with that chance each s
 driver that keeps to the road shows M the road under the car whatever C does, and the
 detours show it what other actions do from the same states, and how C comes back.
 
+--frame chooses the frame V will see (worldmodels/frames.py): "paper", the paper's, with the
+indicator bar cropped (the default; the world only), or "full", the bar kept with the
+score's digits blacked out (the car's speed, ABS, steering and gyroscope gauges, never its
+return). Every file records its kind; V is trained on one kind and every later stage prepares
+frames in its V's kind. An agent (--policy) collects in its own V's kind; a folder holds one.
+
 --ray [ADDRESS] collects on a Ray cluster instead of this machine's cores (worldmodels/parallel):
 workers return each episode's file to this process, which writes it as it arrives, so
 they need no shared disk; the same seeds give the same files.
 """
 
 import argparse
+from contextlib import suppress
 from functools import partial
+from pathlib import Path
 
 from worldmodels.atomic import prepare_output, save_bytes
 from worldmodels.cli import (add_pool_flags, check_pool_flags, finite_float, pool_from_args, require_at_least, require_folders, run_stage,
                              seed_value)
 from worldmodels.env import DATA_SEED_BASE, TRAIN_SEED_BASE
-from worldmodels.episodes import episode_id, list_episodes
-from worldmodels.frames import FRAME_SIZE
+from worldmodels.episodes import episode_id, frame_kind_of, list_episodes, read_rollout_frame_kind
+from worldmodels.errors import DataError
+from worldmodels.frames import FRAME_KINDS, FRAME_SIZE
 from worldmodels.interrupt import Interrupted
 from worldmodels.rollout import EpisodeFile, collect_episode_file, load_agent_policy
 from worldmodels.run_config import write_run_config
@@ -41,6 +50,7 @@ FIRST_SEED = DATA_SEED_BASE  # track seed of episode 0 (and its file name)
 POLICY = ""  # a folder with vae.pt, mdrnn.pt and controller.pt to drive with ("": the exploration walk)
 POLICY_NOISE = 0.1  # std of the noise on C's parameters, per episode (CMA-ES's starting step size)
 DETOURS = 0.0  # chance per step that the exploration walk takes the wheel from C for a while (0: never)
+FRAME = "paper"  # the frame V will see: "paper" (the indicator bar cropped) or "full" (the bar kept, the score blacked out)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,6 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--policy-noise", type=finite_float, default=POLICY_NOISE, help="std of the noise on C's parameters")
     parser.add_argument("--detours", type=finite_float, default=DETOURS,
                         help="with --policy: chance per step that the exploration walk drives for 20-80 steps")
+    parser.add_argument("--frame", choices=FRAME_KINDS, default=None,
+                        help=f"the frame V will see (default: {FRAME}; with --policy, the agent's own)")
     add_pool_flags(parser, WORKERS)
     args = parser.parse_args(argv)
     require_at_least(parser, args, 1, "episodes", "max_steps")
@@ -70,13 +82,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def collection_frame_kind(args: argparse.Namespace, agent_kind: str | None, out_dir: Path) -> str:
+    """The kind of frame to collect: --frame, else the agent's, else FRAME; refused in one
+    line where it differs from the agent's V or from the episodes already in the folder."""
+    kind = args.frame or agent_kind or FRAME
+    if agent_kind is not None and kind != agent_kind:
+        raise DataError(f"{args.policy}: its V sees {agent_kind} frames, so its episodes hold those; drop --frame {kind} "
+                        "or drive with an agent whose V sees them")
+    kinds = {}
+    for path in list_episodes(out_dir):
+        with suppress(DataError):  # an unreadable file is stage 02's to report
+            kinds[path] = read_rollout_frame_kind(path)
+    if kinds and (there := frame_kind_of(kinds, out_dir)) != kind:
+        raise DataError(f"{out_dir}: holds episodes of {there} frames, these would be {kind}; V learns one kind: "
+                        "collect into another --out-dir")
+    return kind
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     out_dir = prepare_output(args.out_dir, needed_bytes=args.max_steps * FRAME_SIZE * FRAME_SIZE * 3)  # an episode, uncompressed
     wanted = {episode_id(args.first_seed + i): args.first_seed + i for i in range(args.episodes)}
     existing = {path.stem for path in list_episodes(out_dir)}
     seeds = [seed for name, seed in wanted.items() if name not in existing]
-    write_run_config(out_dir / "collect_config.json", args, "01_generate_data.py")
 
     def write(episode: EpisodeFile) -> int:  # here, in this process, as each episode arrives: workers need no shared disk
         save_bytes(out_dir / episode.name, episode.data)
@@ -85,11 +113,14 @@ def main(argv=None) -> None:
     with pool_from_args(args) as pool:
         # fails early, in one line
         agent = load_agent_policy(args.policy, args.policy_noise, pool, args.detours) if args.policy else None
+        args.frame = collection_frame_kind(args, agent.frame_kind if agent else None, out_dir)
+        write_run_config(out_dir / "collect_config.json", args, "01_generate_data.py")
         print(f"{len(wanted) - len(seeds)} of these {args.episodes} episodes already in {out_dir} ({len(existing)} episodes in "
-              f"all); collecting {len(seeds)} with {agent.source if agent else 'the exploration walk'}, {pool.describe()}")
+              f"all); collecting {len(seeds)} with {agent.source if agent else 'the exploration walk'}, {args.frame} frames, "
+              f"{pool.describe()}")
         try:
-            steps = pool.map(partial(collect_episode_file, max_steps=args.max_steps, fast_render=args.fast_render, agent=agent),
-                             seeds, desc="episodes", on_result=write)
+            steps = pool.map(partial(collect_episode_file, max_steps=args.max_steps, fast_render=args.fast_render, agent=agent,
+                                     frame_kind=args.frame), seeds, desc="episodes", on_result=write)
         except Interrupted:
             done = len(wanted.keys() & {path.stem for path in list_episodes(out_dir)})
             raise Interrupted(f"{done} of {args.episodes} episodes are in {out_dir}; re-run to collect the rest") from None

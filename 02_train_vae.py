@@ -21,11 +21,12 @@ import torch
 from tqdm import tqdm
 
 from worldmodels.atomic import prepare_output
-from worldmodels.checkpoints import VAE_FILE, default_device, training_checkpoint_bytes
+from worldmodels.checkpoints import VAE_FILE, default_device, load_checkpoint, training_checkpoint_bytes
 from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage, seed_value
 from worldmodels.data import split_episodes, stream_frame_batches, strided_length
 from worldmodels.errors import DataError
-from worldmodels.episodes import SKIP_FLAG, map_episodes, read_rollout_frames, require_episodes, rollout_length
+from worldmodels.episodes import (SKIP_FLAG, frame_kind_of, map_episodes, read_rollout_frame_kind, read_rollout_frames,
+                                  require_episodes, rollout_length)
 from worldmodels.frames import frames_to_tensor_layout
 from worldmodels.pictures import enlarge, save_png
 from worldmodels.training import EpochScore, TrainingRun
@@ -130,12 +131,22 @@ def held_out_frames(files: list[Path], limit: int, skip_bad: bool) -> np.ndarray
     return np.concatenate(list(map_episodes(files, spread, skip_bad, desc="reading held-out frames").values()))[:limit]
 
 
+def refuse_another_frame_kind(init_from: str, vision: str, frame_kind: str) -> None:
+    """A one-line DataError if the V to start from saw another kind of frame than the episodes hold."""
+    if init_from and (seen := load_checkpoint(init_from, vision, "02_train_vae.py")["config"]["frame_kind"]) != frame_kind:
+        raise DataError(f"{init_from}: a V of {seen} frames, and these episodes hold {frame_kind} frames; start from a V of "
+                        f"{frame_kind} frames, or from scratch (no --init-from)")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     device = default_device()
     torch.manual_seed(args.seed)
     files = require_episodes(args.data_dir, "01_generate_data.py")
-    vae = VISION_MODELS[args.vision](args.z_size).to(device)
+    frame_kind = frame_kind_of(map_episodes(files, read_rollout_frame_kind, args.skip_bad_files, desc="reading frame kinds"),
+                               args.data_dir)
+    refuse_another_frame_kind(args.init_from, args.vision, frame_kind)
+    vae = VISION_MODELS[args.vision](args.z_size, frame_kind).to(device)
     columns = ["epoch", *[f"{split}_{term}" for split in ("train", "held_out") for term in vae.loss_terms], "seconds"]
     checkpoint_path = prepare_output(args.checkpoint_dir, training_checkpoint_bytes(vae)) / VAE_FILE
     run = TrainingRun(checkpoint_path, "vae_log.csv", vae.kind, vae, vae.make_optimizer(args.lr), columns, weight="frames",
@@ -156,8 +167,8 @@ def main(argv=None) -> None:
         raise DataError(f"{args.data_dir}: fewer training frames than one batch of {args.batch_size}; collect more episodes "
                         "or lower --batch-size")
     every = f"; an epoch trains on every {args.frame_stride}-th frame, about {epoch_frames}" if args.frame_stride > 1 else ""
-    print(f"{len(train_files)} training episodes ({train_frames} frames{every}), {len(held_out_files)} held out; V: {vae.kind}; "
-          f"device {device}")
+    print(f"{len(train_files)} training episodes ({train_frames} frames{every}), {len(held_out_files)} held out; V: {vae.kind} on "
+          f"{frame_kind} frames; device {device}")
     picture = run.checkpoint_path.parent / "vae_reconstructions.png"
 
     def settings(epoch: int) -> TrainingSettings:  # for the next batch of this epoch (or, after it, as it ended)

@@ -33,18 +33,19 @@ sys.path.insert(0, str(ROOT))
 from worldmodels.checkpoints import CONTROLLER_FILE, MDRNN_FILE, VAE_FILE, controller_inputs, load_checkpoint, load_vae_and_mdrnn  # noqa: E402
 from worldmodels.env import RETIRED_SEED_BASE, make_env  # noqa: E402
 from worldmodels.exploration import RandomWalkPolicy  # noqa: E402
-from worldmodels.frames import frame_preparer, frames_to_tensor_layout, preprocess_frame  # noqa: E402
+from worldmodels.frames import frame_preparer, frames_to_tensor_layout  # noqa: E402
 from worldmodels.rollout import Agent  # noqa: E402
 from worldmodels.vision import ConvVAE  # noqa: E402
 
 FIRST_SEED = RETIRED_SEED_BASE + 500_000  # retired tracks: the figures measured on them stay reproducible
 
 
-def drive(seed: int, steps: int, agent: Agent | None, agent_frames: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Stock and fast preprocessed frames, uint8 [T, 64, 64, 3] each, of one episode on track
-    ``seed``, driven by ``agent`` (on stock frames) or, without one, by the random walk."""
-    stock, fast = make_env(steps), make_env(steps, fast_render=True, agent_frames=agent_frames)
-    prepare = {stock: preprocess_frame, fast: frame_preparer(agent_frames)}
+def drive(seed: int, steps: int, agent: Agent | None, agent_frames: bool, frame_kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Stock and fast preprocessed frames of ``frame_kind``, uint8 [T, 64, 64, 3] each, of one
+    episode on track ``seed``, driven by ``agent`` (on stock frames) or, without one, by the
+    random walk."""
+    stock, fast = make_env(steps), make_env(steps, fast_render=True, agent_frames=agent_frames, frame_kind=frame_kind)
+    prepare = {stock: frame_preparer(False, frame_kind), fast: frame_preparer(agent_frames, frame_kind)}
     policy = RandomWalkPolicy(np.random.default_rng(seed))
     frames = {env: [prepare[env](env.reset(seed=seed)[0])] for env in (stock, fast)}
     try:
@@ -119,7 +120,7 @@ def main() -> None:
         ("random-walk driver", lambda: None),
         ("trained agent", lambda: Agent(vae, mdrnn, controller["params"].numpy()[None], controller_inputs(controller["config"]))),
     ):
-        pairs = [drive(seed, args.steps, make_agent(), args.agent_frames) for seed in seeds]
+        pairs = [drive(seed, args.steps, make_agent(), args.agent_frames, vae.frame_kind) for seed in seeds]
         shown.append(summarise(name, vae, pairs))
     stock = np.concatenate([s for s, _ in shown])
     fast = np.concatenate([f for _, f in shown])

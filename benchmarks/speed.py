@@ -161,8 +161,8 @@ def step_breakdown(checkpoint_dir: Path, envs: int, steps: int) -> None:
                 return out
             return measured
 
-        env_list = [make_env(steps, True, agent_frames=fast_acting) for _ in range(envs)]
-        prepare = frame_preparer(fast_acting)
+        env_list = [make_env(steps, True, agent_frames=fast_acting, frame_kind=vae.frame_kind) for _ in range(envs)]
+        prepare = frame_preparer(fast_acting, vae.frame_kind)
         frames = np.stack([prepare(env.reset(seed=i)[0]) for i, env in enumerate(env_list)])
         for env in env_list:
             env.unwrapped._render = timed(env.unwrapped._render, "render")

@@ -29,20 +29,21 @@ def _steps(rng: np.random.Generator, steps: int) -> dict[str, np.ndarray]:
 
 
 def write_random_rollouts(folder: Path, episodes: int, steps: int, seed: int = 0, first: int = 0,
-                          source: str = "random (a test's)") -> list[Path]:
+                          source: str = "random (a test's)", frame_kind: str = "paper") -> list[Path]:
     """Rollout files of random frames and actions, named ep<first>.npz, ep<first + 1>.npz, ..."""
     rng = np.random.default_rng(seed)
     paths = [folder / f"{episode_id(first + i)}.npz" for i in range(episodes)]
     for path in paths:
-        write_rollout(path, rng.integers(0, 256, (steps, 64, 64, 3), dtype=np.uint8), **_steps(rng, steps), source=source)
+        write_rollout(path, rng.integers(0, 256, (steps, 64, 64, 3), dtype=np.uint8), **_steps(rng, steps), source=source,
+                      frame_kind=frame_kind)
     return paths
 
 
-def untrained_vae(z_size: int = 32) -> ConvVAE:
-    """A V with random weights, the same ones every time."""
+def untrained_vae(z_size: int = 32, frame_kind: str = "paper") -> ConvVAE:
+    """A V with random weights, the same ones every time (whatever kind of frame it sees)."""
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        return ConvVAE(z_size)
+        return ConvVAE(z_size, frame_kind)
 
 
 def write_random_series(folder: Path, episodes: int, steps: int, z_size: int = 32, seed: int = 0, vae: str | None = None) -> list[Path]:

@@ -6,21 +6,22 @@ import pytest
 
 from worldmodels.env import make_env
 from worldmodels.exploration import RandomWalkPolicy
-from worldmodels.frames import frame_preparer, preprocess_frame
+from worldmodels.frames import FRAME_KINDS, frame_preparer, preprocess_frame
 
 
-@pytest.fixture(scope="module")
-def stock_and_fast_episodes():
+@pytest.fixture(scope="module", params=FRAME_KINDS)
+def stock_and_fast_episodes(request):
     """Two tracks driven by the same random-walk actions in the stock env, the fast env and the
-    fast env drawing agent frames, through the zoom-in of the first second and well past it."""
+    fast env drawing agent frames, through the zoom-in of the first second and well past it,
+    in each kind of frame (the full frame's indicator bar is drawn by the fast renderer too)."""
     episodes = []
     for seed in (2, 7):
         policy = RandomWalkPolicy(np.random.default_rng(seed))
         actions = [policy() for _ in range(150)]
         runs = []
         for fast, agent_frames in ((False, False), (True, False), (True, True)):
-            env = make_env(150, fast_render=fast, agent_frames=agent_frames)
-            prepare = frame_preparer(agent_frames)
+            env = make_env(150, fast_render=fast, agent_frames=agent_frames, frame_kind=request.param)
+            prepare = frame_preparer(agent_frames, request.param)
             frame, _ = env.reset(seed=seed)
             frames, outcomes = [prepare(frame)], []
             for action in actions:

@@ -53,12 +53,12 @@ def test_gymnasium_makes_the_fast_car_racing_with_every_stock_argument():
 
 
 def test_the_fast_env_rebuilt_from_its_spec_json_or_pickle_is_the_same_fast_env():
-    env = gym.make(FAST_CAR_RACING_ID, downscale=3, agent_frames=True, max_episode_steps=50)
+    env = gym.make(FAST_CAR_RACING_ID, downscale=3, agent_frames=True, frame_kind="full", max_episode_steps=50)
     expected = _first_steps(env, seed=4, steps=5)
     for way, copy in _rebuilt(env).items():
         fast = copy.unwrapped
         assert isinstance(fast, FastCarRacing), way
-        assert (fast.downscale, fast.agent_frames, copy.spec.max_episode_steps) == (3, True, 50), way
+        assert (fast.downscale, fast.agent_frames, fast.frame_kind, copy.spec.max_episode_steps) == (3, True, "full", 50), way
         assert all(np.array_equal(a, b) for a, b in zip(_first_steps(copy, seed=4, steps=5), expected)), way
 
 
@@ -71,7 +71,7 @@ def test_the_stages_fast_env_carries_the_fast_spec():
 def test_gymnasium_makes_the_dream_from_the_shipped_weights():
     env = gym.make(DREAM_ID, temperature=0.5, max_steps=5)
     dream = env.unwrapped
-    assert isinstance(dream, DreamEnv) and dream.temperature == 0.5
+    assert isinstance(dream, DreamEnv) and dream.temperature == 0.5 and dream.frame_kind == "paper"  # the shipped V's
     assert fingerprint(dream.mdrnn) == fingerprint(load_model(PRETRAINED_DIR / "mdrnn.pt", "mdrnn"))
     observation, _ = env.reset(seed=0)
     assert observation.shape == (32 + 256,) and observation.dtype == np.float32

@@ -118,4 +118,4 @@ def test_a_new_m_can_start_from_an_m_of_another_vs_latents(tmp_path, scripts, ca
     assert load_model(tmp_path / "round2" / "mdrnn.pt", "mdrnn").made_from == {"vae": "bbbbbbbbbbbb"}
     other_size = [a.replace("8", "16") if a == "8" else a for a in argv("new", "round3")]  # --hidden-size 16
     message = stage_error(scripts[TRAIN_M], other_size + ["--init-from", str(tmp_path / "round1" / "mdrnn.pt")])
-    assert "round1/mdrnn.pt: built with" in message and "choose a --init-from of these sizes" in message
+    assert "round1/mdrnn.pt: built with hidden_size=8, not hidden_size=16; choose a --init-from built the same way" in message

@@ -20,6 +20,7 @@ from torch import nn
 from worldmodels.atomic import save_torch
 from worldmodels.controller import controller_input_size, parameter_count, widen_controller
 from worldmodels.errors import DataError
+from worldmodels.frames import PAPER_FRAME
 from worldmodels.logs import log_fits
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.vision import VISION_MODELS, VisionModel
@@ -110,6 +111,8 @@ def load_checkpoint(path: str | Path, kind: str, producer: str) -> dict:
             raise DataError(f"{path}: '{name}' is not a tensor; delete it and re-run {producer}")
         if not torch.isfinite(tensor).all():
             raise DataError(f"{path}: '{name}' holds NaN or inf; delete it and re-run {producer}")
+    if checkpoint["kind"] in VISION_MODELS:  # a V saved before the kind of frame was recorded saw the paper's
+        checkpoint["config"] = {"frame_kind": PAPER_FRAME} | checkpoint["config"]
     return checkpoint
 
 
@@ -352,7 +355,8 @@ def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: to
             start = load_checkpoint(init_from, kind, _MODELS[kind][1])
             added = [head for head in ADDABLE_HEADS if model.config().get(head) and not start["config"].get(head)]
             if _sizes(start["config"]) | {head: True for head in added} != _sizes(model.config()):
-                raise DataError(f"{init_from}: built with {start['config']}, not {model.config()}; choose a --init-from of these sizes")
+                raise DataError(f"{init_from}: built with {_config_differences(_sizes(start['config']), _sizes(model.config()))}; "
+                                "choose a --init-from built the same way")
             fresh = {k: v for k, v in model.state_dict().items() if k.split(".")[0] in added}  # a head it lacks starts new
             load_weights(model, start["state_dict"] | fresh, Path(init_from), "choose another --init-from")
             print(f"starting from the weights of {init_from}" + (f" ({', '.join(added)} new)" if added else ""))
@@ -362,7 +366,8 @@ def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: to
         raise DataError(f"{path}: a {checkpoint['kind']} checkpoint, not a {kind} one; go on training it with "
                         f"{_MODELS[kind][1]} --vision {checkpoint['kind']}, or pass --restart to train a new {kind}")
     if checkpoint["config"] != model.config():
-        raise DataError(f"{path}: built with {checkpoint['config']}, not {model.config()}; pass --restart to train a new one")
+        raise DataError(f"{path}: built with {_config_differences(checkpoint['config'], model.config())}; pass --restart to train "
+                        "a new one")
     if "optimizer" not in checkpoint or "progress" not in checkpoint:
         raise DataError(f"{path}: holds no training state (a model saved for use only); pass --restart to train a new one")
     recorded = _made_from(checkpoint, path, "pass --restart to train a new one")
@@ -386,6 +391,13 @@ def resume_training(path: str | Path, kind: str, model: nn.Module, optimizer: to
     where = f"batch {progress.batch} of epoch {progress.epoch + 1}" if progress.batch else f"epoch {progress.epoch}"
     print(f"resuming from {path} after {where}")
     return progress
+
+
+def _config_differences(recorded: dict, expected: dict) -> str:
+    """'z_size=16, not z_size=32': the entries of two model configs that differ."""
+    keys = [k for k in sorted(set(recorded) | set(expected)) if recorded.get(k) != expected.get(k)]
+    return (", ".join(f"{k}={recorded.get(k)!r}" for k in keys) + ", not "
+            + ", ".join(f"{k}={expected.get(k)!r}" for k in keys))
 
 
 def _differences(recorded: dict[str, str], expected: dict[str, str]) -> str:

@@ -17,6 +17,7 @@ import gymnasium as gym
 
 from worldmodels.constants import MAX_EPISODE_STEPS
 from worldmodels.envs import FAST_CAR_RACING_ID
+from worldmodels.frames import PAPER_FRAME, check_frame_kind
 
 ENV_ID = "CarRacing-v3"
 
@@ -48,14 +49,19 @@ def describe_tracks(seeds: list[int]) -> str:
     return f"{len(seeds)} {kind} ({where}){extra}"
 
 
-def make_env(max_steps: int = MAX_EPISODE_STEPS, fast_render: bool = False, agent_frames: bool = False) -> gym.Env:
+def make_env(max_steps: int = MAX_EPISODE_STEPS, fast_render: bool = False, agent_frames: bool = False,
+             frame_kind: str = PAPER_FRAME) -> gym.Env:
     """CarRacing-v3 with continuous actions and a time limit of ``max_steps``.
 
     fast_render: draw observations with ``FastCarRacing`` (same physics, rewards and
-    wrappers; frames drawn on a smaller canvas) instead of the stock renderer.
+    wrappers; frames drawn on a smaller canvas) instead of the stock renderer, which always
+    draws the whole frame; frame_kind: the kind V sees (frames.FRAME_KINDS), which the fast
+    renderer draws.
     agent_frames (fast renderer only): observations are V's 64x64 frames, drawn directly."""
     if not fast_render:
         if agent_frames:
             raise ValueError("agent_frames needs the fast renderer")
+        check_frame_kind(frame_kind)
         return gym.make(ENV_ID, continuous=True, max_episode_steps=max_steps)
-    return gym.make(FAST_CAR_RACING_ID, continuous=True, max_episode_steps=max_steps, agent_frames=agent_frames)
+    return gym.make(FAST_CAR_RACING_ID, continuous=True, max_episode_steps=max_steps, agent_frames=agent_frames,
+                    frame_kind=frame_kind)

@@ -14,6 +14,8 @@ Rollout files, ``data/rollout/<id>.npz`` (stage 01), one per episode of T steps:
                                        which the agent never sees (optional: files written
                                        before it was recorded lack it; read_rollout_truth)
     tiles      int32   [T]             track tiles reached before action t (optional, as speed)
+    frame_kind str     []              the kind of frame obs holds (frames.FRAME_KINDS; optional:
+                                       files written before it was recorded hold the paper's)
 
 so step t is (obs[t], action[t]) -> (reward[t], done[t]) and obs[t+1] is the next frame.
 The frame after the last action is not stored: the last step has no next-frame target.
@@ -39,7 +41,7 @@ from tqdm import tqdm
 from worldmodels.atomic import npz_bytes, save_bytes, save_npz
 from worldmodels.constants import ACTION_SIZE
 from worldmodels.errors import DataError, OutputError
-from worldmodels.frames import FRAME_SIZE
+from worldmodels.frames import FRAME_KINDS, FRAME_SIZE, PAPER_FRAME
 from worldmodels.interrupt import Interrupted, stop_requested
 
 EPISODE_GLOB = "ep*.npz"
@@ -101,14 +103,17 @@ TRUTH_KEYS = ("speed", "tiles")  # what the env knows and the agent does not: fo
 SERIES_KEYS = ("mu", "logvar", "action", "reward", "terminated", "done", "vae")
 
 
-def write_rollout(path: str | Path, obs, action, reward, terminated, done, source: str, speed=None, tiles=None) -> None:
-    save_bytes(path, rollout_bytes(path, obs, action, reward, terminated, done, source, speed, tiles))
+def write_rollout(path: str | Path, obs, action, reward, terminated, done, source: str, speed=None, tiles=None,
+                  frame_kind: str = PAPER_FRAME) -> None:
+    save_bytes(path, rollout_bytes(path, obs, action, reward, terminated, done, source, speed, tiles, frame_kind))
 
 
-def rollout_bytes(path: str | Path, obs, action, reward, terminated, done, source: str, speed=None, tiles=None) -> bytes:
+def rollout_bytes(path: str | Path, obs, action, reward, terminated, done, source: str, speed=None, tiles=None,
+                  frame_kind: str = PAPER_FRAME) -> bytes:
     """A checked rollout file's bytes (``path``, where it will go, names it in errors)."""
     arrays = dict(
         source=np.array(source),
+        frame_kind=np.array(frame_kind),
         obs=np.asarray(obs, dtype=np.uint8),
         action=np.asarray(action, dtype=np.float32),
         reward=np.asarray(reward, dtype=np.float32),
@@ -131,6 +136,7 @@ def _check_truth(path: Path, arrays: dict[str, np.ndarray], steps: int) -> None:
 def _check_rollout(path: Path, arrays: dict[str, np.ndarray]) -> None:
     steps = _check_steps(path, arrays)
     _check_truth(path, arrays, steps)
+    _check_frame_kind(path, arrays.get("frame_kind", np.array(PAPER_FRAME)))
     expected = (steps, FRAME_SIZE, FRAME_SIZE, 3)
     if arrays["obs"].dtype != np.uint8 or arrays["obs"].shape != expected:
         raise DataError(
@@ -176,6 +182,32 @@ def read_rollout_source(path: str | Path) -> str:
             return str(data["source"]) if "source" in data.files else NOT_RECORDED
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"{path}: unreadable ({type(error).__name__}); delete the file and re-run 01_generate_data.py") from None
+
+
+def _check_frame_kind(path: Path, kind: np.ndarray) -> str:
+    if kind.dtype.kind != "U" or kind.shape != () or str(kind) not in FRAME_KINDS:
+        raise DataError(f"{path}: 'frame_kind' is not one of {', '.join(FRAME_KINDS)}; delete the file and re-run 01_generate_data.py")
+    return str(kind)
+
+
+def read_rollout_frame_kind(path: str | Path) -> str:
+    """The kind of frame a rollout file holds (frames.FRAME_KINDS): what it records, or the
+    paper's for files written before the kind was recorded."""
+    path = Path(path)
+    return _check_frame_kind(path, _load(path, (), optional=("frame_kind",)).get("frame_kind", np.array(PAPER_FRAME)))
+
+
+def frame_kind_of(kinds: dict[Path, str], folder: str | Path) -> str:
+    """The one kind of frame of a folder's rollout files ({file: kind}), or a one-line
+    DataError naming a file of each kind (V learns one kind; a folder holds one)."""
+    first = {}
+    for path, kind in kinds.items():
+        first.setdefault(kind, path)
+    if len(first) > 1:
+        (kind_a, file_a), (kind_b, file_b) = list(first.items())[:2]
+        raise DataError(f"{folder}: holds episodes of two kinds of frame ({file_a.name}: {kind_a}, {file_b.name}: {kind_b}); "
+                        "V learns one: keep each kind in a folder of its own")
+    return next(iter(first), PAPER_FRAME)
 
 
 def read_rollout_frames(path: str | Path) -> np.ndarray:

@@ -31,7 +31,9 @@ from worldmodels.checkpoints import (
     save_model,
 )
 from worldmodels.cli import run_stage
-from worldmodels.episodes import INITIAL_LATENTS_FILE, read_rollout_frames, require_episodes, write_initial_latents
+from worldmodels.errors import DataError
+from worldmodels.episodes import (INITIAL_LATENTS_FILE, frame_kind_of, map_episodes, read_rollout_frame_kind, read_rollout_frames,
+                                  require_episodes, write_initial_latents)
 from worldmodels.frames import frames_to_tensor_layout
 
 
@@ -41,6 +43,11 @@ def export_agent(source: str | Path, destination: str | Path, rollout_dir: str |
     source, destination = Path(source), prepare_output(destination, needed_bytes=40 * 2**20)
     vae, mdrnn = load_vae_and_mdrnn(source / VAE_FILE, source / MDRNN_FILE)
     controller, config = load_controller_for(source / CONTROLLER_FILE, vae, mdrnn)
+    rollouts = require_episodes(rollout_dir, "01_generate_data.py")
+    kinds = map_episodes(rollouts, read_rollout_frame_kind, skip_bad=False, desc="reading frame kinds")
+    if (kind := frame_kind_of(kinds, rollout_dir)) != vae.frame_kind:
+        raise DataError(f"{rollout_dir}: holds {kind} frames, and the V of {source} sees {vae.frame_kind} frames; give episodes "
+                        "of its kind, whose first frames its dreams start from")
     dtype = torch.float16 if float16 else None
     # rounded as a loader will see them
     vae, mdrnn = (model.to(dtype).float() if float16 else model for model in (vae, mdrnn))
@@ -49,7 +56,6 @@ def export_agent(source: str | Path, destination: str | Path, rollout_dir: str |
     extra = {k: v for k, v in controller.items() if k not in ("kind", "config", "params", "generation")}
     save_controller(destination / CONTROLLER_FILE, controller["params"].numpy(), controller_config(vae, mdrnn, controller_inputs(config)),
                     controller["generation"], **extra)
-    rollouts = require_episodes(rollout_dir, "01_generate_data.py")
     # a copy of each first frame, not a view that would keep its whole episode in memory (2,000 episodes: 25 GB)
     firsts = [read_rollout_frames(path)[:1].copy() for path in tqdm(rollouts, desc="first frames")]
     mu, logvar = vae.encode(torch.from_numpy(frames_to_tensor_layout(np.concatenate(firsts))))

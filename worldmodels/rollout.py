@@ -21,26 +21,27 @@ from worldmodels.controller import LinearControllers, controller_features, contr
 from worldmodels.env import make_env
 from worldmodels.episodes import AGENT_SOURCE, episode_id, rollout_bytes
 from worldmodels.exploration import RandomWalkPolicy
-from worldmodels.frames import FRAME_SIZE, frame_preparer, frames_to_tensor_layout, preprocess_frame
+from worldmodels.frames import FRAME_SIZE, PAPER_FRAME, frame_preparer, frames_to_tensor_layout, preprocess_frame
 from worldmodels.mdrnn import MDNRNN, mixture_nll
 from worldmodels.parallel import Shared, WorkerPool
 from worldmodels.results import EpisodeResults
 from worldmodels.vision import ActingEncoder, VisionModel
 
 
-def collect_episode(seed: int, max_steps: int, fast_render: bool, act: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
-    """One episode on track ``seed``, each action chosen by ``act`` from the preprocessed
-    frame (uint8 [64, 64, 3] -> float32 [3]).
+def collect_episode(seed: int, max_steps: int, fast_render: bool, act: Callable[[np.ndarray], np.ndarray],
+                    frame_kind: str = PAPER_FRAME) -> dict[str, np.ndarray]:
+    """One episode on track ``seed``, each action chosen by ``act`` from the frame of kind
+    ``frame_kind`` (frames.FRAME_KINDS) preprocessed (uint8 [64, 64, 3] -> float32 [3]).
 
-    returns the arrays of a rollout file but its source (see worldmodels.episodes), with the
+    returns the arrays of a rollout file but its source and kind of frame (see worldmodels.episodes), with the
     car's true speed and tiles reached before each action."""
-    env = make_env(max_steps, fast_render)
+    env = make_env(max_steps, fast_render, frame_kind=frame_kind)
     frame, _ = env.reset(seed=seed)
     obs, actions, rewards, terminateds, dones, speeds, tiles = [], [], [], [], [], [], []
     try:
         done = False
         while not done:
-            obs.append(preprocess_frame(frame))
+            obs.append(preprocess_frame(frame, frame_kind))
             speeds.append(float(np.linalg.norm(env.unwrapped.car.hull.linearVelocity)))
             tiles.append(env.unwrapped.tile_visited_count)
             action = act(obs[-1])
@@ -57,10 +58,11 @@ def collect_episode(seed: int, max_steps: int, fast_render: bool, act: Callable[
                 tiles=np.asarray(tiles, np.int32))
 
 
-def collect_exploration_episode(seed: int, max_steps: int, fast_render: bool = False) -> dict[str, np.ndarray]:
+def collect_exploration_episode(seed: int, max_steps: int, fast_render: bool = False,
+                                frame_kind: str = PAPER_FRAME) -> dict[str, np.ndarray]:
     """One episode on track ``seed`` driven by the exploration walk seeded with ``seed``."""
     walk = RandomWalkPolicy(np.random.default_rng(seed))
-    return collect_episode(seed, max_steps, fast_render, lambda frame: walk())
+    return collect_episode(seed, max_steps, fast_render, lambda frame: walk(), frame_kind)
 
 
 DETOUR_STEPS = (20, 80)  # shortest and longest detour, in steps (the exploration walk's stops and sprints are alike)
@@ -111,6 +113,7 @@ class AgentPolicy:
     noise: float
     source: str  # what the episode files record as their source
     detours: float = 0.0
+    frame_kind: str = PAPER_FRAME  # the kind of frame its V sees, which its episodes hold
 
     def collect(self, seed: int, max_steps: int, fast_render: bool = False) -> dict[str, np.ndarray]:
         vae, mdrnn = agent_models(self.models)
@@ -122,7 +125,7 @@ class AgentPolicy:
             walked = detours.next_action()
             return agent.act(frame[None], active, taken=None if walked is None else walked[None])[0]
 
-        return collect_episode(seed, max_steps, fast_render, act)
+        return collect_episode(seed, max_steps, fast_render, act, self.frame_kind)
 
 
 def load_agent_policy(folder: str | Path, noise: float, pool: WorkerPool, detours: float = 0.0) -> AgentPolicy:
@@ -133,7 +136,8 @@ def load_agent_policy(folder: str | Path, noise: float, pool: WorkerPool, detour
     params = controller["params"].numpy()
     source = (f"{AGENT_SOURCE} controller {fingerprint({'params': torch.as_tensor(params)})} of {folder} (V {config['vae']}, "
               f"M {config['mdrnn']}), parameter noise {noise}" + (f", detours {detours}" if detours else ""))
-    return AgentPolicy(share_agent_models(pool, vae, mdrnn), params, controller_inputs(config), noise, source, detours)
+    return AgentPolicy(share_agent_models(pool, vae, mdrnn), params, controller_inputs(config), noise, source, detours,
+                       vae.frame_kind)
 
 
 @dataclass(frozen=True)
@@ -144,15 +148,17 @@ class EpisodeFile:
     steps: int
 
 
-def collect_episode_file(seed: int, max_steps: int, fast_render: bool = False, agent: AgentPolicy | None = None) -> EpisodeFile:
-    """Collect episode ``seed`` with the exploration walk (or ``agent``) as its rollout file,
-    which records its source; the compression is done here, in the worker."""
+def collect_episode_file(seed: int, max_steps: int, fast_render: bool = False, agent: AgentPolicy | None = None,
+                         frame_kind: str = PAPER_FRAME) -> EpisodeFile:
+    """Collect episode ``seed`` with the exploration walk (or ``agent``, in its own V's kind of
+    frame) as its rollout file, which records its source and frame; the compression is done
+    here, in the worker."""
     if agent is None:
-        episode, source = collect_exploration_episode(seed, max_steps, fast_render), "exploration"
+        episode, source = collect_exploration_episode(seed, max_steps, fast_render, frame_kind), "exploration"
     else:
-        episode, source = agent.collect(seed, max_steps, fast_render), agent.source
+        episode, source, frame_kind = agent.collect(seed, max_steps, fast_render), agent.source, agent.frame_kind
     name = f"{episode_id(seed)}.npz"
-    return EpisodeFile(name, rollout_bytes(name, **episode, source=source), len(episode["action"]))
+    return EpisodeFile(name, rollout_bytes(name, **episode, source=source, frame_kind=frame_kind), len(episode["action"]))
 
 
 class Agent:
@@ -235,8 +241,9 @@ def run_agent_episodes(
     same physics and rewards, slightly different frames.
     record_actions: the results hold every episode's actions, so it can be replayed exactly."""
     batch = len(seeds)
-    envs = [make_env(max_steps, fast_render, agent_frames=fast_acting) for _ in range(batch)]  # refuses agent frames on stock
-    prepare = frame_preparer(fast_acting)
+    # V's kind of frame; refuses agent frames on stock
+    envs = [make_env(max_steps, fast_render, agent_frames=fast_acting, frame_kind=vae.frame_kind) for _ in range(batch)]
+    prepare = frame_preparer(fast_acting, vae.frame_kind)
     agent = Agent(vae, mdrnn, params, inputs, fast_acting, bfloat16)
     frames = np.zeros((batch, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     returns, predicted_returns, surprise = np.zeros(batch), np.zeros(batch), np.zeros(batch)

@@ -62,8 +62,8 @@ def drive(vae: VisionModel, mdrnn: MDNRNN, params: np.ndarray, track_seed: int, 
     replayed instead of C's, for up to T steps: the same physics, so the same drive and return as
     the scored one, while V and M run along it as they did then. fast_acting: the frames and V's
     encoder the agent used, in bfloat16 if ``bfloat16`` (``run_agent_episodes``)."""
-    env = make_env(steps if actions is None else len(actions), fast_render, agent_frames=fast_acting)
-    prepare = frame_preparer(fast_acting)
+    env = make_env(steps if actions is None else len(actions), fast_render, agent_frames=fast_acting, frame_kind=vae.frame_kind)
+    prepare = frame_preparer(fast_acting, vae.frame_kind)
     agent = Agent(vae, mdrnn, params[None], inputs, fast_acting, bfloat16)
     active = np.ones(1, dtype=bool)
     try:

@@ -4,7 +4,7 @@ namespace when ``worldmodels`` is imported (gymnasium 1.x has no plugin entry po
 
 - ``WorldModels/FastCarRacing-v3``: CarRacing-v3 with the fast renderer
   (``fast_car_racing.FastCarRacing``): stock physics, rewards and time limit, every stock
-  constructor argument, plus ``downscale`` and ``agent_frames``.
+  constructor argument, plus ``downscale``, ``agent_frames`` and ``frame``.
 - ``WorldModels/CarRacingDream-v0``: a dream inside M (``dream_env.DreamEnv``), made from a
   checkpoint folder (default: the shipped ``pretrained/``) and a series folder.
 

@@ -11,8 +11,9 @@ pretrained/ folder) and ``series_dir`` the first latents (initial_latents.npz; d
 checkpoint folder, as in pretrained/). ``DreamEnv.from_models`` makes one from models in
 memory instead.
 
-Rendering decodes z with V: ``render_mode="rgb_array"`` returns uint8 [64, 64, 3],
-``"human"`` shows it enlarged in a pygame window (imported only then).
+Rendering decodes z with V: ``render_mode="rgb_array"`` returns uint8 [64, 64, 3] of the kind
+of frame V sees (``frame_kind``, frames.FRAME_KINDS: with "full", the indicator bar as V
+imagines it), ``"human"`` shows it enlarged in a pygame window (imported only then).
 
 Threads: a dream steps one small LSTM, which more torch threads only slow down (and when
 other processes share the cores, many times over); a worker forked from a process that has
@@ -103,6 +104,7 @@ class DreamEnv(gym.Env, EzPickle):
         if threads is not None and not (isinstance(threads, int) and threads >= 1):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
         self.mdrnn, self.vae, self.initial_latents = mdrnn, vae, latents
+        self.frame_kind = vae.frame_kind if vae is not None else None  # what render shows: V's kind of frame (no V: no render)
         self.temperature, self.max_steps, self.render_mode, self.threads = temperature, max_steps, render_mode, threads
         size = mdrnn.z_size + mdrnn.hidden_size
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), dtype=np.float32)

@@ -12,15 +12,17 @@ shrinks it to 96x96. Here:
 - the canvas is ``downscale`` times smaller (250x200: still 2.6x supersampled for 96x96);
 - stock's 1-pixel antialiased polygon outlines are left out: on the smaller canvas they
   would be 4 stock pixels wide, and frames are closer to stock without them;
-- the indicator bar and score text are not drawn (the pipeline crops those rows; here
-  they show the track instead).
+- the indicator bar is drawn only for the "full" frame (``frame_kind``; stock's own
+  ``_render_indicators`` on the smaller canvas), and the score's digits never (that frame
+  blacks them out); for the paper's frame the pipeline crops the bar's rows, and here they
+  show the track instead.
 
 The canvas is then smooth-scaled to 96x96 as in stock.
 
 ``agent_frames=True`` goes one step further for an agent that only needs V's input: the
 observation is the 64x64 frame itself, drawn from the canvas rows that preprocessing keeps
-(the indicator bar's rows are never drawn) and smooth-scaled once, instead of scaling to
-96x96, cropping and resizing again (``frames.preprocess_frame``). Its frames differ from
+(for the paper's frame the indicator bar's rows are never drawn) and smooth-scaled once,
+instead of scaling to 96x96, cropping and resizing again (``frames.preprocess_frame``). Its frames differ from
 the two-step ones by under a grey level on average (``benchmarks/fast_env_fidelity.py
 --agent-frames``); physics and rewards are still the stock code.
 """
@@ -36,7 +38,7 @@ from gymnasium.envs.box2d import car_racing as stock
 from gymnasium.utils import EzPickle
 from pygame import gfxdraw
 
-from worldmodels.frames import CROP_ROWS, FRAME_SIZE
+from worldmodels.frames import CROP_ROWS, FRAME_SIZE, FULL_FRAME, PAPER_FRAME, check_frame_kind
 
 DOWNSCALE = 4  # canvas 250x200 instead of 1000x800: a 96x96 frame keeps 2.6x supersampling
 
@@ -53,18 +55,21 @@ class FastCarRacing(stock.CarRacing):
     """Stock CarRacing (every constructor argument) drawn by the fast renderer.
 
     downscale: the canvas is WINDOW_W/downscale x WINDOW_H/downscale (stock: 1);
-    agent_frames: observations are V's uint8 [64, 64, 3] frames instead of [96, 96, 3].
+    agent_frames: observations are V's uint8 [64, 64, 3] frames instead of [96, 96, 3];
+    frame_kind: the kind of frame V sees (frames.FRAME_KINDS): "full" draws the indicator bar.
     Only the agent's observations ("state_pixels") are drawn fast; render_mode "human" and
     "rgb_array" show stock's own pictures."""
 
-    def __init__(self, *args, downscale: int = DOWNSCALE, agent_frames: bool = False, **kwargs):
+    def __init__(self, *args, downscale: int = DOWNSCALE, agent_frames: bool = False, frame_kind: str = PAPER_FRAME,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         if not (isinstance(downscale, int) and 1 <= downscale <= 8):
             raise ValueError(f"downscale must be an integer from 1 to 8, got {downscale!r}")
         # stock's EzPickle records only its own arguments: a pickled copy must keep these too
-        EzPickle.__init__(self, *args, downscale=downscale, agent_frames=agent_frames, **kwargs)
+        EzPickle.__init__(self, *args, downscale=downscale, agent_frames=agent_frames, frame_kind=frame_kind, **kwargs)
         self.downscale = downscale
         self.agent_frames = agent_frames
+        self.frame_kind = check_frame_kind(frame_kind)
         if agent_frames:
             self.observation_space = spaces.Box(0, 255, (FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
         self._polygons: _Polygons | None = None
@@ -122,9 +127,9 @@ class FastCarRacing(stock.CarRacing):
             return super()._render(mode)
         k = self.downscale
         width, height = stock.WINDOW_W // k, stock.WINDOW_H // k
-        # Agent frames: only the canvas rows preprocessing keeps (the top CROP_ROWS of 96 once
-        # flipped), so the bar's rows are neither drawn nor scaled.
-        shown = height * CROP_ROWS // stock.STATE_H if self.agent_frames else height
+        # Agent frames of the paper's kind: only the canvas rows preprocessing keeps (the top
+        # CROP_ROWS of 96 once flipped), so the bar's rows are neither drawn nor scaled.
+        shown = height * CROP_ROWS // stock.STATE_H if self.agent_frames and self.frame_kind == PAPER_FRAME else height
         surface = pygame.Surface((width, shown))
         # The camera exactly as stock (rotation, zoom with the first second's zoom-in, scroll),
         # as one affine map from world to canvas: x' = a x + b y + e, y' = c x + d y + f.
@@ -153,9 +158,22 @@ class FastCarRacing(stock.CarRacing):
         for polygon, colour in self._car_polygons(camera):
             pygame.draw.polygon(surface, colour, polygon)
         surface = pygame.transform.flip(surface, False, True)
+        if self.frame_kind == FULL_FRAME:
+            self._draw_indicators(surface)
         frame_w, frame_h = (FRAME_SIZE, FRAME_SIZE) if self.agent_frames else (stock.STATE_W, stock.STATE_H)
         frame = pygame.image.tobytes(pygame.transform.smoothscale(surface, (frame_w, frame_h)), "RGB")
         return np.frombuffer(bytearray(frame), np.uint8).reshape(frame_h, frame_w, 3)  # writable, as stock's
+
+    def _draw_indicators(self, surface: pygame.Surface) -> None:
+        """Stock's indicator bar (speed, ABS, steering, gyroscope) on this canvas, by stock's
+        own code, which draws on ``self.surf`` at the size it is given; the score's digits,
+        which the full frame blacks out, are left undrawn."""
+        stock_surface = self.__dict__.get("surf")
+        self.surf = surface
+        try:
+            self._render_indicators(*surface.get_size())
+        finally:
+            self.surf = stock_surface
 
     def _draw_field(self, surface: pygame.Surface, camera: tuple[float, ...]) -> None:
         """The playfield's square in its colour. Away from its edge it covers the whole

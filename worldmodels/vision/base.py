@@ -2,7 +2,8 @@
 
 Stages 03-05, the dream, the viewer and evaluation see only this: ``encode`` (frames to the
 latent distribution's mu and logvar), ``decode`` (z back to a frame), ``config`` (the sizes
-that rebuild it) and ``kind`` (what its checkpoint records). Stage 02 adds the training half:
+and the kind of frame that rebuild it), ``frame_kind`` (the kind of frame it sees,
+frames.FRAME_KINDS) and ``kind`` (what its checkpoint records). Stage 02 adds the training half:
 ``make_optimizer``, ``train_step`` and ``evaluate``, whose terms (``loss_terms``) become the
 columns of its log. A checkpoint is rebuilt as the kind it records (worldmodels.vision.build).
 """
@@ -33,6 +34,7 @@ class VisionModel(nn.Module):
     kind: str = ""  # what its checkpoint records, e.g. "vae"
     loss_terms: tuple[str, ...] = ("loss",)  # what train_step and evaluate report; "loss" first
     z_size: int
+    frame_kind: str  # the kind of frame it sees (frames.FRAME_KINDS), which every stage prepares for it
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: float [B, 3, 64, 64] in [0, 1] -> (mu, logvar), each [B, Z]."""

@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from worldmodels.frames import PAPER_FRAME, check_frame_kind
 from worldmodels.vision.base import KL_TOLERANCE, Z_SIZE, TrainingSettings, VisionModel
 
 
@@ -14,9 +15,9 @@ class ConvVAE(VisionModel):
     kind = "vae"
     loss_terms = ("loss", "recon", "kl")
 
-    def __init__(self, z_size: int = Z_SIZE):
+    def __init__(self, z_size: int = Z_SIZE, frame_kind: str = PAPER_FRAME):
         super().__init__()
-        self.z_size = z_size
+        self.z_size, self.frame_kind = z_size, check_frame_kind(frame_kind)
         self.encoder = nn.Sequential(
             nn.Conv2d(3, 32, 4, stride=2), nn.ReLU(),  # 64 -> 31
             nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),  # 31 -> 14
@@ -49,7 +50,7 @@ class ConvVAE(VisionModel):
         return self.decode(sample_latent(mu, logvar)), mu, logvar
 
     def config(self) -> dict:
-        return {"z_size": self.z_size}
+        return {"z_size": self.z_size, "frame_kind": self.frame_kind}
 
     def make_optimizer(self, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=lr)

@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
 from torch.nn.utils.parametrizations import spectral_norm
 
+from worldmodels.frames import PAPER_FRAME
 from worldmodels.vision.base import Z_SIZE, TrainingSettings
 from worldmodels.vision.vae import ConvVAE, kl_divergence, sample_latent, squared_error
 
@@ -63,8 +64,8 @@ class VAEGAN(ConvVAE):
     kind = "vaegan"
     loss_terms = ("loss", "recon", "kl", "feature", "d_loss", "g_loss", "d_real", "d_fake", "d_updates", "decoder_updates")
 
-    def __init__(self, z_size: int = Z_SIZE):
-        super().__init__(z_size)
+    def __init__(self, z_size: int = Z_SIZE, frame_kind: str = PAPER_FRAME):
+        super().__init__(z_size, frame_kind)
         self.discriminator = Discriminator()
 
     def parts(self) -> dict[str, list[nn.Parameter]]:
