@@ -53,16 +53,17 @@ Z_DISAGREEMENT=${Z_DISAGREEMENT:-0}  # ... - Z_DISAGREEMENT x how far their z di
 CURIOSITY=${CURIOSITY:-0.1} COLLECTOR_GENERATIONS=${COLLECTOR_GENERATIONS:-30}  # round 2's collector (0: round 1's C collects)
 COLLECTOR=${COLLECTOR:-}  # a saved agent's folder that collects round 2 instead (e.g. pretrained: a real-env-trained driver)
 DETOURS=${DETOURS:-0}  # rounds 2+: chance per step that the exploration walk takes the wheel for 20-80 steps (01 --detours)
+FRAME=${FRAME:-paper}  # the frame V sees: paper (the bar cropped) or full (the gauges kept, the score blacked out; 01 --frame)
 for round in $(seq 1 "$ROUNDS"); do
     here=$CKPT/round$round series=$DATA/round$round/series last=$CKPT/round$((round - 1))
-    collect=() v_from=() c_from=() v_epochs=$V_EPOCHS m_epochs=$M_EPOCHS episodes=$FIRST_EPISODES
+    collect=(--frame "$FRAME") v_from=() c_from=() v_epochs=$V_EPOCHS m_epochs=$M_EPOCHS episodes=$FIRST_EPISODES
     generations=$FIRST_GENERATIONS sigma0=$SIGMA0 early=0 tracks=$TRACKS_PER_CANDIDATE population=$POPULATION
     if [ "$round" -gt 1 ]; then
-        collect=(--policy "$last" --policy-noise "$NOISE") v_from=(--init-from "$last/vae.pt") v_epochs=$V_EPOCHS_NEXT episodes=$EPISODES
+        collect=(--policy "$last" --policy-noise "$NOISE" --frame "$FRAME") v_from=(--init-from "$last/vae.pt") v_epochs=$V_EPOCHS_NEXT episodes=$EPISODES
         c_from=(--init-from "$last/controller.pt") m_epochs=$M_EPOCHS_NEXT generations=$GENERATIONS sigma0=$SIGMA0_NEXT early=$EARLY_STOP
         if [ "$SEARCH" = real ]; then tracks=$TRACKS_NEXT population=$POPULATION_NEXT; fi
-        if [ -d "$last/collector" ]; then collect=(--policy "$last/collector"); fi
-        if [ "$round" = 2 ] && [ -n "$COLLECTOR" ]; then collect=(--policy "$COLLECTOR"); fi
+        if [ -d "$last/collector" ]; then collect=(--policy "$last/collector" --frame "$FRAME"); fi
+        if [ "$round" = 2 ] && [ -n "$COLLECTOR" ]; then collect=(--policy "$COLLECTOR" --frame "$FRAME"); fi
         collect+=(--detours "$DETOURS")
     fi
     python 01_generate_data.py --episodes "$episodes" --first-seed $(( (round - 1) * 100000 )) --max-steps "$MAX_STEPS" \

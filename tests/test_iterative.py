@@ -1,7 +1,8 @@
 """The iterative profile at a tiny scale: three rounds complete (with ensemble members, round
 two collected by a curious collector, round three with round two's V kept), round two adds its
 agent-driven episodes beside round one's without touching them, a re-run after an
-interruption goes on where it stopped, and a given V and a given collector are used."""
+interruption goes on where it stopped (all on the full frame), and a given V and a given
+collector are used."""
 
 import os
 import signal
@@ -11,22 +12,23 @@ import time
 from helpers import ROOT, log_rows, save_untrained_agent
 
 from worldmodels.checkpoints import fingerprint, load_model
-from worldmodels.episodes import INITIAL_LATENTS_FILE, list_episodes, read_initial_latents, read_rollout_source, read_series
+from worldmodels.episodes import (INITIAL_LATENTS_FILE, list_episodes, read_initial_latents, read_rollout_frame_kind, read_rollout_source,
+                                  read_series)
 
 TINY = {"ROUNDS": "3", "V_ROUNDS": "2", "EPISODES": "2", "MAX_STEPS": "40", "WORKERS": "1", "V_EPOCHS": "1", "V_BATCH": "10", "M_EPOCHS": "1",
         "GENERATIONS": "1", "POPULATION": "3", "DREAMS": "1", "CHECK_EPISODES": "1", "EVALUATE": "1", "MEMBERS": "2",
         "CURIOSITY": "0.1", "COLLECTOR_GENERATIONS": "1"}
 
 
-def _profile(tmp_path) -> subprocess.Popen:
-    env = os.environ | TINY | {"DATA": str(tmp_path / "data"), "CKPT": str(tmp_path / "ckpt")}
+def _profile(tmp_path, **settings: str) -> subprocess.Popen:
+    env = os.environ | TINY | {"DATA": str(tmp_path / "data"), "CKPT": str(tmp_path / "ckpt")} | settings
     return subprocess.Popen(["bash", str(ROOT / "profiles" / "iterative.sh")], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_two_rounds_complete_add_their_data_and_resume_after_an_interruption(tmp_path):
+def test_rounds_on_the_full_frame_complete_add_their_data_and_resume_after_an_interruption(tmp_path):
     rollout, ckpt = tmp_path / "data" / "rollout", tmp_path / "ckpt"
-    process = _profile(tmp_path)
+    process = _profile(tmp_path, FRAME="full")
     deadline = time.monotonic() + 300
     while not (ckpt / "round2" / "vae.pt").exists():  # stop it in round two, after its V
         assert process.poll() is None, process.communicate()[0]
@@ -37,7 +39,7 @@ def test_two_rounds_complete_add_their_data_and_resume_after_an_interruption(tmp
     process.communicate(timeout=120)
     assert process.returncode != 0
 
-    process = _profile(tmp_path)  # the re-run goes on
+    process = _profile(tmp_path, FRAME="full")  # the re-run goes on
     output = process.communicate(timeout=600)[0]
     assert process.returncode == 0, output
     assert "iterative profile done" in output and "already trained for 1 epochs" in output  # round one's V was not trained again
@@ -45,6 +47,8 @@ def test_two_rounds_complete_add_their_data_and_resume_after_an_interruption(tmp
                                                         "ep00200000.npz", "ep00200001.npz"]
     assert {name: (rollout / name).read_bytes() for name in round_one} == round_one
     assert read_rollout_source(rollout / "ep00000001.npz") == "exploration"
+    assert {read_rollout_frame_kind(path) for path in list_episodes(rollout)} == {"full"}  # every round, every collector
+    assert load_model(ckpt / "round3" / "vae.pt", "vae").frame_kind == "full"
     assert read_rollout_source(rollout / "ep00100000.npz").startswith("agent: controller ")
     assert f"of {ckpt / 'round1' / 'collector'} (V " in read_rollout_source(rollout / "ep00100000.npz")  # the curious collector
     assert len(log_rows(ckpt / "round1" / "collector" / "controller_log.csv")) == 1
