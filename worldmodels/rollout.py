@@ -33,8 +33,8 @@ def collect_episode(seed: int, max_steps: int, fast_render: bool, act: Callable[
     """One episode on track ``seed``, each action chosen by ``act`` from the frame of kind
     ``frame_kind`` (frames.FRAME_KINDS) preprocessed (uint8 [64, 64, 3] -> float32 [3]).
 
-    returns the arrays of a rollout file but its source and kind of frame (see worldmodels.episodes), with the
-    car's true speed and tiles reached before each action."""
+    returns the arrays of a rollout file but its source and kind of frame (see
+    worldmodels.episodes), with the car's true speed and tiles reached before each action."""
     env = make_env(max_steps, fast_render, frame_kind=frame_kind)
     frame, _ = env.reset(seed=seed)
     obs, actions, rewards, terminateds, dones, speeds, tiles = [], [], [], [], [], [], []

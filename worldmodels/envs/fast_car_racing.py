@@ -22,9 +22,10 @@ The canvas is then smooth-scaled to 96x96 as in stock.
 ``agent_frames=True`` goes one step further for an agent that only needs V's input: the
 observation is the 64x64 frame itself, drawn from the canvas rows that preprocessing keeps
 (for the paper's frame the indicator bar's rows are never drawn) and smooth-scaled once,
-instead of scaling to 96x96, cropping and resizing again (``frames.preprocess_frame``). Its frames differ from
-the two-step ones by under a grey level on average (``benchmarks/fast_env_fidelity.py
---agent-frames``); physics and rewards are still the stock code.
+instead of scaling to 96x96, cropping and resizing again (``frames.preprocess_frame``).
+Its frames differ from the two-step ones by under a grey level on average
+(``benchmarks/fast_env_fidelity.py --agent-frames``); physics and rewards are still the
+stock code.
 """
 
 import math
