@@ -25,8 +25,8 @@ from worldmodels.checkpoints import VAE_FILE, default_device, load_checkpoint, t
 from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage, seed_value
 from worldmodels.data import split_episodes, stream_frame_batches, strided_length
 from worldmodels.errors import DataError
-from worldmodels.episodes import (SKIP_FLAG, frame_kind_of, map_episodes, read_rollout_frame_kind, read_rollout_frames,
-                                  require_episodes, rollout_length)
+from worldmodels.episodes import (SKIP_FLAG, map_episodes, read_frame_kind_of, read_rollout_frames, require_episodes,
+                                  rollout_length)
 from worldmodels.frames import frames_to_tensor_layout
 from worldmodels.pictures import enlarge, save_png
 from worldmodels.training import EpochScore, TrainingRun
@@ -143,8 +143,7 @@ def main(argv=None) -> None:
     device = default_device()
     torch.manual_seed(args.seed)
     files = require_episodes(args.data_dir, "01_generate_data.py")
-    frame_kind = frame_kind_of(map_episodes(files, read_rollout_frame_kind, args.skip_bad_files, desc="reading frame kinds"),
-                               args.data_dir)
+    frame_kind = read_frame_kind_of(files, args.data_dir, args.skip_bad_files)
     refuse_another_frame_kind(args.init_from, args.vision, frame_kind)
     vae = VISION_MODELS[args.vision](args.z_size, frame_kind).to(device)
     columns = ["epoch", *[f"{split}_{term}" for split in ("train", "held_out") for term in vae.loss_terms], "seconds"]

@@ -23,7 +23,6 @@ from worldmodels.episodes import (
     list_episodes,
     map_episodes,
     read_rollout,
-    read_rollout_frame_kind,
     read_rollout_source,
     read_series,
     require_episodes,
@@ -83,10 +82,10 @@ def main(argv=None) -> None:
     write_run_config(series_dir / "encode_config.json", args, "03_generate_rnn_data.py")
 
     def encode(path: Path) -> None:
-        if (kind := read_rollout_frame_kind(path)) != vae.frame_kind:
+        episode = read_rollout(path)
+        if (kind := episode["frame_kind"]) != vae.frame_kind:
             raise DataError(f"{path}: holds {kind} frames, and V ({Path(args.checkpoint_dir) / VAE_FILE}) sees {vae.frame_kind} "
                             f"frames; encode episodes of its kind (01_generate_data.py --frame {vae.frame_kind}) or train a V on these")
-        episode = read_rollout(path)
         mu, logvar = encode_frames(vae, episode["obs"], args.batch_size, device)
         write_series(series_dir / path.name, mu, logvar, episode["action"], episode["reward"], episode["terminated"], episode["done"],
                      vae_id, read_rollout_source(path))

@@ -146,11 +146,12 @@ def _check_rollout(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def read_rollout(path: str | Path) -> dict[str, np.ndarray]:
-    """Load and validate one rollout file."""
+    """Load and validate one rollout file ("frame_kind" comes back as a str: the paper's for
+    files written before the kind was recorded)."""
     path = Path(path)
-    arrays = _load(path, ROLLOUT_KEYS)
+    arrays = _load(path, ROLLOUT_KEYS, optional=("frame_kind",))
     _check_rollout(path, arrays)
-    return arrays
+    return arrays | {"frame_kind": str(arrays.get("frame_kind", PAPER_FRAME))}
 
 
 def rollout_records_truth(path: str | Path) -> bool:
@@ -195,6 +196,12 @@ def read_rollout_frame_kind(path: str | Path) -> str:
     paper's for files written before the kind was recorded."""
     path = Path(path)
     return _check_frame_kind(path, _load(path, (), optional=("frame_kind",)).get("frame_kind", np.array(PAPER_FRAME)))
+
+
+def read_frame_kind_of(files: list[Path], folder: str | Path, skip_bad: bool) -> str:
+    """The one kind of frame of a folder's rollout files, each read (with ``skip_bad``, those
+    that can be; ``map_episodes``), or ``frame_kind_of``'s one-line DataError."""
+    return frame_kind_of(map_episodes(files, read_rollout_frame_kind, skip_bad, desc="reading frame kinds"), folder)
 
 
 def frame_kind_of(kinds: dict[Path, str], folder: str | Path) -> str:

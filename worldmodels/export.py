@@ -32,8 +32,7 @@ from worldmodels.checkpoints import (
 )
 from worldmodels.cli import run_stage
 from worldmodels.errors import DataError
-from worldmodels.episodes import (INITIAL_LATENTS_FILE, frame_kind_of, map_episodes, read_rollout_frame_kind, read_rollout_frames,
-                                  require_episodes, write_initial_latents)
+from worldmodels.episodes import INITIAL_LATENTS_FILE, read_frame_kind_of, read_rollout_frames, require_episodes, write_initial_latents
 from worldmodels.frames import frames_to_tensor_layout
 
 
@@ -44,8 +43,7 @@ def export_agent(source: str | Path, destination: str | Path, rollout_dir: str |
     vae, mdrnn = load_vae_and_mdrnn(source / VAE_FILE, source / MDRNN_FILE)
     controller, config = load_controller_for(source / CONTROLLER_FILE, vae, mdrnn)
     rollouts = require_episodes(rollout_dir, "01_generate_data.py")
-    kinds = map_episodes(rollouts, read_rollout_frame_kind, skip_bad=False, desc="reading frame kinds")
-    if (kind := frame_kind_of(kinds, rollout_dir)) != vae.frame_kind:
+    if (kind := read_frame_kind_of(rollouts, rollout_dir, skip_bad=False)) != vae.frame_kind:
         raise DataError(f"{rollout_dir}: holds {kind} frames, and the V of {source} sees {vae.frame_kind} frames; give episodes "
                         "of its kind, whose first frames its dreams start from")
     dtype = torch.float16 if float16 else None
