@@ -18,7 +18,9 @@ detours show it what other actions do from the same states, and how C comes back
 indicator bar cropped (the default; the world only), or "full", the bar kept with the
 score's digits blacked out (the car's speed, ABS, steering and gyroscope gauges, never its
 return). Every file records its kind; V is trained on one kind and every later stage prepares
-frames in its V's kind. An agent (--policy) collects in its own V's kind; a folder holds one.
+frames in its V's kind. An agent (--policy) collects in its own V's kind unless --frame says
+otherwise: it always drives on what its V sees, and the files hold --frame's kind (a paper-frame
+driver's episodes on the full frame, to train a full-frame V); a folder holds one kind.
 
 --ray [ADDRESS] collects on a Ray cluster instead of this machine's cores (worldmodels/parallel):
 workers return each episode's file to this process, which writes it as it arrives, so
@@ -84,11 +86,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def collection_frame_kind(args: argparse.Namespace, agent_kind: str | None, out_dir: Path) -> str:
     """The kind of frame to collect: --frame, else the agent's, else FRAME; refused in one
-    line where it differs from the agent's V or from the episodes already in the folder."""
+    line where it differs from the episodes already in the folder."""
     kind = args.frame or agent_kind or FRAME
-    if agent_kind is not None and kind != agent_kind:
-        raise DataError(f"{args.policy}: its V sees {agent_kind} frames, so its episodes hold those; drop --frame {kind} "
-                        "or drive with an agent whose V sees them")
     kinds = {}
     for path in list_episodes(out_dir):
         with suppress(DataError):  # an unreadable file is stage 02's to report

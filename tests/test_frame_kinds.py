@@ -9,7 +9,7 @@ from helpers import save_untrained_agent, save_untrained_models, stage_error, un
 
 from worldmodels import export as export_module
 from worldmodels.checkpoints import VISION, load_model, save_model
-from worldmodels.episodes import list_episodes, read_rollout, read_rollout_frame_kind
+from worldmodels.episodes import list_episodes, read_rollout, read_rollout_frame_kind, read_rollout_source
 from worldmodels.viewer import drive
 
 COLLECT, TRAIN_V, ENCODE = 0, 1, 2
@@ -41,13 +41,18 @@ def test_a_folder_holds_one_kind_of_frame(tmp_path, scripts):
     assert "holds episodes of paper frames, these would be full" in message
 
 
-def test_an_agent_collects_in_its_own_v_s_kind_of_frame_and_refuses_another(tmp_path, scripts):
+def test_an_agent_collects_in_its_own_v_s_kind_of_frame_unless_told_and_drives_the_same_on_either(tmp_path, scripts):
     _full_agent(tmp_path / "agent")
+    save_untrained_agent(tmp_path / "paper_agent")
     _collect(scripts, tmp_path / "out", "--policy", str(tmp_path / "agent"))
     assert read_rollout_frame_kind(list_episodes(tmp_path / "out")[0]) == "full"
-    message = stage_error(scripts[COLLECT], ["--episodes", "1", "--frame", "paper", "--out-dir", str(tmp_path / "other"),
-                                             "--policy", str(tmp_path / "agent")])
-    assert "its V sees full frames, so its episodes hold those; drop --frame paper" in message
+    for kind in ("paper", "full"):  # a paper-frame driver, its episodes recorded in either kind
+        _collect(scripts, tmp_path / kind, "--policy", str(tmp_path / "paper_agent"), "--policy-noise", "0", "--frame", kind)
+    paper, full = (list_episodes(tmp_path / kind)[0] for kind in ("paper", "full"))
+    assert read_rollout(full)["frame_kind"] == "full" and read_rollout(full)["obs"][:, BAR_ROWS].mean() < 40
+    # it saw the same paper frames both times
+    np.testing.assert_array_equal(read_rollout(paper)["action"], read_rollout(full)["action"])
+    assert "driving on paper frames" in read_rollout_source(full) and "driving on" not in read_rollout_source(paper)
 
 
 def test_v_learns_its_episodes_kind_of_frame_and_refuses_a_mixed_folder_or_a_start_of_the_other_kind(tmp_path, scripts):

@@ -21,7 +21,7 @@ from worldmodels.controller import LinearControllers, controller_features, contr
 from worldmodels.env import make_env
 from worldmodels.episodes import AGENT_SOURCE, episode_id, rollout_bytes
 from worldmodels.exploration import RandomWalkPolicy
-from worldmodels.frames import FRAME_SIZE, PAPER_FRAME, frame_preparer, frames_to_tensor_layout, preprocess_frame
+from worldmodels.frames import FRAME_SIZE, FULL_FRAME, PAPER_FRAME, frame_preparer, frames_to_tensor_layout, preprocess_frame
 from worldmodels.mdrnn import MDNRNN, mixture_nll
 from worldmodels.parallel import Shared, WorkerPool
 from worldmodels.results import EpisodeResults
@@ -29,13 +29,16 @@ from worldmodels.vision import ActingEncoder, VisionModel
 
 
 def collect_episode(seed: int, max_steps: int, fast_render: bool, act: Callable[[np.ndarray], np.ndarray],
-                    frame_kind: str = PAPER_FRAME) -> dict[str, np.ndarray]:
-    """One episode on track ``seed``, each action chosen by ``act`` from the frame of kind
-    ``frame_kind`` (frames.FRAME_KINDS) preprocessed (uint8 [64, 64, 3] -> float32 [3]).
+                    frame_kind: str = PAPER_FRAME, act_kind: str | None = None) -> dict[str, np.ndarray]:
+    """One episode on track ``seed`` whose frames are recorded in kind ``frame_kind``
+    (frames.FRAME_KINDS), each action chosen by ``act`` from the frame of kind ``act_kind``
+    (default: the recorded kind), preprocessed (uint8 [64, 64, 3] -> float32 [3]).
 
     returns the arrays of a rollout file but its source and kind of frame (see
     worldmodels.episodes), with the car's true speed and tiles reached before each action."""
-    env = make_env(max_steps, fast_render, frame_kind=frame_kind)
+    act_kind = act_kind or frame_kind
+    # a full frame's crop is the paper's frame, so one env frame serves both kinds
+    env = make_env(max_steps, fast_render, frame_kind=FULL_FRAME if FULL_FRAME in (frame_kind, act_kind) else PAPER_FRAME)
     frame, _ = env.reset(seed=seed)
     obs, actions, rewards, terminateds, dones, speeds, tiles = [], [], [], [], [], [], []
     try:
@@ -44,7 +47,7 @@ def collect_episode(seed: int, max_steps: int, fast_render: bool, act: Callable[
             obs.append(preprocess_frame(frame, frame_kind))
             speeds.append(float(np.linalg.norm(env.unwrapped.car.hull.linearVelocity)))
             tiles.append(env.unwrapped.tile_visited_count)
-            action = act(obs[-1])
+            action = act(obs[-1] if act_kind == frame_kind else preprocess_frame(frame, act_kind))
             frame, reward, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
             actions.append(action)
@@ -113,9 +116,11 @@ class AgentPolicy:
     noise: float
     source: str  # what the episode files record as their source
     detours: float = 0.0
-    frame_kind: str = PAPER_FRAME  # the kind of frame its V sees, which its episodes hold
+    frame_kind: str = PAPER_FRAME  # the kind of frame its V sees
 
-    def collect(self, seed: int, max_steps: int, fast_render: bool = False) -> dict[str, np.ndarray]:
+    def collect(self, seed: int, max_steps: int, fast_render: bool = False,
+                record_kind: str | None = None) -> dict[str, np.ndarray]:
+        """One episode driven on frames of its V's kind, recorded in ``record_kind`` (default: the same)."""
         vae, mdrnn = agent_models(self.models)
         params = self.params + np.random.default_rng(seed).normal(0, self.noise, self.params.shape).astype(np.float32)
         agent, active = Agent(vae, mdrnn, params[None], self.inputs), np.ones(1, dtype=bool)
@@ -125,7 +130,7 @@ class AgentPolicy:
             walked = detours.next_action()
             return agent.act(frame[None], active, taken=None if walked is None else walked[None])[0]
 
-        return collect_episode(seed, max_steps, fast_render, act, self.frame_kind)
+        return collect_episode(seed, max_steps, fast_render, act, record_kind or self.frame_kind, self.frame_kind)
 
 
 def load_agent_policy(folder: str | Path, noise: float, pool: WorkerPool, detours: float = 0.0) -> AgentPolicy:
@@ -150,13 +155,15 @@ class EpisodeFile:
 
 def collect_episode_file(seed: int, max_steps: int, fast_render: bool = False, agent: AgentPolicy | None = None,
                          frame_kind: str = PAPER_FRAME) -> EpisodeFile:
-    """Collect episode ``seed`` with the exploration walk (or ``agent``, in its own V's kind of
-    frame) as its rollout file, which records its source and frame; the compression is done
-    here, in the worker."""
+    """Collect episode ``seed`` with the exploration walk (or ``agent``, which drives on its own
+    V's kind of frame) as its rollout file of ``frame_kind`` frames, which records its source
+    and frame; the compression is done here, in the worker."""
     if agent is None:
         episode, source = collect_exploration_episode(seed, max_steps, fast_render, frame_kind), "exploration"
     else:
-        episode, source, frame_kind = agent.collect(seed, max_steps, fast_render), agent.source, agent.frame_kind
+        episode, source = agent.collect(seed, max_steps, fast_render, frame_kind), agent.source
+        if frame_kind != agent.frame_kind:
+            source += f", driving on {agent.frame_kind} frames"
     name = f"{episode_id(seed)}.npz"
     return EpisodeFile(name, rollout_bytes(name, **episode, source=source, frame_kind=frame_kind), len(episode["action"]))
 
