@@ -11,6 +11,10 @@ HELD_OUT_FRACTION of the sorted episode files is held out. After every epoch the
 optimizer and random state are saved to checkpoints/vae.pt, so an interrupted run resumes
 where it was (Ctrl-C or SIGTERM saves mid-epoch too), and a PNG grid of held-out frames (top) over
 their reconstructions (bottom) is written.
+
+On full frames (01_generate_data.py --frame full) the indicator bar, whose speed gauge is a few
+of V's pixels, can be weighted: --bar-weight W counts its rows W times in the training
+reconstruction (the held-out loss stays unweighted, so runs compare).
 """
 
 import argparse
@@ -27,7 +31,7 @@ from worldmodels.data import split_episodes, stream_frame_batches, strided_lengt
 from worldmodels.errors import DataError
 from worldmodels.episodes import (SKIP_FLAG, map_episodes, read_frame_kind_of, read_rollout_frames, require_episodes,
                                   rollout_length)
-from worldmodels.frames import frames_to_tensor_layout
+from worldmodels.frames import PAPER_FRAME, frames_to_tensor_layout
 from worldmodels.pictures import enlarge, save_png
 from worldmodels.training import EpochScore, TrainingRun
 from worldmodels.vision import VISION_MODELS, TrainingSettings, VisionModel, decode_frames
@@ -45,6 +49,7 @@ FRAME_STRIDE = 1  # an epoch trains on every FRAME_STRIDE-th frame of each episo
 GAMMA = 1.0  # VAE-GAN: the decoder's weight on the feature reconstruction against its GAN loss
 PIXEL_WARMUP_EPOCHS = 1.0  # VAE-GAN: epochs over which the pixel error's weight falls from 1 to PIXEL_WEIGHT_FLOOR
 PIXEL_WEIGHT_FLOOR = 0.25  # VAE-GAN: the pixel error's weight after the warm-up
+BAR_WEIGHT = 1.0  # full frame: the indicator bar's rows count this many times in V's training reconstruction
 INIT_FROM = ""  # a vae.pt whose weights a new run starts from ("": random weights)
 EARLY_STOP = 0  # stop after this many epochs without a better held-out loss (0: run all EPOCHS)
 SEED = 0  # model initialisation, sampling and data order
@@ -65,6 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--gamma", type=finite_float, default=GAMMA, help="VAE-GAN only")
     parser.add_argument("--pixel-warmup-epochs", type=finite_float, default=PIXEL_WARMUP_EPOCHS, help="VAE-GAN only")
     parser.add_argument("--pixel-weight-floor", type=finite_float, default=PIXEL_WEIGHT_FLOOR, help="VAE-GAN only")
+    parser.add_argument("--bar-weight", type=finite_float, default=BAR_WEIGHT,
+                        help="full frames only: the weight of the indicator bar's rows in the training reconstruction")
     parser.add_argument("--held-out-fraction", type=finite_float, default=HELD_OUT_FRACTION)
     parser.add_argument("--buffer-episodes", type=int, default=BUFFER_EPISODES)
     parser.add_argument("--frame-stride", type=int, default=FRAME_STRIDE,
@@ -81,8 +88,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     require_folders(parser, args, "data_dir", "checkpoint_dir")
     if not 0 <= args.held_out_fraction < 1:
         parser.error("--held-out-fraction must be in [0, 1)")
-    if args.lr <= 0 or min(args.kl_tolerance, args.gamma, args.pixel_warmup_epochs, args.pixel_weight_floor) < 0:
-        parser.error("--lr must be positive and --kl-tolerance, --gamma, --pixel-warmup-epochs and --pixel-weight-floor non-negative")
+    if args.lr <= 0 or args.bar_weight <= 0 or min(args.kl_tolerance, args.gamma, args.pixel_warmup_epochs, args.pixel_weight_floor) < 0:
+        parser.error("--lr and --bar-weight must be positive and --kl-tolerance, --gamma, --pixel-warmup-epochs and "
+                     "--pixel-weight-floor non-negative")
     return args
 
 
@@ -145,6 +153,9 @@ def main(argv=None) -> None:
     files = require_episodes(args.data_dir, "01_generate_data.py")
     frame_kind = read_frame_kind_of(files, args.data_dir, args.skip_bad_files)
     refuse_another_frame_kind(args.init_from, args.vision, frame_kind)
+    if args.bar_weight != 1 and frame_kind == PAPER_FRAME:
+        raise DataError(f"{args.data_dir}: holds paper frames, which have no indicator bar to weight; drop --bar-weight or "
+                        "train on full frames (01_generate_data.py --frame full)")
     vae = VISION_MODELS[args.vision](args.z_size, frame_kind).to(device)
     columns = ["epoch", *[f"{split}_{term}" for split in ("train", "held_out") for term in vae.loss_terms], "seconds"]
     checkpoint_path = prepare_output(args.checkpoint_dir, training_checkpoint_bytes(vae)) / VAE_FILE
@@ -165,14 +176,15 @@ def main(argv=None) -> None:
     if batches_per_epoch == 0:
         raise DataError(f"{args.data_dir}: fewer training frames than one batch of {args.batch_size}; collect more episodes "
                         "or lower --batch-size")
+    bar = f" (the bar's rows weighted {args.bar_weight:g} in training)" if args.bar_weight != 1 else ""
     every = f"; an epoch trains on every {args.frame_stride}-th frame, about {epoch_frames}" if args.frame_stride > 1 else ""
     print(f"{len(train_files)} training episodes ({train_frames} frames{every}), {len(held_out_files)} held out; V: {vae.kind} on "
-          f"{frame_kind} frames; device {device}")
+          f"{frame_kind} frames{bar}; device {device}")
     picture = run.checkpoint_path.parent / "vae_reconstructions.png"
 
     def settings(epoch: int) -> TrainingSettings:  # for the next batch of this epoch (or, after it, as it ended)
         weight = pixel_weight(args, (epoch - 1) * batches_per_epoch + run.progress.batch, batches_per_epoch)
-        return TrainingSettings(kl_tolerance=args.kl_tolerance, gamma=args.gamma, pixel_weight=weight)
+        return TrainingSettings(kl_tolerance=args.kl_tolerance, gamma=args.gamma, pixel_weight=weight, bar_weight=args.bar_weight)
 
     def epoch_batches(epoch: int):
         return stream_frame_batches(train_files, args.batch_size, args.buffer_episodes, seed=args.seed + epoch,

@@ -10,10 +10,12 @@ from helpers import save_untrained_agent, save_untrained_models, stage_error, un
 from worldmodels import export as export_module
 from worldmodels.checkpoints import VISION, load_model, save_model
 from worldmodels.episodes import list_episodes, read_rollout, read_rollout_frame_kind, read_rollout_source
+from worldmodels.frames import bar_rows
 from worldmodels.viewer import drive
+from worldmodels.vision.vae import row_weights, squared_error
 
 COLLECT, TRAIN_V, ENCODE = 0, 1, 2
-BAR_ROWS = slice(57, 64)  # the 64x64 frame's rows that show the indicator bar in the full frame
+BAR_ROWS = slice(56, 64)  # the 64x64 frame's rows that show the indicator bar in the full frame
 
 
 def _collect(scripts, out, *flags: str) -> None:
@@ -102,3 +104,20 @@ def test_export_refuses_first_frames_of_another_kind_than_v_s(tmp_path):
     write_random_rollouts(tmp_path / "rollout", episodes=1, steps=4, frame_kind="full")
     message = stage_error(export_module, [str(tmp_path / "agent"), str(tmp_path / "shipped"), "--rollout-dir", str(tmp_path / "rollout")])
     assert "holds full frames, and the V of" in message and not (tmp_path / "shipped" / "vae.pt").exists()
+
+
+def test_bar_weight_counts_the_full_frame_s_bar_rows_that_many_times_and_nothing_in_the_paper_s():
+    x, recon = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    error = (recon - x).pow(2)
+    plain = error.flatten(1).sum(1)
+    weighted = squared_error(recon, x, row_weights("full", 5.0))
+    torch.testing.assert_close(weighted, plain + 4 * error[:, :, BAR_ROWS].flatten(1).sum(1))
+    assert row_weights("paper", 5.0) is None and row_weights("full", 1.0) is None
+    assert bar_rows("full") == slice(56, 64) and bar_rows("paper").start == bar_rows("paper").stop
+
+
+def test_v_refuses_a_bar_weight_on_paper_frames(tmp_path, scripts):
+    write_random_rollouts(tmp_path / "paper", episodes=2, steps=8)
+    message = stage_error(scripts[TRAIN_V], ["--epochs", "1", "--batch-size", "4", "--data-dir", str(tmp_path / "paper"),
+                                             "--checkpoint-dir", str(tmp_path / "v"), "--bar-weight", "4"])
+    assert "holds paper frames, which have no indicator bar to weight; drop --bar-weight" in message

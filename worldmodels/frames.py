@@ -24,6 +24,11 @@ SCORE_COLUMNS = 12  # the bar's columns 0-11 hold the score's digits; the speed 
 PAPER_FRAME, FULL_FRAME = FRAME_KINDS = ("paper", "full")
 
 
+def bar_rows(kind: str) -> slice:
+    """The rows of V's 64x64 frame of ``kind`` that show the indicator bar (none in the paper's)."""
+    return slice(FRAME_SIZE, FRAME_SIZE) if check_frame_kind(kind) == PAPER_FRAME else slice(CROP_ROWS * FRAME_SIZE // 96, FRAME_SIZE)
+
+
 def check_frame_kind(kind: str) -> str:
     if kind not in FRAME_KINDS:
         raise ValueError(f"a frame kind is one of {', '.join(FRAME_KINDS)}, got {kind!r}")

@@ -23,6 +23,7 @@ class TrainingSettings:
     kl_tolerance: float = KL_TOLERANCE  # every V: free bits
     gamma: float = 1.0  # VAE-GAN: the decoder's weight on the feature reconstruction against its GAN loss
     pixel_weight: float = 0.0  # VAE-GAN: the pixel reconstruction's weight on encoder and decoder (stage 02's warm-up schedule)
+    bar_weight: float = 1.0  # every V: the indicator bar's rows count this many times in the training reconstruction (full frame)
 
 
 class VisionModel(nn.Module):

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from worldmodels.frames import PAPER_FRAME, check_frame_kind
+from worldmodels.frames import FRAME_SIZE, PAPER_FRAME, bar_rows, check_frame_kind
 from worldmodels.vision.base import KL_TOLERANCE, Z_SIZE, TrainingSettings, VisionModel
 
 
@@ -56,7 +56,7 @@ class ConvVAE(VisionModel):
         return torch.optim.Adam(self.parameters(), lr=lr)
 
     def train_step(self, x: torch.Tensor, optimizer: torch.optim.Optimizer, settings: TrainingSettings) -> dict[str, float]:
-        terms = vae_loss(x, *self(x), settings.kl_tolerance)
+        terms = vae_loss(x, *self(x), settings.kl_tolerance, row_weights(self.frame_kind, settings.bar_weight))
         optimizer.zero_grad()
         terms[0].backward()
         optimizer.step()
@@ -76,19 +76,34 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
 
 
-def squared_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Summed squared error per item: [B, ...] x 2 -> [B]."""
-    return (a - b).pow(2).flatten(1).sum(dim=1)
+def squared_error(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Summed squared error per item: [B, ...] x 2 -> [B], each element weighted by
+    ``weights`` (broadcast to [B, ...]; None: all 1)."""
+    error = (a - b).pow(2)
+    return (error if weights is None else error * weights).flatten(1).sum(dim=1)
+
+
+def row_weights(frame_kind: str, bar_weight: float) -> torch.Tensor | None:
+    """[64, 1]: each row's weight in the reconstruction, ``bar_weight`` on the indicator bar's
+    rows of a full frame (frames.bar_rows) and 1 elsewhere; None when all are 1."""
+    rows = bar_rows(frame_kind)
+    if bar_weight == 1 or rows.start == rows.stop:
+        return None
+    weights = torch.ones(FRAME_SIZE, 1)
+    weights[rows] = bar_weight
+    return weights
 
 
 def vae_loss(
-    x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, kl_tolerance: float = KL_TOLERANCE
+    x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, kl_tolerance: float = KL_TOLERANCE,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per image: summed squared error + max(KL, kl_tolerance * Z); averaged over the batch.
+    """Per image: summed squared error (each pixel weighted by ``weights``, e.g. row_weights)
+    + max(KL, kl_tolerance * Z); averaged over the batch.
 
     returns (loss, reconstruction term, KL term), each a scalar (the two terms unfloored, for logs).
     """
-    reconstruction = squared_error(recon, x)
+    reconstruction = squared_error(recon, x, None if weights is None else weights.to(x.device))
     kl = kl_divergence(mu, logvar)
     loss = (reconstruction + kl.clamp(min=kl_tolerance * mu.shape[1])).mean()
     return loss, reconstruction.mean(), kl.mean()

@@ -29,7 +29,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from worldmodels.frames import PAPER_FRAME
 from worldmodels.vision.base import Z_SIZE, TrainingSettings
-from worldmodels.vision.vae import ConvVAE, kl_divergence, sample_latent, squared_error
+from worldmodels.vision.vae import ConvVAE, kl_divergence, row_weights, sample_latent, squared_error
 
 BALANCE_EQUILIBRIUM, BALANCE_MARGIN = 0.68, 0.35  # the authors' values (BCE per frame)
 
@@ -89,7 +89,7 @@ class VAEGAN(ConvVAE):
         recon_features, recon_logit = self.discriminator(recon)
         _, prior_logit = self.discriminator(prior)
         feature = squared_error(recon_features, real_features.detach()).mean()
-        pixel = squared_error(recon, x).mean()
+        pixel = squared_error(recon, x, row_weights(self.frame_kind, settings.bar_weight)).mean()
         kl = kl_divergence(mu, logvar)
         ones, zeros = torch.ones_like(real_logit), torch.zeros_like(real_logit)
         d_real = bce(real_logit, ones)
