@@ -15,6 +15,10 @@ their reconstructions (bottom) is written.
 On full frames (01_generate_data.py --frame full) the indicator bar, whose speed gauge is a few
 of V's pixels, can be weighted: --bar-weight W counts its rows W times in the training
 reconstruction (the held-out loss stays unweighted, so runs compare).
+
+--task-weight W --task-from MDRNN trains a task-aware V (worldmodels/task_aware.py): on
+stretches of consecutive steps, with M's reward and done losses reaching V's encoder W times
+beside V's own loss, and M (started from MDRNN) trained along; the held-out loss is V's own.
 """
 
 import argparse
@@ -25,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from worldmodels.atomic import prepare_output
-from worldmodels.checkpoints import VAE_FILE, default_device, load_checkpoint, training_checkpoint_bytes
+from worldmodels.checkpoints import VAE_FILE, default_device, load_checkpoint, load_model, training_checkpoint_bytes
 from worldmodels.cli import finite_float, require_at_least, require_folders, run_stage, seed_value
 from worldmodels.data import split_episodes, stream_frame_batches, strided_length
 from worldmodels.errors import DataError
@@ -33,6 +37,7 @@ from worldmodels.episodes import (SKIP_FLAG, map_episodes, read_frame_kind_of, r
                                   rollout_length)
 from worldmodels.frames import PAPER_FRAME, frames_to_tensor_layout
 from worldmodels.pictures import enlarge, save_png
+from worldmodels.task_aware import STRETCH, TASK_TERMS, stream_stretch_batches, stretches_in, task_aware_step
 from worldmodels.training import EpochScore, TrainingRun
 from worldmodels.vision import VISION_MODELS, TrainingSettings, VisionModel, decode_frames
 
@@ -50,6 +55,8 @@ GAMMA = 1.0  # VAE-GAN: the decoder's weight on the feature reconstruction again
 PIXEL_WARMUP_EPOCHS = 1.0  # VAE-GAN: epochs over which the pixel error's weight falls from 1 to PIXEL_WEIGHT_FLOOR
 PIXEL_WEIGHT_FLOOR = 0.25  # VAE-GAN: the pixel error's weight after the warm-up
 BAR_WEIGHT = 1.0  # full frame: the indicator bar's rows count this many times in V's training reconstruction
+TASK_WEIGHT = 0.0  # > 0: a task-aware V, M's reward and done losses reaching V's encoder with this weight
+TASK_FROM = ""  # the mdrnn.pt that starts the M trained beside a task-aware V (e.g. the last round's)
 INIT_FROM = ""  # a vae.pt whose weights a new run starts from ("": random weights)
 EARLY_STOP = 0  # stop after this many epochs without a better held-out loss (0: run all EPOCHS)
 SEED = 0  # model initialisation, sampling and data order
@@ -72,6 +79,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pixel-weight-floor", type=finite_float, default=PIXEL_WEIGHT_FLOOR, help="VAE-GAN only")
     parser.add_argument("--bar-weight", type=finite_float, default=BAR_WEIGHT,
                         help="full frames only: the weight of the indicator bar's rows in the training reconstruction")
+    parser.add_argument("--task-weight", type=finite_float, default=TASK_WEIGHT,
+                        help="> 0: train V with M's reward and done losses reaching its encoder, this many times (worldmodels/task_aware.py)")
+    parser.add_argument("--task-from", default=TASK_FROM, help="with --task-weight: the mdrnn.pt that starts the M trained beside V")
     parser.add_argument("--held-out-fraction", type=finite_float, default=HELD_OUT_FRACTION)
     parser.add_argument("--buffer-episodes", type=int, default=BUFFER_EPISODES)
     parser.add_argument("--frame-stride", type=int, default=FRAME_STRIDE,
@@ -86,6 +96,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     require_at_least(parser, args, 1, "epochs", "batch_size", "z_size", "buffer_episodes", "frame_stride")
     require_at_least(parser, args, 0, "early_stop")
     require_folders(parser, args, "data_dir", "checkpoint_dir")
+    if args.task_weight < 0:
+        parser.error("--task-weight must be non-negative")
+    if args.task_weight > 0 and (not args.task_from or args.vision != "vae" or args.frame_stride != 1):
+        parser.error("--task-weight needs --task-from MDRNN (the M that learns beside V, e.g. the last round's), --vision vae "
+                     "and --frame-stride 1 (it trains on stretches of consecutive steps)")
     if not 0 <= args.held_out_fraction < 1:
         parser.error("--held-out-fraction must be in [0, 1)")
     if args.lr <= 0 or args.bar_weight <= 0 or min(args.kl_tolerance, args.gamma, args.pixel_warmup_epochs, args.pixel_weight_floor) < 0:
@@ -157,10 +172,13 @@ def main(argv=None) -> None:
         raise DataError(f"{args.data_dir}: holds paper frames, which have no indicator bar to weight; drop --bar-weight or "
                         "train on full frames (01_generate_data.py --frame full)")
     vae = VISION_MODELS[args.vision](args.z_size, frame_kind).to(device)
-    columns = ["epoch", *[f"{split}_{term}" for split in ("train", "held_out") for term in vae.loss_terms], "seconds"]
+    task = load_model(args.task_from, "mdrnn", z_size=args.z_size).to(device).train() if args.task_weight > 0 else None
+    train_terms = [*vae.loss_terms, *(TASK_TERMS if task else ())]
+    columns = ["epoch", *[f"train_{term}" for term in train_terms], *[f"held_out_{term}" for term in vae.loss_terms], "seconds"]
     checkpoint_path = prepare_output(args.checkpoint_dir, training_checkpoint_bytes(vae)) / VAE_FILE
-    run = TrainingRun(checkpoint_path, "vae_log.csv", vae.kind, vae, vae.make_optimizer(args.lr), columns, weight="frames",
-                      early_stop=args.early_stop)
+    optimizer = vae.make_optimizer(args.lr) if task is None else torch.optim.Adam([*vae.parameters(), *task.parameters()], lr=args.lr)
+    run = TrainingRun(checkpoint_path, "vae_log.csv", vae.kind, vae, optimizer, columns, weight="frames",
+                      early_stop=args.early_stop, companion=task)
     run.resume(args.restart, args.init_from)
     if run.done(args.epochs):
         print("next: python 03_generate_rnn_data.py")
@@ -172,12 +190,17 @@ def main(argv=None) -> None:
     held_out = held_out_frames(held_out_files or train_files, HELD_OUT_FRAMES, args.skip_bad_files)
     train_frames = sum(lengths[path] for path in train_files)
     epoch_frames = sum(strided_length(lengths[path], args.frame_stride, 0) for path in train_files)  # offset 0: the most
-    batches_per_epoch = epoch_frames // args.batch_size
+    stretches_per_batch = max(1, args.batch_size // STRETCH)
+    batches_per_epoch = (epoch_frames // args.batch_size if task is None else
+                         sum(stretches_in(lengths[path]) for path in train_files) // stretches_per_batch)
     if batches_per_epoch == 0:
         raise DataError(f"{args.data_dir}: fewer training frames than one batch of {args.batch_size}; collect more episodes "
                         "or lower --batch-size")
     bar = f" (the bar's rows weighted {args.bar_weight:g} in training)" if args.bar_weight != 1 else ""
     every = f"; an epoch trains on every {args.frame_stride}-th frame, about {epoch_frames}" if args.frame_stride > 1 else ""
+    if task is not None:
+        bar += (f"; task-aware: stretches of {STRETCH} steps, {stretches_per_batch} a batch, M's reward and done losses x "
+                f"{args.task_weight:g} reach V, M from {args.task_from}")
     print(f"{len(train_files)} training episodes ({train_frames} frames{every}), {len(held_out_files)} held out; V: {vae.kind} on "
           f"{frame_kind} frames{bar}; device {device}")
     picture = run.checkpoint_path.parent / "vae_reconstructions.png"
@@ -187,10 +210,14 @@ def main(argv=None) -> None:
         return TrainingSettings(kl_tolerance=args.kl_tolerance, gamma=args.gamma, pixel_weight=weight, bar_weight=args.bar_weight)
 
     def epoch_batches(epoch: int):
+        if task is not None:
+            return stream_stretch_batches(train_files, stretches_per_batch, args.buffer_episodes, args.seed + epoch, args.skip_bad_files)
         return stream_frame_batches(train_files, args.batch_size, args.buffer_episodes, seed=args.seed + epoch,
                                     skip_bad=args.skip_bad_files, stride=args.frame_stride, offset=(epoch - 1) % args.frame_stride)
 
-    def train_batch(frames: np.ndarray, epoch: int) -> dict[str, float]:
+    def train_batch(frames: np.ndarray | dict[str, np.ndarray], epoch: int) -> dict[str, float]:
+        if task is not None:
+            return task_aware_step(vae, task, run.optimizer, frames, settings(epoch), args.task_weight, device)
         x = torch.from_numpy(frames_to_tensor_layout(frames)).to(device)
         terms = vae.train_step(x, run.optimizer, settings(epoch))
         return {name: value * len(x) for name, value in terms.items()} | {"frames": len(x)}

@@ -151,6 +151,15 @@ def load_weights(model: nn.Module, state_dict: dict, path: Path, fix: str) -> No
     model.load_state_dict(state_dict)
 
 
+def load_companion(path: str | Path, model: nn.Module) -> None:
+    """Load into ``model`` the companion a training checkpoint keeps beside its own model
+    (training.TrainingRun.companion: the M of a task-aware V)."""
+    companion = load_checkpoint(path, VISION, "02_train_vae.py").get("companion")
+    if not isinstance(companion, dict):
+        raise DataError(f"{path}: holds no M trained beside V (a V trained without --task-weight); pass --restart to train anew")
+    load_weights(model, companion, Path(path), "pass --restart to train anew")
+
+
 def load_model(path: str | Path, kind: str, **expected_config: Any) -> nn.Module:
     """Rebuild a model from its checkpoint in eval mode on the CPU, as the kind the
     checkpoint records (``kind`` VISION: whichever vision model V is).

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from worldmodels.atomic import require_free_space
 from worldmodels.checkpoints import (
     TrainingProgress,
+    load_companion,
     refuse_to_replace,
     resume_training,
     save_training,
@@ -54,6 +55,7 @@ class TrainingRun:
     made_from: dict[str, str] = field(default_factory=dict)
     rng: np.random.Generator | None = None
     early_stop: int = 0  # stop after this many epochs without a better held-out loss (0: never)
+    companion: torch.nn.Module | None = None  # a model trained beside (the M of a task-aware V), kept in the same checkpoint
     progress: TrainingProgress = field(default_factory=TrainingProgress)
 
     @property
@@ -64,8 +66,11 @@ class TrainingRun:
         """Go on from the checkpoint (or start anew: see checkpoints.resume_training), with
         the log rewritten as the checkpoint has it."""
         refuse_to_replace(self.checkpoint_path, [self.log_path], restart)
+        resuming = self.checkpoint_path.exists() and not restart
         self.progress = resume_training(self.checkpoint_path, self.kind, self.model, self.optimizer, restart, self.columns,
                                         self.made_from, self.rng, init_from=init_from)
+        if resuming and self.companion is not None:
+            load_companion(self.checkpoint_path, self.companion)
         write_csv(self.log_path, self.columns, self.progress.log)
 
     def done(self, epochs: int) -> bool:
@@ -95,6 +100,8 @@ class TrainingRun:
         write_run_config(config_path(self.log_path), args, script)
 
     def save(self, **extra: Any) -> None:
+        if self.companion is not None:
+            extra["companion"] = self.companion.state_dict()
         save_training(self.checkpoint_path, self.kind, self.model, self.optimizer, self.progress, self.rng,
                       made_from=self.made_from, **extra)
 
