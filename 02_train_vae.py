@@ -17,8 +17,9 @@ of V's pixels, can be weighted: --bar-weight W counts its rows W times in the tr
 reconstruction (the held-out loss stays unweighted, so runs compare).
 
 --task-weight W --task-from MDRNN trains a task-aware V (worldmodels/task_aware.py): on
-stretches of consecutive steps, with M's reward and done losses reaching V's encoder W times
-beside V's own loss, and M (started from MDRNN) trained along; the held-out loss is V's own.
+stretches of consecutive steps (with FRAME_STRIDE k, every k-th stretch), with M's reward and
+done losses reaching V's encoder W times beside V's own loss, and M (started from MDRNN)
+trained along; the held-out loss is V's own.
 """
 
 import argparse
@@ -98,9 +99,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     require_folders(parser, args, "data_dir", "checkpoint_dir")
     if args.task_weight < 0:
         parser.error("--task-weight must be non-negative")
-    if args.task_weight > 0 and (not args.task_from or args.vision != "vae" or args.frame_stride != 1):
-        parser.error("--task-weight needs --task-from MDRNN (the M that learns beside V, e.g. the last round's), --vision vae "
-                     "and --frame-stride 1 (it trains on stretches of consecutive steps)")
+    if args.task_weight > 0 and (not args.task_from or args.vision != "vae"):
+        parser.error("--task-weight needs --task-from MDRNN (the M that learns beside V, e.g. the last round's) and --vision vae")
     if not 0 <= args.held_out_fraction < 1:
         parser.error("--held-out-fraction must be in [0, 1)")
     if args.lr <= 0 or args.bar_weight <= 0 or min(args.kl_tolerance, args.gamma, args.pixel_warmup_epochs, args.pixel_weight_floor) < 0:
@@ -192,14 +192,17 @@ def main(argv=None) -> None:
     epoch_frames = sum(strided_length(lengths[path], args.frame_stride, 0) for path in train_files)  # offset 0: the most
     stretches_per_batch = max(1, args.batch_size // STRETCH)
     batches_per_epoch = (epoch_frames // args.batch_size if task is None else
-                         sum(stretches_in(lengths[path]) for path in train_files) // stretches_per_batch)
+                         sum(stretches_in(lengths[path], args.frame_stride) for path in train_files) // stretches_per_batch)
     if batches_per_epoch == 0:
-        raise DataError(f"{args.data_dir}: fewer training frames than one batch of {args.batch_size}; collect more episodes "
-                        "or lower --batch-size")
+        whole = f" (task-aware: in whole stretches of {STRETCH} steps)" if task is not None else ""
+        raise DataError(f"{args.data_dir}: fewer training frames than one batch of {args.batch_size}{whole}; collect more "
+                        "episodes or lower --batch-size")
     bar = f" (the bar's rows weighted {args.bar_weight:g} in training)" if args.bar_weight != 1 else ""
-    every = f"; an epoch trains on every {args.frame_stride}-th frame, about {epoch_frames}" if args.frame_stride > 1 else ""
+    unit = "frame" if task is None else f"stretch of {STRETCH} steps"
+    every = f"; an epoch trains on every {args.frame_stride}-th {unit}" if args.frame_stride > 1 else ""
+    every += f", about {epoch_frames}" if every and task is None else ""
     if task is not None:
-        bar += (f"; task-aware: stretches of {STRETCH} steps, {stretches_per_batch} a batch, M's reward and done losses x "
+        bar += (f"; task-aware: {stretches_per_batch} stretches of {STRETCH} steps a batch, M's reward and done losses x "
                 f"{args.task_weight:g} reach V, M from {args.task_from}")
     print(f"{len(train_files)} training episodes ({train_frames} frames{every}), {len(held_out_files)} held out; V: {vae.kind} on "
           f"{frame_kind} frames{bar}; device {device}")
@@ -211,7 +214,8 @@ def main(argv=None) -> None:
 
     def epoch_batches(epoch: int):
         if task is not None:
-            return stream_stretch_batches(train_files, stretches_per_batch, args.buffer_episodes, args.seed + epoch, args.skip_bad_files)
+            return stream_stretch_batches(train_files, stretches_per_batch, args.buffer_episodes, args.seed + epoch, args.skip_bad_files,
+                                          args.frame_stride, (epoch - 1) % args.frame_stride)
         return stream_frame_batches(train_files, args.batch_size, args.buffer_episodes, seed=args.seed + epoch,
                                     skip_bad=args.skip_bad_files, stride=args.frame_stride, offset=(epoch - 1) % args.frame_stride)
 

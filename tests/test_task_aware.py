@@ -30,6 +30,8 @@ def test_stretches_are_consecutive_steps_of_one_episode(tmp_path):
     files = write_random_rollouts(tmp_path, episodes=3, steps=2 * STRETCH + 9)
     batches = list(stream_stretch_batches(files, 2, buffer_episodes=3, seed=1))
     assert len(batches) == 3 and batches[0]["obs"].shape == (2, STRETCH, 64, 64, 3)
+    halves = [list(stream_stretch_batches(files, 1, buffer_episodes=3, seed=1, stride=2, offset=k)) for k in (0, 1)]
+    assert [len(half) for half in halves] == [3, 3]  # 2 stretches an episode: every other one, from either offset
     episodes = [np.load(path)["action"] for path in files]
     for stretch in (batch["action"][i] for batch in batches for i in range(2)):  # each is a slice of one episode
         assert any(any(np.array_equal(stretch, actions[s : s + STRETCH]) for s in range(len(actions) - STRETCH + 1))

@@ -33,17 +33,18 @@ STRETCH = 50  # consecutive steps M reads from a zero state in the joint loss
 TASK_TERMS = ("task_reward", "task_done", "task_nll")  # M's losses in the joint step, for the log
 
 
-def stretches_in(length: int) -> int:
-    """How many whole stretches an episode of ``length`` steps gives."""
-    return length // STRETCH
+def stretches_in(length: int, stride: int = 1, offset: int = 0) -> int:
+    """How many whole stretches an episode of ``length`` steps gives (every ``stride``-th from ``offset``)."""
+    return len(range(offset, length // STRETCH, stride))
 
 
 def stream_stretch_batches(files: list[Path], stretches_per_batch: int, buffer_episodes: int, seed: int,
-                           skip_bad: bool = False) -> Iterator[dict[str, np.ndarray]]:
+                           skip_bad: bool = False, stride: int = 1, offset: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """Batches of ``stretches_per_batch`` stretches of STRETCH consecutive steps: obs uint8
     [B, L, 64, 64, 3]; action float32 [B, L, 3]; reward, terminated float32 [B, L]. Each
-    episode is cut at an offset drawn from ``seed`` into whole stretches, and the stretches of
-    ``buffer_episodes`` episodes at a time are shuffled together."""
+    episode is cut at an offset drawn from ``seed`` into whole stretches, of which every
+    ``stride``-th from ``offset`` is kept (as 02 --frame-stride keeps frames), and the
+    stretches of ``buffer_episodes`` episodes at a time are shuffled together."""
     rng = np.random.default_rng(seed)
     order = [files[i] for i in rng.permutation(len(files))]
     for start in range(0, len(order), buffer_episodes):
@@ -57,8 +58,8 @@ def stream_stretch_batches(files: list[Path], stretches_per_batch: int, buffer_e
                 print(f"warning: skipping {error}", file=sys.stderr)
                 continue
             length = len(episode["action"])
-            offset = int(rng.integers(length % STRETCH + 1))
-            for first in range(offset, length - STRETCH + 1, STRETCH):
+            starts = range(int(rng.integers(length % STRETCH + 1)), length - STRETCH + 1, STRETCH)
+            for first in starts[offset::stride]:
                 stretches.append({key: episode[key][first : first + STRETCH] for key in ("obs", "action", "reward", "terminated")})
         for i in rng.permutation(len(stretches) - len(stretches) % stretches_per_batch).reshape(-1, stretches_per_batch):
             yield {key: np.stack([stretches[j][key] for j in i]).astype(np.uint8 if key == "obs" else np.float32)
