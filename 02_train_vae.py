@@ -103,9 +103,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--task-weight needs --task-from MDRNN (the M that learns beside V, e.g. the last round's) and --vision vae")
     if not 0 <= args.held_out_fraction < 1:
         parser.error("--held-out-fraction must be in [0, 1)")
-    if args.lr <= 0 or args.bar_weight <= 0 or min(args.kl_tolerance, args.gamma, args.pixel_warmup_epochs, args.pixel_weight_floor) < 0:
-        parser.error("--lr and --bar-weight must be positive and --kl-tolerance, --gamma, --pixel-warmup-epochs and "
-                     "--pixel-weight-floor non-negative")
+    if args.lr <= 0 or min(args.kl_tolerance, args.gamma, args.pixel_warmup_epochs, args.pixel_weight_floor) < 0:
+        parser.error("--lr must be positive and --kl-tolerance, --gamma, --pixel-warmup-epochs and --pixel-weight-floor non-negative")
+    if args.bar_weight <= 0:
+        parser.error("--bar-weight must be positive")
     return args
 
 

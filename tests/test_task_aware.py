@@ -2,7 +2,6 @@
 never does, and the M trained beside V resumes with it."""
 
 import numpy as np
-import pytest
 import torch
 from helpers import save_untrained_models, untrained_vae, write_random_rollouts
 
@@ -68,8 +67,3 @@ def test_a_task_aware_v_trains_logs_m_s_losses_and_resumes_with_its_m(tmp_path, 
     second = load_checkpoint(tmp_path / "v" / "vae.pt", VISION, "02")["companion"]
     assert not torch.equal(first["lstm.weight_hh_l0"], second["lstm.weight_hh_l0"])  # M went on training
 
-
-def test_a_task_aware_v_needs_the_m_to_start_from(tmp_path, scripts):
-    write_random_rollouts(tmp_path / "rollout", episodes=2, steps=8)
-    with pytest.raises(SystemExit):
-        scripts[TRAIN_V].main(["--data-dir", str(tmp_path / "rollout"), "--checkpoint-dir", str(tmp_path / "v"), "--task-weight", "1"])
