@@ -61,7 +61,8 @@ def stream_stretch_batches(files: list[Path], stretches_per_batch: int, buffer_e
             starts = range(int(rng.integers(length % STRETCH + 1)), length - STRETCH + 1, STRETCH)
             for first in starts[offset::stride]:
                 stretches.append({key: episode[key][first : first + STRETCH] for key in ("obs", "action", "reward", "terminated")})
-        for i in rng.permutation(len(stretches) - len(stretches) % stretches_per_batch).reshape(-1, stretches_per_batch):
+        order = rng.permutation(len(stretches))  # the few left over for a whole batch are drawn at random too
+        for i in order[: len(order) - len(order) % stretches_per_batch].reshape(-1, stretches_per_batch):
             yield {key: np.stack([stretches[j][key] for j in i]).astype(np.uint8 if key == "obs" else np.float32)
                    for key in ("obs", "action", "reward", "terminated")}
 

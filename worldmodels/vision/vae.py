@@ -80,7 +80,7 @@ def squared_error(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor | None
     """Summed squared error per item: [B, ...] x 2 -> [B], each element weighted by
     ``weights`` (broadcast to [B, ...]; None: all 1)."""
     error = (a - b).pow(2)
-    return (error if weights is None else error * weights).flatten(1).sum(dim=1)
+    return (error if weights is None else error * weights.to(error.device)).flatten(1).sum(dim=1)
 
 
 def row_weights(frame_kind: str, bar_weight: float) -> torch.Tensor | None:
@@ -103,7 +103,7 @@ def vae_loss(
 
     returns (loss, reconstruction term, KL term), each a scalar (the two terms unfloored, for logs).
     """
-    reconstruction = squared_error(recon, x, None if weights is None else weights.to(x.device))
+    reconstruction = squared_error(recon, x, weights)
     kl = kl_divergence(mu, logvar)
     loss = (reconstruction + kl.clamp(min=kl_tolerance * mu.shape[1])).mean()
     return loss, reconstruction.mean(), kl.mean()
