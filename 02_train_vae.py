@@ -162,6 +162,34 @@ def refuse_another_frame_kind(init_from: str, vision: str, frame_kind: str) -> N
                         f"{frame_kind} frames, or from scratch (no --init-from)")
 
 
+def epoch_plan(args: argparse.Namespace, lengths: dict[Path, int], train_files: list[Path], task_aware: bool) -> tuple[int, str]:
+    """The batches in one epoch, and a few words on what an epoch samples; too little data is refused in one line."""
+    train_frames = sum(lengths[path] for path in train_files)
+    epoch_frames = sum(strided_length(lengths[path], args.frame_stride, 0) for path in train_files)  # offset 0: the most
+    if task_aware:
+        stretches = sum(stretches_in(lengths[path], args.frame_stride) for path in train_files)
+        batches = stretches // max(1, args.batch_size // STRETCH)
+    else:
+        batches = epoch_frames // args.batch_size
+    if batches == 0:
+        whole = f" (task-aware: in whole stretches of {STRETCH} steps)" if task_aware else ""
+        raise DataError(f"{args.data_dir}: fewer training frames than one batch of {args.batch_size}{whole}; collect more "
+                        "episodes or lower --batch-size")
+    unit = f"stretch of {STRETCH} steps" if task_aware else "frame"
+    every = f"; an epoch trains on every {args.frame_stride}-th {unit}" if args.frame_stride > 1 else ""
+    every += f", about {epoch_frames}" if every and not task_aware else ""
+    return batches, f"{train_frames} frames{every}"
+
+
+def what_v_learns(args: argparse.Namespace, task_aware: bool) -> str:
+    """The summary line's words on the options that change V's training loss ("" for the paper's)."""
+    words = f" (the bar's rows weighted {args.bar_weight:g} in training)" if args.bar_weight != 1 else ""
+    if task_aware:
+        words += (f"; task-aware: {max(1, args.batch_size // STRETCH)} stretches of {STRETCH} steps a batch, M's reward and "
+                  f"done losses x {args.task_weight:g} reach V, M from {args.task_from}")
+    return words
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     device = default_device()
@@ -189,24 +217,10 @@ def main(argv=None) -> None:
     lengths = map_episodes(files, rollout_length, args.skip_bad_files)  # checks every file before training starts
     train_files, held_out_files = split_episodes(list(lengths), args.held_out_fraction)
     held_out = held_out_frames(held_out_files or train_files, HELD_OUT_FRAMES, args.skip_bad_files)
-    train_frames = sum(lengths[path] for path in train_files)
-    epoch_frames = sum(strided_length(lengths[path], args.frame_stride, 0) for path in train_files)  # offset 0: the most
     stretches_per_batch = max(1, args.batch_size // STRETCH)
-    batches_per_epoch = (epoch_frames // args.batch_size if task is None else
-                         sum(stretches_in(lengths[path], args.frame_stride) for path in train_files) // stretches_per_batch)
-    if batches_per_epoch == 0:
-        whole = f" (task-aware: in whole stretches of {STRETCH} steps)" if task is not None else ""
-        raise DataError(f"{args.data_dir}: fewer training frames than one batch of {args.batch_size}{whole}; collect more "
-                        "episodes or lower --batch-size")
-    bar = f" (the bar's rows weighted {args.bar_weight:g} in training)" if args.bar_weight != 1 else ""
-    unit = "frame" if task is None else f"stretch of {STRETCH} steps"
-    every = f"; an epoch trains on every {args.frame_stride}-th {unit}" if args.frame_stride > 1 else ""
-    every += f", about {epoch_frames}" if every and task is None else ""
-    if task is not None:
-        bar += (f"; task-aware: {stretches_per_batch} stretches of {STRETCH} steps a batch, M's reward and done losses x "
-                f"{args.task_weight:g} reach V, M from {args.task_from}")
-    print(f"{len(train_files)} training episodes ({train_frames} frames{every}), {len(held_out_files)} held out; V: {vae.kind} on "
-          f"{frame_kind} frames{bar}; device {device}")
+    batches_per_epoch, sampling = epoch_plan(args, lengths, train_files, task is not None)
+    print(f"{len(train_files)} training episodes ({sampling}), {len(held_out_files)} held out; V: {vae.kind} on "
+          f"{frame_kind} frames{what_v_learns(args, task is not None)}; device {device}")
     picture = run.checkpoint_path.parent / "vae_reconstructions.png"
 
     def settings(epoch: int) -> TrainingSettings:  # for the next batch of this epoch (or, after it, as it ended)
