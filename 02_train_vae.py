@@ -162,13 +162,16 @@ def refuse_another_frame_kind(init_from: str, vision: str, frame_kind: str) -> N
                         f"{frame_kind} frames, or from scratch (no --init-from)")
 
 
-def epoch_plan(args: argparse.Namespace, lengths: dict[Path, int], train_files: list[Path], task_aware: bool) -> tuple[int, str]:
-    """The batches in one epoch, and a few words on what an epoch samples; too little data is refused in one line."""
+def epoch_plan(args: argparse.Namespace, lengths: dict[Path, int], train_files: list[Path],
+               stretches_per_batch: int | None) -> tuple[int, str]:
+    """The batches in one epoch (of frames, or with stretches_per_batch of a task-aware V's stretches), and a few
+    words on what an epoch samples; too little data is refused in one line."""
+    task_aware = stretches_per_batch is not None
     train_frames = sum(lengths[path] for path in train_files)
     epoch_frames = sum(strided_length(lengths[path], args.frame_stride, 0) for path in train_files)  # offset 0: the most
     if task_aware:
         stretches = sum(stretches_in(lengths[path], args.frame_stride) for path in train_files)
-        batches = stretches // max(1, args.batch_size // STRETCH)
+        batches = stretches // stretches_per_batch
     else:
         batches = epoch_frames // args.batch_size
     if batches == 0:
@@ -181,11 +184,11 @@ def epoch_plan(args: argparse.Namespace, lengths: dict[Path, int], train_files: 
     return batches, f"{train_frames} frames{every}"
 
 
-def what_v_learns(args: argparse.Namespace, task_aware: bool) -> str:
+def what_v_learns(args: argparse.Namespace, stretches_per_batch: int | None) -> str:
     """The summary line's words on the options that change V's training loss ("" for the paper's)."""
     words = f" (the bar's rows weighted {args.bar_weight:g} in training)" if args.bar_weight != 1 else ""
-    if task_aware:
-        words += (f"; task-aware: {max(1, args.batch_size // STRETCH)} stretches of {STRETCH} steps a batch, M's reward and "
+    if stretches_per_batch is not None:  # a task-aware V
+        words += (f"; task-aware: {stretches_per_batch} stretches of {STRETCH} steps a batch, M's reward and "
                   f"done losses x {args.task_weight:g} reach V, M from {args.task_from}")
     return words
 
@@ -217,10 +220,10 @@ def main(argv=None) -> None:
     lengths = map_episodes(files, rollout_length, args.skip_bad_files)  # checks every file before training starts
     train_files, held_out_files = split_episodes(list(lengths), args.held_out_fraction)
     held_out = held_out_frames(held_out_files or train_files, HELD_OUT_FRAMES, args.skip_bad_files)
-    stretches_per_batch = max(1, args.batch_size // STRETCH)
-    batches_per_epoch, sampling = epoch_plan(args, lengths, train_files, task is not None)
+    stretches_per_batch = max(1, args.batch_size // STRETCH) if task is not None else None  # None: batches of frames
+    batches_per_epoch, sampling = epoch_plan(args, lengths, train_files, stretches_per_batch)
     print(f"{len(train_files)} training episodes ({sampling}), {len(held_out_files)} held out; V: {vae.kind} on "
-          f"{frame_kind} frames{what_v_learns(args, task is not None)}; device {device}")
+          f"{frame_kind} frames{what_v_learns(args, stretches_per_batch)}; device {device}")
     picture = run.checkpoint_path.parent / "vae_reconstructions.png"
 
     def settings(epoch: int) -> TrainingSettings:  # for the next batch of this epoch (or, after it, as it ended)
