@@ -8,6 +8,8 @@
 # The dream runs M and MEMBERS - 1 ensemble members and pays their mean reward minus
 # DISAGREEMENT x its std, so C is charged where the Ms disagree. With DROPOUT > 0, M and its
 # members train with dropout on h and every dreamed step draws a new mask ("Dropout's Dream Land").
+# FROM_ROUND=r runs rounds r..ROUNDS only and takes the earlier rounds as they are: a re-run that
+# changes a setting from round r on (e.g. more MEMBERS: a member round r-1 lacks starts afresh).
 # With CURIOSITY > 0, round 2 collects instead with a collector searched in the real env for
 # return + CURIOSITY x M's surprise (COLLECTOR_GENERATIONS generations of 16 x 1 episodes, in
 # round1/collector): its real steps are data collection, counted in its controller_log.csv.
@@ -54,7 +56,12 @@ CURIOSITY=${CURIOSITY:-0.1} COLLECTOR_GENERATIONS=${COLLECTOR_GENERATIONS:-30}  
 COLLECTOR=${COLLECTOR:-}  # a saved agent's folder that collects round 2 instead (e.g. pretrained: a real-env-trained driver)
 DETOURS=${DETOURS:-0}  # rounds 2+: chance per step that the exploration walk takes the wheel for 20-80 steps (01 --detours)
 FRAME=${FRAME:-paper}  # the frame V sees: paper (the bar cropped) or full (the gauges kept, the score blacked out; 01 --frame)
-for round in $(seq 1 "$ROUNDS"); do
+FROM_ROUND=${FROM_ROUND:-1}
+if [ "$FROM_ROUND" -gt 1 ] && [ ! -e "$CKPT/round$((FROM_ROUND - 1))/controller.pt" ]; then
+    echo "error: FROM_ROUND=$FROM_ROUND needs round $((FROM_ROUND - 1))'s agent in $CKPT/round$((FROM_ROUND - 1)); run the earlier rounds first" >&2
+    exit 2
+fi
+for round in $(seq "$FROM_ROUND" "$ROUNDS"); do
     here=$CKPT/round$round series=$DATA/round$round/series last=$CKPT/round$((round - 1))
     collect=(--frame "$FRAME") v_from=() c_from=() v_epochs=$V_EPOCHS m_epochs=$M_EPOCHS episodes=$FIRST_EPISODES
     generations=$FIRST_GENERATIONS sigma0=$SIGMA0 early=0 tracks=$TRACKS_PER_CANDIDATE population=$POPULATION
@@ -91,7 +98,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for member in $(seq 0 $((MEMBERS - 1))); do
         file=mdrnn.pt m_from=()
         if [ "$member" -gt 0 ]; then file=mdrnn_member$member.pt; fi
-        if [ "$round" -gt 1 ]; then m_from=(--init-from "$last/$file"); fi
+        if [ "$round" -gt 1 ] && [ -e "$last/$file" ]; then m_from=(--init-from "$last/$file"); fi  # a new member starts afresh
         python 04_train_rnn.py --epochs "$m_epochs" --batch-size "$M_BATCH" --seq-len "$M_SEQ" --early-stop "$early" --dropout "$DROPOUT" \
             --series-dir "$series" --checkpoint-dir "$here" --member "$member" "${m_from[@]}"
     done

@@ -82,6 +82,13 @@ def test_a_stopped_run_keeps_the_best_epochs_weights_not_the_last(tmp_path):
     assert torch.equal(_saved_reward_weight(tmp_path), weights[2])
 
 
+def test_a_run_that_ends_past_its_best_epoch_keeps_that_epochs_weights(tmp_path):
+    run = _run(tmp_path, early_stop=3)
+    weights = _train(run, epochs=4)  # epochs 3 and 4 worse than epoch 2, too few to stop
+    assert run.progress.epoch == 4 and run.stalled() == ""
+    assert torch.equal(_saved_reward_weight(tmp_path), weights[2]) and not torch.equal(weights[2], weights[4])
+
+
 def test_a_run_resumed_past_its_best_epoch_goes_back_to_that_epochs_weights(tmp_path):
     weights = _train(_run(tmp_path, early_stop=2), epochs=3)  # stopped by hand after epoch 3, one past the best
     resumed = _run(tmp_path, early_stop=2)

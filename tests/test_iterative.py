@@ -4,10 +4,12 @@ agent-driven episodes beside round one's without touching them, a re-run after a
 interruption goes on where it stopped (all on the full frame), and a given V and a given
 collector are used."""
 
+import json
 import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 from helpers import ROOT, log_rows, save_untrained_agent
 
@@ -18,6 +20,11 @@ from worldmodels.episodes import (INITIAL_LATENTS_FILE, list_episodes, read_init
 TINY = {"ROUNDS": "3", "V_ROUNDS": "2", "EPISODES": "2", "MAX_STEPS": "40", "WORKERS": "1", "V_EPOCHS": "1", "V_BATCH": "10", "M_EPOCHS": "1",
         "GENERATIONS": "1", "POPULATION": "3", "DREAMS": "1", "CHECK_EPISODES": "1", "EVALUATE": "1", "MEMBERS": "2",
         "CURIOSITY": "0.1", "COLLECTOR_GENERATIONS": "1"}
+
+
+def _started_from(config: Path) -> str:
+    """The --init-from of a stage's last run, from its config.json."""
+    return json.loads(config.read_text())["runs"][-1]["flags"]["init_from"]
 
 
 def _profile(tmp_path, **settings: str) -> subprocess.Popen:
@@ -76,8 +83,9 @@ def test_a_given_v_is_kept_with_dropout_in_m_a_given_agent_collects_round_two_wi
                                "V_FROM": str(tmp_path / "given" / "vae.pt"), "MEMBERS": "1", "DISAGREEMENT": "0",
                                "CURIOSITY": "0", "DROPOUT": "0.1", "FIRST_EPISODES": "2", "EPISODES": "3",
                                "COLLECTOR": str(tmp_path / "given"), "DETOURS": "0.5"}
-    for _ in range(2):  # the profile, then the profile again (as after an interruption, or with more ROUNDS)
-        result = subprocess.run(["bash", str(ROOT / "profiles" / "iterative.sh")], env=env | {"ROUNDS": "2"},
+    # the profile, again (as after an interruption, or with more ROUNDS), then a third round with a member more
+    for more in ({"ROUNDS": "2"}, {"ROUNDS": "2"}, {"ROUNDS": "3", "FROM_ROUND": "3", "MEMBERS": "2"}):
+        result = subprocess.run(["bash", str(ROOT / "profiles" / "iterative.sh")], env=env | more,
                                 capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stdout + result.stderr
     ckpt, data = tmp_path / "ckpt", tmp_path / "data"
@@ -90,5 +98,12 @@ def test_a_given_v_is_kept_with_dropout_in_m_a_given_agent_collects_round_two_wi
         assert not (ckpt / round_dir / "vae_log.csv").exists()  # V was never trained
         assert load_model(ckpt / round_dir / "mdrnn.pt", "mdrnn").dropout == 0.1
     assert [read_series(p)["vae"] for p in list_episodes(data / "round2" / "series")] == [given] * 5  # 2 exploration + 3 collected
+    assert not (ckpt / "round2" / "mdrnn_member1.pt").exists()
+    assert _started_from(ckpt / "round3" / "mdrnn_member1_config.json") == ""  # round 3's new member started afresh
+    assert _started_from(ckpt / "round3" / "mdrnn_config.json") == str(ckpt / "round2" / "mdrnn.pt")
+    refused = subprocess.run(["bash", str(ROOT / "profiles" / "iterative.sh")], env=env | {"ROUNDS": "6", "FROM_ROUND": "5"},
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        f"error: FROM_ROUND=5 needs round 4's agent in {ckpt}/round4; run the earlier rounds first")
     source = read_rollout_source(data / "rollout" / "ep00100002.npz")
     assert f"of {tmp_path / 'given'} (V " in source and source.endswith("detours 0.5")  # the given agent drove, with detours

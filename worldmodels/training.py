@@ -87,7 +87,7 @@ class TrainingRun:
     def stalled(self) -> str:
         """Why training stops early ("" if it goes on): the last ``early_stop`` epochs of the
         log brought no held-out loss below the best before them. ``train`` then puts the best
-        epoch's weights back."""
+        epoch's weights back, as it does when the last epoch ends past the best one."""
         losses = [float(row["held_out_loss"]) for row in self.progress.log]
         if not self.early_stop or len(losses) <= self.early_stop or min(losses[-self.early_stop:]) < min(losses[:-self.early_stop]):
             return ""
@@ -152,7 +152,13 @@ class TrainingRun:
             if stalled := self.stalled():
                 tqdm.write(f"{stalled}; {self._restore_best_weights()}")
                 break
+            if epoch == epochs and self.early_stop and (best := self._best_epoch()) < epoch:
+                tqdm.write(f"{self.checkpoint_path}: the best held-out loss was epoch {best}'s; {self._restore_best_weights()}")
         return draw_curves(self.log_path)
+
+    def _best_epoch(self) -> int:
+        losses = [float(row["held_out_loss"]) for row in self.progress.log]
+        return int(np.argmin(losses)) + 1
 
     def _best_weights(self, held_out_loss: float) -> dict | None:
         """With early stopping, a copy of the best epoch's weights so far, the epoch just scored
