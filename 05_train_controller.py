@@ -12,7 +12,10 @@ checkpoints/controller_log.csv has a row per generation.
 from real first latents (SERIES_DIR/initial_latents.npz) at temperature TEMPERATURE. The
 CMA mean is then checked both in dreams and on the real check tracks, side by side in the
 log; the kept controller is the one with the best dream check, so reality never steers a
-dream-trained search. --init-from starts the search from a saved controller (for example a
+dream-trained search (--keep-by real keeps the one with the best real check instead: the
+validation tracks choose the generation, as they choose the round or the run, while the
+search itself still learns from dreams alone; resuming a finished search with it keeps again
+at no step). --init-from starts the search from a saved controller (for example a
 dream-trained one, fine-tuned in the real env), which is checked first, as generation 0, so
 the kept controller never checks worse than the start; a controller that reads less than
 --inputs (a [z, h] one for a [z, h, c] search) starts it with zero weight on the rest, so it
@@ -123,6 +126,7 @@ TRUNCATION = 50  # --gradient: steps between updates (truncated backpropagation 
 TEMPERATURE = 1.15  # dream sampling temperature tau (the paper's best for its Doom dream)
 MEMBERS = 1  # Ms the dream runs: M and members 1.. of 04_train_rnn.py --member (1: M alone)
 DREAM_DROPOUT = True  # in a dream, Ms trained with dropout (04 --dropout) predict from a new mask of h every step
+KEEP_BY = "dream"  # a dream search keeps the controller of its best check in: dream, or real (the validation tracks)
 DISAGREEMENT = 0.0  # dream reward = mean of the Ms' rewards - DISAGREEMENT x their std (a charge for M's guesses)
 BRANCH_STEPS = 0  # >0: dreams branch from real mid-episode states of SERIES_DIR and run this many steps (0: from first frames)
 Z_DISAGREEMENT = 0.0  # dream reward also - Z_DISAGREEMENT x max(0, the Ms' disagreement about z_{t+1} - its threshold)
@@ -170,6 +174,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--truncation", type=int, default=TRUNCATION,
                         help="--gradient: dream steps between updates of C (the gradient's path is cut there)")
     parser.add_argument("--temperature", type=finite_float, default=TEMPERATURE, help="dream sampling temperature")
+    parser.add_argument("--keep-by", choices=("dream", "real"), default=KEEP_BY,
+                        help="with --dream: keep the controller of the best dream check, or of the best real check (the "
+                             "validation tracks choose the generation; C still learns from dreams alone)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=DEVICE,
                         help="where dreams run M and its members (real episodes act on the workers' CPUs, beside their envs)")
     parser.add_argument("--members", type=int, default=MEMBERS,

@@ -17,7 +17,9 @@
 # learns from a good driver's episodes, as in "Dropout's Dream Land"; that driver's own training
 # steps count as this run's cost.
 # With SEARCH=dream (the default) C never learns from a real step: real episodes only collect
-# data and are logged at the search's checks. With SEARCH=real, C is searched in the real env
+# data and are logged at the search's checks; with KEEP_BY=real they also choose which checked
+# generation is kept (the validation tracks choose it, as they choose the round; C still learns
+# from dreams alone). With SEARCH=real, C is searched in the real env
 # (TRACKS_PER_CANDIDATE tracks per candidate, training episodes ended after PATIENCE steps
 # without reward), round 1 for FIRST_GENERATIONS generations and every later round for
 # GENERATIONS more from the last round's controller, at step size SIGMA0_NEXT with
@@ -50,6 +52,7 @@ TRACKS_PER_CANDIDATE=${TRACKS_PER_CANDIDATE:-4} PATIENCE=${PATIENCE:-0}         
 TRACKS_NEXT=${TRACKS_NEXT:-$TRACKS_PER_CANDIDATE} POPULATION_NEXT=${POPULATION_NEXT:-$POPULATION}  # SEARCH=real, rounds 2+
 INPUTS=${INPUTS:-zh}  # what C reads: zh [z, h] (the paper's), z, or zhc [z, h, c] (05 --inputs)
 TEMPERATURE=${TEMPERATURE:-1.15} CHECK_EVERY=${CHECK_EVERY:-10} CHECK_EPISODES=${CHECK_EPISODES:-10} EVALUATE=${EVALUATE:-100}
+KEEP_BY=${KEEP_BY:-dream}  # the dream search keeps the controller of its best check in: dream, or real (05 --keep-by)
 MEMBERS=${MEMBERS:-3} DISAGREEMENT=${DISAGREEMENT:-1.0}  # the dream runs M and MEMBERS-1 members; reward: mean - DISAGREEMENT x std
 Z_DISAGREEMENT=${Z_DISAGREEMENT:-0}  # ... - Z_DISAGREEMENT x how far their z disagreement exceeds the recorded episodes' (05 --z-disagreement)
 CURIOSITY=${CURIOSITY:-0.1} COLLECTOR_GENERATIONS=${COLLECTOR_GENERATIONS:-30}  # round 2's collector (0: round 1's C collects)
@@ -109,7 +112,7 @@ for round in $(seq "$FROM_ROUND" "$ROUNDS"); do
             --workers "$WORKERS" --checkpoint-dir "$here/collector"
     fi
     search=(--dream --temperature "$TEMPERATURE" --series-dir "$series" --episodes-per-candidate "$DREAMS" --members "$MEMBERS"
-            --disagreement "$DISAGREEMENT" --z-disagreement "$Z_DISAGREEMENT")
+            --disagreement "$DISAGREEMENT" --z-disagreement "$Z_DISAGREEMENT" --keep-by "$KEEP_BY")
     if [ "$SEARCH" = real ]; then search=(--episodes-per-candidate "$tracks" --patience "$PATIENCE"); fi
     python 05_train_controller.py "${search[@]}" --inputs "$INPUTS" --generations "$generations" --sigma0 "$sigma0" --population "$population" \
         --check-every "$CHECK_EVERY" --check-episodes "$CHECK_EPISODES" --max-steps "$MAX_STEPS" --workers "$WORKERS" --checkpoint-dir "$here" \

@@ -25,9 +25,11 @@ ENCODE, TRAIN_C = 2, 4
 
 @dataclass
 class ScriptedWorlds:
-    """Real tracks whose training returns depend on the parameters alone (so CMA-ES runs the
-    same way every time) and whose check of the CMA mean at generation g scores check_scores[g]."""
+    """Real tracks (and dreams) whose training returns depend on the parameters alone (so CMA-ES
+    runs the same way every time) and whose check of the CMA mean at generation g scores
+    check_scores[g] (in dreams: dream_check_scores[g])."""
     check_scores: dict[int, float]
+    dream_check_scores: dict[int, float] = field(default_factory=dict)
     search: ControllerSearch | None = None
     checked_seeds: list[list[int]] = field(default_factory=list)
     max_steps: int = 5
@@ -54,6 +56,14 @@ class ScriptedWorlds:
                               laps=np.zeros(len(seeds), dtype=bool),
                               steps_since_last_tile=np.zeros(len(seeds), dtype=np.int64))
 
+    def dream(self, params, seeds):
+        if list(seeds) == self.search.check_seeds:
+            returns = np.full(len(seeds), self.dream_check_scores[self.search.state.generation])
+        else:
+            returns = -((params - 0.3) ** 2).sum(axis=1)
+        return EpisodeResults(returns, np.ones(len(seeds), dtype=np.int64), np.zeros(len(seeds)), np.zeros(len(seeds)),
+                              laps=np.zeros(len(seeds), dtype=bool), steps_since_last_tile=np.zeros(len(seeds), dtype=np.int64))
+
     def describe(self):
         return "scripted tracks"
 
@@ -61,13 +71,13 @@ class ScriptedWorlds:
         return "no renderer"
 
 
-def _run(folder, generations: int, check_scores: dict[int, float], patience: int = 0,
-         detours: float = 0.0) -> tuple[ControllerSearch, ScriptedWorlds]:
+def _run(folder, generations: int, check_scores: dict[int, float], patience: int = 0, detours: float = 0.0,
+         dream_check_scores: dict[int, float] | None = None, keep_by: str = "") -> tuple[ControllerSearch, ScriptedWorlds]:
     vae, mdrnn = load_vae_and_mdrnn(folder / "vae.pt", folder / "mdrnn.pt")
     settings = SearchSettings(generations=generations, population=4, episodes_per_candidate=1, sigma0=0.1, check_every=2,
-                              check_episodes=3, patience=patience, seed=0, dream=False, curiosity=0.0, init_from="", restart=False,
-                              detours=detours)
-    worlds = ScriptedWorlds(check_scores)
+                              check_episodes=3, patience=patience, seed=0, dream=dream_check_scores is not None, curiosity=0.0,
+                              init_from="", restart=False, detours=detours, keep_by=keep_by)
+    worlds = ScriptedWorlds(check_scores, dream_check_scores or {})
     search = ControllerSearch(settings, worlds, folder, controller_config(vae, mdrnn, "zh"))
     worlds.search = search
     search.run()
@@ -97,6 +107,39 @@ def test_an_extension_whose_end_check_was_better_falls_back_to_the_best_counted_
     _run(tmp_path, 4, {2: 10.0, 3: 50.0, 4: 5.0})
     assert "one run to generation 4 makes no check there: keeping generation 2's (10.0)" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / CONTROLLER_FILE, "controller", "")["generation"] == 2
+
+
+def test_a_dream_search_kept_by_its_real_checks_keeps_the_best_real_check_and_a_finished_one_keeps_again_at_no_step(tmp_path):
+    real, dreamed = {2: 10.0, 4: 50.0, 6: 20.0}, {2: 100.0, 4: 20.0, 6: 300.0}  # the dream is fooled where reality is not
+    save_untrained_models(tmp_path)
+    _run(tmp_path, 6, real, dream_check_scores=dreamed)
+    by_dream = load_checkpoint(tmp_path / CONTROLLER_FILE, "controller", "")
+    assert (by_dream["generation"], by_dream["check_score"]) == (6, 300.0)
+    search, worlds = _run(tmp_path, 6, real, dream_check_scores=dreamed, keep_by="real")  # the finished search, resumed
+    by_real = load_checkpoint(tmp_path / CONTROLLER_FILE, "controller", "")
+    assert (by_real["generation"], by_real["check_score"]) == (4, 50.0) and worlds.checked_seeds == []  # no new check
+    assert not torch.equal(by_real["params"], by_dream["params"])
+    assert torch.equal(by_real["params"], torch.as_tensor(search.state.check_means[1], dtype=torch.float32))
+    assert by_real["trained_in"] == "dream" and training_history(by_real)[-1]["kept_by"] == "real checks"
+    assert describe_training(by_real) == "generation 4 of a search in the dream, kept by its checks on the validation tracks"
+    save_untrained_models(tmp_path / "fresh")
+    fresh, _ = _run(tmp_path / "fresh", 6, real, dream_check_scores=dreamed, keep_by="real")
+    assert fresh.state.best_generation == 4  # kept by real checks from the start: the same generation
+
+
+def test_keeping_by_real_checks_a_search_saved_before_they_were_recorded_is_refused_in_one_line(tmp_path):
+    save_untrained_models(tmp_path)
+    _run(tmp_path, 2, {2: 1.0}, dream_check_scores={2: 5.0})
+    state = tmp_path / STATE_FILE
+    with np.load(state) as data:
+        arrays = {key: data[key] for key in data.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["checks"] = [{"generation": c["generation"], "score": c["score"]} for c in meta["checks"]]  # as an older version saved them
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(state, **arrays)
+    _run(tmp_path, 2, {2: 1.0}, dream_check_scores={2: 5.0})  # kept by the dream, as before: fine
+    with pytest.raises(DataError, match="saved before its checks' real scores were recorded.*pass --restart"):
+        _run(tmp_path, 2, {2: 1.0}, dream_check_scores={2: 5.0}, keep_by="real")
 
 
 def _search(ckpt, *extra: str) -> list[str]:

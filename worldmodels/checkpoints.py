@@ -209,7 +209,8 @@ def training_history(checkpoint: dict) -> list[dict]:
     "imitation" (M's action head),
     "generation": the generation of that search it was kept at, "from": the controller it started
     from ("zero", or its path and fingerprint)} and, for a search by gradient in the dream,
-    "method": "gradient" (CMA-ES otherwise). A file saved before histories were recorded
+    "method": "gradient" (CMA-ES otherwise), and for a dream search kept by its real checks
+    (05 --keep-by real), "kept_by": "real checks". A file saved before histories were recorded
     gives its last search alone, from "unrecorded"."""
     history = checkpoint.get("history")
     if isinstance(history, list) and history and all(isinstance(phase, dict) for phase in history):
@@ -221,12 +222,15 @@ def training_history(checkpoint: dict) -> list[dict]:
 def describe_training(checkpoint: dict) -> str:
     """e.g. "generation 30 of a search in the dream, then generation 40 of a search in the real env"
     (a gradient search: "of a gradient search in the dream"; M's action head, 04 --action-head:
-    "M's action head, imitating a driver")."""
+    "M's action head, imitating a driver"; kept by the real checks: "... in the dream, kept by its
+    checks on the validation tracks")."""
     def describe(phase: dict) -> str:
         if phase.get("world") == "imitation":
             return "M's action head, imitating a driver"
         method = "gradient " if phase.get("method") == "gradient" else ""
-        return f"generation {phase.get('generation')} of a {method}search in the {'dream' if phase.get('world') == 'dream' else 'real env'}"
+        kept = ", kept by its checks on the validation tracks" if phase.get("kept_by") == "real checks" else ""
+        return (f"generation {phase.get('generation')} of a {method}search in the "
+                f"{'dream' if phase.get('world') == 'dream' else 'real env'}{kept}")
     return ", then ".join(describe(phase) for phase in training_history(checkpoint))
 
 

@@ -62,6 +62,7 @@ class SearchSettings:
     learning_rate: float = 0.0
     truncation: int = 0
     detours: float = 0.0  # chance per step that the exploration walk takes the wheel in a training episode
+    keep_by: str = ""  # which check keeps the controller: "real" (a dream search's checks on the validation tracks), else its own
 
 
 def objective(results: EpisodeResults, curiosity: float) -> np.ndarray:
@@ -229,8 +230,8 @@ class ControllerSearch:
     def check_and_keep(self, generation: int) -> tuple[dict[str, tuple[float, float]], int]:
         """The CMA mean on the check tracks (and, for a dream search, the check dreams); the
         controller is saved when its check beats every earlier one: the dream check for a
-        dream search (reality never steers it), else the real one. Returns {world: (mean,
-        std)} and the real steps the check took."""
+        dream search (reality never steers it) unless settings.keep_by is "real", else the
+        real one. Returns {world: (mean, std)} and the real steps the check took."""
         mean = self.state.mean
         repeated = np.repeat(mean[None], len(self.check_seeds), axis=0)
         check = self.worlds.real(repeated, self.check_seeds, desc=f"checking {self.current}")
@@ -239,7 +240,7 @@ class ControllerSearch:
         if self.settings.dream:
             dreamed = self.worlds.dream(repeated, self.check_seeds).returns
             scores["dream"] = float(dreamed.mean()), float(dreamed.std())
-        self.state.add_check(generation, scores["dream" if self.settings.dream else "real"][0], mean)
+        self.state.add_check(generation, scores["dream" if self.settings.dream else "real"][0], mean, scores["real"][0])
         self._keep()
         return scores, int(check.steps.sum())
 
@@ -247,18 +248,24 @@ class ControllerSearch:
         """Save as the controller the best check among those an uninterrupted run to this
         search's end makes: every check_every generations and at the last generation. (A
         search extended past its last run's end drops that end's check, and keeps exactly
-        what one run to the new end keeps.) The earliest of equal scores is kept."""
+        what one run to the new end keeps.) The earliest of equal scores is kept. The score
+        compared is the check's own world's, or the real one with keep_by "real" (so that a
+        finished dream search resumed with it keeps again, by its real checks, at no step)."""
         state, s = self.state, self.settings
         end = max(s.generations, state.generation)
+        key = "real" if s.keep_by == "real" else "score"
+        if any(check[key] is None for check in state.checks):
+            raise DataError(f"{self.state_path}: saved before its checks' real scores were recorded, so it cannot keep by them; "
+                            "pass --restart to search again, or drop --keep-by real")
         best = None
         for i, check in enumerate(state.checks):
             counted = check["generation"] % s.check_every == 0 or check["generation"] == end
-            if counted and (best is None or check["score"] > state.checks[best]["score"]):
+            if counted and (best is None or check[key] > state.checks[best][key]):
                 best = i
         if best is None:
             state.best_score, state.best_generation = -np.inf, -1
             return
-        generation, score = state.checks[best]["generation"], state.checks[best]["score"]
+        generation, score = state.checks[best]["generation"], state.checks[best][key]
         if (generation, score) == (state.best_generation, state.best_score):
             return
         if state.best_generation > generation:
@@ -267,7 +274,8 @@ class ControllerSearch:
         state.best_score, state.best_generation = score, generation
         world = "dream" if s.dream else "real"
         start = "zero" if not s.init_from else f"{s.init_from} (controller {fingerprint({'params': torch.as_tensor(state.x0, dtype=torch.float32)})})"
-        phase = {"world": world, "generation": generation, "from": start} | ({"method": "gradient"} if s.gradient else {})
+        phase = ({"world": world, "generation": generation, "from": start} | ({"method": "gradient"} if s.gradient else {})
+                 | ({"kept_by": "real checks"} if s.dream and key == "real" else {}))
         save_controller(self.controller_path, state.check_means[best], self.config, generation=generation, check_score=score,
                         trained_in=world, history=[*state.history, phase])
 
@@ -295,6 +303,7 @@ class ControllerSearch:
 
     def finish(self) -> None:
         """Say what was kept and draw the curves."""
-        print(f"best check of {self.current}: {self.state.best_score:.1f} on the check {'dreams' if self.settings.dream else 'tracks'} "
+        tracks = not self.settings.dream or self.settings.keep_by == "real"
+        print(f"best check of {self.current}: {self.state.best_score:.1f} on the check {'tracks' if tracks else 'dreams'} "
               f"at generation {self.state.best_generation}")
         print(f"wrote {self.controller_path}, {self.state_path}, {self.log_path} and {draw_curves(self.log_path)}")

@@ -21,7 +21,8 @@ class SearchRecord:
     best_generation: int = -1
     log: list[dict[str, str]] = field(default_factory=list)  # the rows of controller_log.csv, one per generation
     start_check_steps: int = 0  # real steps of the check of a saved starting controller (in generation 1's row)
-    checks: list[dict] = field(default_factory=list)  # every check: {"generation", "score"} (what keeping compares)
+    # every check: {"generation", "score" (the search's own world's: dream or real), "real" (None if saved before it was recorded)}
+    checks: list[dict] = field(default_factory=list)
     check_means: list[np.ndarray] = field(default_factory=list)  # float64 [P] each: the controller each check scored
     history: list[dict] = field(default_factory=list)  # how the starting controller was trained (checkpoints.training_history)
 
@@ -35,8 +36,8 @@ class SearchRecord:
         """float64 [P]: the controller the search stands at (CMA-ES's mean; the gradient's current point)."""
         raise NotImplementedError
 
-    def add_check(self, generation: int, score: float, mean: np.ndarray) -> None:
-        self.checks.append({"generation": int(generation), "score": float(score)})
+    def add_check(self, generation: int, score: float, mean: np.ndarray, real: float) -> None:
+        self.checks.append({"generation": int(generation), "score": float(score), "real": float(real)})
         self.check_means.append(np.array(mean, dtype=np.float64))
 
 
@@ -77,7 +78,8 @@ def read_record(path, data, config: dict, log_columns: list[str], generations: i
                         "change: resume it with its settings, or pass --restart to start a new search")
     if check_means is None or "checks" not in meta:
         raise DataError(f"{path}: saved by an older version of this code, which did not record its checks; {fix}")
-    checks = [{"generation": int(c["generation"]), "score": float(c["score"])} for c in meta["checks"]]
+    checks = [{"generation": int(c["generation"]), "score": float(c["score"]), "real": None if c.get("real") is None else float(c["real"])}
+              for c in meta["checks"]]
     history, log = meta.get("history", []), meta["log"]
     if isinstance(log, list) and all(isinstance(row, dict) and set(log_columns) - set(row) == {"dream_steps"} for row in log):
         log = [row | {"dream_steps": ""} for row in log]  # a log written before dream steps were counted: not known
