@@ -2,9 +2,11 @@
 checks on validation tracks, --evaluate says which set it scored, and the GIFs it writes show
 the very drives it scored."""
 
+import importlib.util
+
 import numpy as np
 import pytest
-from helpers import log_rows, save_untrained_agent, save_untrained_models
+from helpers import ROOT, log_rows, save_untrained_agent, save_untrained_models
 
 import worldmodels.evaluation as evaluation
 from worldmodels import env
@@ -101,3 +103,24 @@ def test_paired_with_refuses_a_file_it_cannot_pair_before_driving(tmp_path, scri
         scripts[TRAIN_C].main(["--evaluate", "2", "--max-steps", "5", "--workers", "1", "--checkpoint-dir", str(tmp_path),
                                "--paired-with", str(other)])
     assert str(refused.value).startswith(f"{other}: ") and problem in str(refused.value), refused.value
+
+
+def _paired_script():
+    spec = importlib.util.spec_from_file_location("paired", ROOT / "benchmarks" / "paired.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_two_saved_evaluations_are_compared_track_by_track_on_the_tracks_both_hold(tmp_path, capsys):
+    header = "episode,track_set,track_seed,return,steps,lap_finished\n"
+    this, that = tmp_path / "this.csv", tmp_path / "that.csv"
+    this.write_text(header + "".join(f"{i},validation,{20000000 + i},{r},5,{lap}\n" for i, (r, lap) in enumerate([(110, 1), (50, 0), (30, 0)])))
+    that.write_text(header + "".join(f"{i},validation,{20000000 + i},{r},5,0\n" for i, r in enumerate([100, 30, 0, 999])))
+    _paired_script().main([str(this), str(that)])
+    assert capsys.readouterr().out.strip() == (
+        f"{this} on 3 validation tracks (seeds 20000000..20000002): paired with {that} on the same 3 tracks, this minus that: "
+        "+20.0 ± 5.8 (standard error); better on 3, worse on 0; laps 1 against 0")
+    that.write_text(header + "0,test,60000000,1.0,5,0\n")
+    with pytest.raises(DataError, match="no track in common"):
+        _paired_script().main([str(this), str(that)])

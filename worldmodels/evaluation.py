@@ -38,18 +38,19 @@ def read_evaluation(path: Path) -> dict[int, tuple[float, bool | None]]:
                         "--evaluate") from None
 
 
-def paired_with(other: dict[int, tuple[float, bool | None]], path: Path, seeds: list[int], results: EpisodeResults) -> str:
-    """This evaluation minus another agent's on the same tracks, track by track: the mean
-    difference ± its standard error, and both agents' laps where both files record them."""
-    # at the precision evaluation.csv records (both sides parsed from "%.2f"), so equal returns differ by exactly 0
-    difference = np.array([float(f"{results.returns[i]:.2f}") - other[seed][0] for i, seed in enumerate(seeds)])
+def paired_with(this: dict[int, tuple[float, bool | None]], other: dict[int, tuple[float, bool | None]], path: Path,
+                seeds: list[int]) -> str:
+    """One evaluation minus another agent's (read from ``path``) on the same tracks, track by
+    track (both {seed: (return, lap)} as read_evaluation gives): the mean difference ± its
+    standard error, and both agents' laps where both record them."""
+    difference = np.array([this[seed][0] - other[seed][0] for seed in seeds])
     error = f"{difference.std(ddof=1) / np.sqrt(len(seeds)):.1f}" if len(seeds) > 1 else "?"  # one track tells no spread
     level = int((difference == 0).sum())
     line = (f"paired with {path} on the same {len(seeds)} tracks, this minus that: {difference.mean():+.1f} ± {error} "
             f"(standard error); better on {int((difference > 0).sum())}, worse on {int((difference < 0).sum())}"
             + (f", level on {level}" if level else ""))
-    if all(other[seed][1] is not None for seed in seeds):
-        line += f"; laps {int(results.laps.sum())} against {sum(other[seed][1] for seed in seeds)}"
+    if all(this[seed][1] is not None and other[seed][1] is not None for seed in seeds):
+        line += f"; laps {sum(this[seed][1] for seed in seeds)} against {sum(other[seed][1] for seed in seeds)}"
     return line
 
 
@@ -77,7 +78,9 @@ def evaluate_saved(worlds: Worlds, directory: Path, controller_path: str, config
     if track_set(seeds) == "test":
         print("test tracks report an agent already chosen; choose between agents or settings with --tracks validation")
     if other is not None:
-        print(paired_with(other, paired, seeds, results))
+        # at the precision evaluation.csv records (both sides parsed from "%.2f"), so equal returns differ by exactly 0
+        this = {seed: (float(f"{results.returns[i]:.2f}"), bool(results.laps[i])) for i, seed in enumerate(seeds)}
+        print(paired_with(this, other, paired, seeds))
     print(f"M's reward head on the same episodes: {summary(results.predicted_returns)}")
     dreamed = None
     if worlds.starts is not None:
