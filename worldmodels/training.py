@@ -91,9 +91,13 @@ class TrainingRun:
         losses = [float(row["held_out_loss"]) for row in self.progress.log]
         if not self.early_stop or len(losses) <= self.early_stop or min(losses[-self.early_stop:]) < min(losses[:-self.early_stop]):
             return ""
-        best = int(np.argmin(losses))
+        best = self._best_epoch()
         return (f"{self.checkpoint_path}: stopped early, the held-out loss has not improved for {self.early_stop} epochs (best "
-                f"{losses[best]:.4g} in epoch {best + 1} of {len(losses)})")
+                f"{losses[best - 1]:.4g} in epoch {best} of {len(losses)})")
+
+    def _best_epoch(self) -> int:
+        """The epoch (from 1) of the log's best held-out loss (the earliest of equal ones)."""
+        return int(np.argmin([float(row["held_out_loss"]) for row in self.progress.log])) + 1
 
     def record_settings(self, args: Any, script: str) -> None:
         """What this run was started with, as config.json beside its log."""
@@ -155,10 +159,6 @@ class TrainingRun:
             if epoch == epochs and self.early_stop and (best := self._best_epoch()) < epoch:
                 tqdm.write(f"{self.checkpoint_path}: the best held-out loss was epoch {best}'s; {self._restore_best_weights()}")
         return draw_curves(self.log_path)
-
-    def _best_epoch(self) -> int:
-        losses = [float(row["held_out_loss"]) for row in self.progress.log]
-        return int(np.argmin(losses)) + 1
 
     def _best_weights(self, held_out_loss: float) -> dict | None:
         """With early stopping, a copy of the best epoch's weights so far, the epoch just scored
