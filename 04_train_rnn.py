@@ -222,15 +222,12 @@ def main(argv=None) -> None:
     batches_per_epoch = -(-len(train.lengths) // args.batch_size)
     print(f"{len(train_files)} training episodes ({train.steps} steps; {batches_per_epoch} batches of up to {args.batch_size} "
           f"whole episodes per epoch, in chunks of {args.seq_len} steps), {len(held_out_files)} held out; device {device}")
-    heads = {}
-
     def train_batch(episode_batch: np.ndarray, epoch: int) -> dict[str, float]:
         batch = {k: v.to(device) for k, v in train.sample(episode_batch, rng).items()}
         return train_on_episodes(mdrnn, run.optimizer, batch, args.seq_len, args.grad_clip, args.batch_size)
 
     def score_epoch(epoch: int, train_means: dict[str, float]) -> EpochScore:
-        scores, heads_now = evaluate(mdrnn, held_out, args.seed, device)
-        heads.update(heads_now)
+        scores, heads = evaluate(mdrnn, held_out, args.seed, device)
         imitation = f"; action {scores['action']:.3f}" if args.action_head else ""
         row = {**{f"train_{k}": f"{v:.4f}" for k, v in train_means.items()}, **{f"held_out_{k}": f"{v:.4f}" for k, v in scores.items()},
                **{f"held_out_{k}": f"{heads[k]:.4f}" for k in ("tile_accuracy", "tile_auc")},
@@ -242,7 +239,8 @@ def main(argv=None) -> None:
 
     curves = run.train(args.epochs, lambda epoch: train.epoch_batches(args.batch_size, seed=seed + epoch), batches_per_epoch,
                        train_batch, score_epoch, bar_per_epoch=False)
-    print(f"held-out heads after epoch {run.progress.epoch}: {describe_heads(heads)}")
+    # scored again: with early stopping the kept weights are the best epoch's, not the last one's
+    print(f"held-out heads of the kept weights: {describe_heads(evaluate(mdrnn, held_out, args.seed, device)[1])}")
     print(f"wrote {checkpoint_path}, {run.log_path} and {curves}")
     write_imitation_controller(mdrnn, Path(args.checkpoint_dir))
     print("next: python 05_train_controller.py")

@@ -3,10 +3,10 @@ when N epochs bring no better held-out loss."""
 
 import pytest
 import torch
+from helpers import save_untrained_models, write_random_rollouts
 
 from worldmodels.mdrnn import MDNRNN
 from worldmodels.training import EpochScore, TrainingRun
-
 
 
 @pytest.fixture(autouse=True)
@@ -99,3 +99,19 @@ def test_a_run_resumed_past_its_best_epoch_goes_back_to_that_epochs_weights(tmp_
 def test_without_early_stop_the_last_epochs_weights_are_kept(tmp_path):
     weights = _train(_run(tmp_path, early_stop=0))
     assert torch.equal(_saved_reward_weight(tmp_path), weights[len(HELD_OUT)])
+
+
+def test_stage_04_reports_the_held_out_heads_of_the_weights_it_kept(tmp_path, scripts, capsys):
+    save_untrained_models(tmp_path / "ckpt", hidden_size=16)
+    write_random_rollouts(tmp_path / "rollout", episodes=5, steps=9)
+    scripts[2].main(["--rollout-dir", str(tmp_path / "rollout"), "--series-dir", str(tmp_path / "series"),
+                     "--checkpoint-dir", str(tmp_path / "ckpt")])
+    (tmp_path / "ckpt" / "mdrnn.pt").unlink()
+    train_m = ["--epochs", "3", "--early-stop", "5", "--lr", "10", "--batch-size", "2", "--seq-len", "4", "--hidden-size", "16",
+               "--held-out-fraction", "0.4", "--series-dir", str(tmp_path / "series"), "--checkpoint-dir", str(tmp_path / "ckpt")]
+    scripts[3].main(train_m)  # a step size this large makes the later epochs worse than the first
+    first_run = capsys.readouterr().out
+    assert "the best held-out loss was epoch 1's" in first_run
+    scripts[3].main(train_m)  # done: reports the heads of the saved weights
+    kept = capsys.readouterr().out.split("held-out heads: ")[1].splitlines()[0]
+    assert f"held-out heads of the kept weights: {kept}" in first_run
