@@ -222,6 +222,7 @@ def main(argv=None) -> None:
     batches_per_epoch = -(-len(train.lengths) // args.batch_size)
     print(f"{len(train_files)} training episodes ({train.steps} steps; {batches_per_epoch} batches of up to {args.batch_size} "
           f"whole episodes per epoch, in chunks of {args.seq_len} steps), {len(held_out_files)} held out; device {device}")
+
     def train_batch(episode_batch: np.ndarray, epoch: int) -> dict[str, float]:
         batch = {k: v.to(device) for k, v in train.sample(episode_batch, rng).items()}
         return train_on_episodes(mdrnn, run.optimizer, batch, args.seq_len, args.grad_clip, args.batch_size)

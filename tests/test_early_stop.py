@@ -14,6 +14,7 @@ def _no_pictures(monkeypatch):
     monkeypatch.setattr("worldmodels.training.draw_curves", lambda log_path: None)  # these logs have no curves to draw
 
 
+ENCODE, TRAIN_M = 2, 3  # the scripts fixture's stages 03 and 04
 HELD_OUT = [3.0, 2.0, 2.5, 2.6, 1.0, 0.5]  # epoch 2 is the best until epoch 5
 
 
@@ -104,14 +105,14 @@ def test_without_early_stop_the_last_epochs_weights_are_kept(tmp_path):
 def test_stage_04_reports_the_held_out_heads_of_the_weights_it_kept(tmp_path, scripts, capsys):
     save_untrained_models(tmp_path / "ckpt", hidden_size=16)
     write_random_rollouts(tmp_path / "rollout", episodes=5, steps=9)
-    scripts[2].main(["--rollout-dir", str(tmp_path / "rollout"), "--series-dir", str(tmp_path / "series"),
-                     "--checkpoint-dir", str(tmp_path / "ckpt")])
+    scripts[ENCODE].main(["--rollout-dir", str(tmp_path / "rollout"), "--series-dir", str(tmp_path / "series"),
+                          "--checkpoint-dir", str(tmp_path / "ckpt")])
     (tmp_path / "ckpt" / "mdrnn.pt").unlink()
     train_m = ["--epochs", "3", "--early-stop", "5", "--lr", "10", "--batch-size", "2", "--seq-len", "4", "--hidden-size", "16",
                "--held-out-fraction", "0.4", "--series-dir", str(tmp_path / "series"), "--checkpoint-dir", str(tmp_path / "ckpt")]
-    scripts[3].main(train_m)  # a step size this large makes the later epochs worse than the first
+    scripts[TRAIN_M].main(train_m)  # a step size this large makes the later epochs worse than the first
     first_run = capsys.readouterr().out
     assert "the best held-out loss was epoch 1's" in first_run
-    scripts[3].main(train_m)  # done: reports the heads of the saved weights
+    scripts[TRAIN_M].main(train_m)  # done: reports the heads of the saved weights
     kept = capsys.readouterr().out.split("held-out heads: ")[1].splitlines()[0]
     assert f"held-out heads of the kept weights: {kept}" in first_run
